@@ -1,0 +1,281 @@
+"""Benchmark: one re-verification cycle over N domains, beside the floor SES and DNS allow.
+
+Seeds N domains (default 10,000) into a scratch verifier database, places their records in a
+DoH sandbox (Unbound behind dnsdist), creates their SES identities in a moto server, then runs
+ONE cycle in a child process per size (N/10, then N) so each child's peak RSS is the
+verifier's alone. Each child first measures the resolver's throughput through the very client
+the cycle uses (a burst of lookups), then runs the cycle. The floor is
+
+    max(ceil(N / 100) / ses_rate, 4 N / resolver_qps)
+
+SES's one-call-a-second budget against the four lookups per domain. Run:
+
+    .venv/bin/python benchmarks/reverify_cycle.py [--domains 10000] [--ses-rate 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dns.name
+
+from domainflow.contracts import DkimRecord, DnsRecords, MxRecord, NamedRecord
+from domainflow.kit.database import Database, drop_database, ensure_database
+from domainflow.kit.runtime import kit_migrations
+from domainflow.kit.settings import DEFAULT_POSTGRES
+from domainflow.sandbox.dns import DnsSandbox, rdata_text, record_sets
+from domainflow.verifier.main import Verifier, migrations, open_verifier
+from domainflow.verifier.settings import VerifierSettings
+
+REGION = "us-east-1"
+POSTGRES = os.environ.get("DOMAINFLOW_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+
+
+def records_for(domain: str) -> DnsRecords:
+    return DnsRecords(
+        mx=[MxRecord(name=domain, priority=10, target="mail.sendmux.ai")],
+        spf=NamedRecord(name=domain, value="v=spf1 include:amazonses.com include:sendmux.ai ~all"),
+        dmarc=NamedRecord(name=f"_dmarc.{domain}", value="v=DMARC1; p=quarantine"),
+        dkim=[
+            DkimRecord(name=f"t{i}._domainkey.{domain}", value=f"t{i}.dkim.amazonses.com")
+            for i in range(1, 4)
+        ],
+        verification=NamedRecord(name=f"_sendmux.{domain}", value="sendmux-verify=team_bench"),
+    )
+
+
+def domain_names(count: int, run: str) -> list[str]:
+    return [f"mail.d{i:06d}-{run}.com" for i in range(count)]
+
+
+def write_zone_store(workdir: Path, domains: list[str]) -> None:
+    """All records in the sandbox's store before it starts: Unbound loads them in one batch
+    (`unbound-control local_datas` reading every line from stdin), not one call per domain."""
+    store: dict[str, Any] = {}
+    for domain in domains:
+        for (name, rdtype), values in record_sets(records_for(domain)).items():
+            absolute = dns.name.from_text(name, origin=dns.name.root).to_text()
+            entry = store.setdefault(absolute.lower(), {"name": absolute, "rrsets": {}})
+            entry["rrsets"][rdtype] = {
+                "ttl": 300,
+                "rdata": [rdata_text(rdtype, value) for value in values],
+            }
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "records.json").write_text(json.dumps(store))
+
+
+def create_identities(domains: list[str]) -> None:
+    """Straight into the in-process moto server's backend: 10k HTTP calls would take a minute.
+
+    Moto answers DKIM `Success` for every identity it holds, as SES does once it sees the
+    three CNAMEs.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
+    for domain in domains:
+        backend.verify_domain(domain)
+
+
+async def seed_database(url: str, domains: list[str]) -> None:
+    db = await Database.prepare(url, [*kit_migrations(), *migrations()], size=2)
+    try:
+        async with db.pool.acquire() as conn:
+            await conn.executemany(
+                """
+                INSERT INTO schedule (domain_id, team_id, domain, region, status, records,
+                                      next_check_at, correlation_id, status_event_at)
+                VALUES ($1, 'team_bench', $2, $3, 'verified', $4,
+                        now() - interval '1 second', 'bench', now())
+                """,
+                [
+                    (f"mdom_{i:08d}", domain, REGION, records_for(domain).model_dump(mode="json"))
+                    for i, domain in enumerate(domains)
+                ],
+            )
+    finally:
+        await db.close()
+
+
+# -- the child: one cycle, nothing else in the process ------------------------------------
+
+
+async def measure_qps(verifier: Verifier, domains: list[str], lookups: int, fan_out: int) -> float:
+    """Lookups per second through the cycle's own client, at the cycle's own concurrency."""
+    names = iter([f"_sendmux.{domains[i % len(domains)]}" for i in range(lookups)])
+    resolver = verifier.resolver
+    await resolver.lookup(f"_sendmux.{domains[0]}", "TXT")  # connections warm, as in the cycle
+
+    async def worker() -> None:
+        for name in names:
+            await resolver.lookup(name, "TXT")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(fan_out)))
+    return lookups / (time.perf_counter() - started)
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss() -> float:
+    """Restart the peak-RSS mark (Linux clear_refs 5) so it shows the cycle's own peak; the
+    current RSS. (`ru_maxrss` would not do: Linux carries it across fork+exec from the parent,
+    which holds every record of the seeding.)"""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def peak_rss() -> float:
+    return _status_mib("VmHWM")
+
+
+async def child(url: str, domains: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    settings = VerifierSettings(
+        verifier_database_url=url,
+        doh_url=args.doh_url,
+        doh_ca_file=args.ca_file,
+        ses_rate=args.ses_rate,
+        reverify_batch=args.batch,
+        dns_concurrency=args.dns_concurrency,
+        log_level="WARNING",
+    )
+    db = await Database.connect(url, size=10)
+    try:
+        async with open_verifier(db, settings) as verifier:
+            qps = await measure_qps(
+                verifier, domains, min(4 * len(domains), 8000), 4 * args.dns_concurrency
+            )
+            await asyncio.sleep(1.0 / args.ses_rate)  # the limiter starts the cycle fresh
+            rss_before = reset_peak_rss()
+            report = await verifier.cycle.run_once()
+            peak = peak_rss()
+    finally:
+        await db.close()
+    return {
+        "domains": len(domains),
+        "checked": report.checked,
+        "outcomes": report.outcomes,
+        "cycle_seconds": report.seconds,
+        "resolver_qps": qps,
+        "rss_before_cycle_mib": rss_before,
+        "peak_rss_mib": peak,
+    }
+
+
+def run_size(domains: list[str], args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    url = f"{POSTGRES}/dfbench_reverify_{len(domains)}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_database(url))
+    try:
+        asyncio.run(seed_database(url, domains))
+        payload = json.dumps({**vars(args), "url": url, "names": domains})
+        done = subprocess.run(
+            [sys.executable, __file__, "--child"],
+            input=payload,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"cycle child failed:\n{done.stderr[-4000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        asyncio.run(drop_database(url))
+
+
+def report(result: dict[str, Any], ses_rate: float) -> None:
+    n = result["domains"]
+    ses_floor = math.ceil(n / 100) / ses_rate
+    dns_floor = 4 * n / result["resolver_qps"]
+    floor = max(ses_floor, dns_floor)
+    print(
+        f"N={n:>6}  checked={result['checked']:>6}  cycle={result['cycle_seconds']:7.1f} s  "
+        f"floor={floor:6.1f} s (SES {ses_floor:.1f} s, DNS {dns_floor:.1f} s at "
+        f"{result['resolver_qps']:.0f} q/s)  ratio={result['cycle_seconds'] / floor:.2f}  "
+        f"peak RSS={result['peak_rss_mib']:.0f} MiB "
+        f"(before the cycle {result['rss_before_cycle_mib']:.0f})  outcomes={result['outcomes']}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", type=int, default=10_000)
+    parser.add_argument("--ses-rate", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=500, help="claim size")
+    parser.add_argument("--dns-concurrency", type=int, default=64)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        job = json.loads(sys.stdin.read())
+        for key in ("doh_url", "ca_file", "ses_rate", "batch", "dns_concurrency"):
+            setattr(args, key, job[key])
+        print(json.dumps(asyncio.run(child(job["url"], job["names"], args))))
+        return
+
+    from moto.server import ThreadedMotoServer
+
+    from domainflow.sandbox.dns import free_port
+
+    run = uuid.uuid4().hex[:6]
+    domains = domain_names(args.domains, run)
+    moto_port = free_port()
+    # werkzeug logs every request at INFO; 100 DKIM calls a run would bury the result.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    os.environ.update(env)
+    with tempfile.TemporaryDirectory(prefix="dfbench-dns-") as workdir:
+        started = time.perf_counter()
+        write_zone_store(Path(workdir), domains)
+        sandbox = DnsSandbox(workdir)
+        sandbox.start()
+        try:
+            create_identities(domains)
+            print(
+                f"seeded {len(domains)} domains (DNS sandbox + moto SES) in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+            args.doh_url, args.ca_file = sandbox.doh_url, str(sandbox.ca_file)
+            small = run_size(domains[: max(1, len(domains) // 10)], args, env)
+            report(small, args.ses_rate)
+            large = run_size(domains, args, env)
+            report(large, args.ses_rate)
+            growth = large["peak_rss_mib"] / small["peak_rss_mib"]
+            print(
+                f"peak RSS N/10 -> N: {small['peak_rss_mib']:.0f} -> "
+                f"{large['peak_rss_mib']:.0f} MiB (x{growth:.2f} for 10x the domains)"
+            )
+        finally:
+            sandbox.stop()
+            moto.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Every event of the design, each a versioned, typed model inside one envelope.
+
+The envelope fields (`event_id`, `type`, `version`, `occurred_at`, `correlation_id`,
+`causation_id`, `team_id`) travel flat beside the payload so that a subscriber in any
+language reads one JSON object. `type` doubles as the routing key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DomainStatus(StrEnum):
+    """The domain's place in the state machine owned by the api."""
+
+    PROVISIONING = "provisioning"
+    PENDING = "pending"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class DkimStatus(StrEnum):
+    """SES's DKIM status in the seed's lower-case form."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TEMPORARY_FAILURE = "temporary_failure"
+    NOT_STARTED = "not_started"
+
+
+class RecordKind(StrEnum):
+    """The four records checked over DNS-over-HTTPS (DKIM is SES's to judge)."""
+
+    MX = "mx"
+    VERIFICATION_TXT = "verification_txt"
+    SPF = "spf"
+    DMARC = "dmarc"
+
+
+class CheckOutcome(StrEnum):
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class VerificationOutcome(StrEnum):
+    """The whole probe: passed only if every check passed and SES says DKIM success."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+class VerificationTrigger(StrEnum):
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MxRecord(_Frozen):
+    name: str
+    priority: int
+    target: str
+
+
+class NamedRecord(_Frozen):
+    """A TXT record: SPF, DMARC, ownership, or the MAIL FROM SPF."""
+
+    name: str
+    value: str
+
+
+class DkimRecord(_Frozen):
+    """One of SES's three Easy DKIM CNAMEs."""
+
+    name: str
+    value: str
+
+
+class MailFromRecords(_Frozen):
+    """The records a custom MAIL FROM subdomain needs (seed 003)."""
+
+    mx: MxRecord
+    spf: NamedRecord
+
+
+class DnsRecords(_Frozen):
+    """Exactly what the customer must place; also what the verifier expects to find."""
+
+    mx: list[MxRecord]
+    spf: NamedRecord
+    dmarc: NamedRecord
+    dkim: list[DkimRecord]
+    verification: NamedRecord
+    mail_from: MailFromRecords | None = None
+
+
+class RecordCheck(_Frozen):
+    """One record's verdict, with what was expected, what was found, and why."""
+
+    record: RecordKind
+    outcome: CheckOutcome
+    name: str
+    expected: str
+    found: list[str] = Field(default_factory=list)
+    reason: str | None = None  # machine code: record_missing, value_mismatch, ...
+    message: str = ""  # a sentence a person can act on
+
+
+class Event(BaseModel):
+    """The envelope every event shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: datetime = Field(default_factory=_now)
+    correlation_id: str  # the HTTP request id that started the work
+    causation_id: uuid.UUID | None = None  # the event this one answers
+    team_id: str  # the team's public id
+
+
+class DomainRequested(Event):
+    """api -> provisioner: provision this domain on the mail server and SES, all or nothing."""
+
+    TYPE: ClassVar[str] = "domain.requested"
+    type: Literal["domain.requested"] = "domain.requested"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str  # ASCII (IDNA A-label) form
+    region: str
+    mail_from_domain: str | None = None
+
+
+class DomainProvisioned(Event):
+    """provisioner -> api: both systems hold the domain; here are SES's DKIM tokens."""
+
+    TYPE: ClassVar[str] = "domain.provisioned"
+    type: Literal["domain.provisioned"] = "domain.provisioned"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    region: str
+    dkim_tokens: list[str]
+    mail_from_domain: str | None = None
+
+
+class ProvisioningRolledBack(Event):
+    """provisioner -> api: a step failed and every step already done was undone."""
+
+    TYPE: ClassVar[str] = "domain.provisioning_rolled_back"
+    type: Literal["domain.provisioning_rolled_back"] = "domain.provisioning_rolled_back"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    failed_step: str
+    reason: str
+
+
+class VerifyRequested(Event):
+    """api -> verifier: check this domain's records now."""
+
+    TYPE: ClassVar[str] = "domain.verify_requested"
+    type: Literal["domain.verify_requested"] = "domain.verify_requested"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    region: str
+    records: DnsRecords
+
+
+class VerificationCompleted(Event):
+    """verifier -> api: the probe's per-record results and SES's DKIM status."""
+
+    TYPE: ClassVar[str] = "domain.verification_completed"
+    type: Literal["domain.verification_completed"] = "domain.verification_completed"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    trigger: VerificationTrigger
+    outcome: VerificationOutcome
+    ses_dkim_status: DkimStatus | None  # None when SES could not be asked (inconclusive)
+    checks: list[RecordCheck]
+    checked_at: datetime
+
+
+class DeletionRequested(Event):
+    """api -> provisioner: remove the domain from SES and the mail server (the saga in reverse)."""
+
+    TYPE: ClassVar[str] = "domain.deletion_requested"
+    type: Literal["domain.deletion_requested"] = "domain.deletion_requested"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    region: str
+
+
+class DomainDeprovisioned(Event):
+    """provisioner -> api: nothing of the domain is left on SES or the mail server."""
+
+    TYPE: ClassVar[str] = "domain.deprovisioned"
+    type: Literal["domain.deprovisioned"] = "domain.deprovisioned"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+
+
+class DomainStatusChanged(Event):
+    """api -> anyone: the domain moved in the state machine.
+
+    Carries the state other services need (event-carried state transfer): the records
+    the verifier schedules checks against, and the owners the notifier writes to.
+    """
+
+    TYPE: ClassVar[str] = "domain.status_changed"
+    type: Literal["domain.status_changed"] = "domain.status_changed"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    region: str
+    old_status: DomainStatus | None
+    new_status: DomainStatus
+    reason: str
+    consecutive_failures: int = 0
+    #: The state machine's verdict that owners hear of this transition (failed, or verified).
+    notify_owners: bool = False
+    records: DnsRecords | None = None
+    checks: list[RecordCheck] = Field(default_factory=list)
+    ses_dkim_status: DkimStatus | None = None
+    owner_emails: list[str] = Field(default_factory=list)
+
+
+class DomainDeleted(Event):
+    """api -> anyone: the domain is gone from every system domainflow manages."""
+
+    TYPE: ClassVar[str] = "domain.deleted"
+    type: Literal["domain.deleted"] = "domain.deleted"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+
+
+class NotificationSent(Event):
+    """notifier -> anyone: owners were emailed about a transition."""
+
+    TYPE: ClassVar[str] = "notification.sent"
+    type: Literal["notification.sent"] = "notification.sent"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    transition_event_id: uuid.UUID
+    new_status: DomainStatus
+    recipients: list[str]
+    message_ids: list[str]
+
+
+AnyEvent = Annotated[
+    DomainRequested
+    | DomainProvisioned
+    | ProvisioningRolledBack
+    | VerifyRequested
+    | VerificationCompleted
+    | DeletionRequested
+    | DomainDeprovisioned
+    | DomainStatusChanged
+    | DomainDeleted
+    | NotificationSent,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        DomainRequested,
+        DomainProvisioned,
+        ProvisioningRolledBack,
+        VerifyRequested,
+        VerificationCompleted,
+        DeletionRequested,
+        DomainDeprovisioned,
+        DomainStatusChanged,
+        DomainDeleted,
+        NotificationSent,
+    )
+}

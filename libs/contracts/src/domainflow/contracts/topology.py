@@ -1,0 +1,54 @@
+"""Where events travel: the exchanges, routing keys and queue-naming rule every service shares.
+
+Ops staff read these names in RabbitMQ's management UI, so they say who consumes what:
+`<consumer>.<event>` for a work queue and `<consumer>.<event>.dlq` for its dead letters.
+"""
+
+from typing import Final
+
+#: Topic exchange carrying every domain event; the routing key is the event's `type`.
+EVENTS_EXCHANGE: Final = "domainflow.events"
+#: Direct exchange receiving messages a consumer gave up on; routed by queue name.
+DEAD_LETTER_EXCHANGE: Final = "domainflow.dead-letter"
+
+
+def queue_name(consumer: str, event_type: str) -> str:
+    """`provisioner` + `domain.requested` -> `provisioner.domain-requested`."""
+    return f"{consumer}.{event_type.replace('_', '-').replace('.', '-')}"
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+#: Who consumes what. Each service subscribes to exactly these (a test checks it), and the
+#: AsyncAPI document is generated from this table and the event models.
+SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "api": (
+        "domain.provisioned",
+        "domain.provisioning_rolled_back",
+        "domain.verification_completed",
+        "domain.deprovisioned",
+    ),
+    "provisioner": ("domain.requested", "domain.deletion_requested"),
+    "verifier": ("domain.verify_requested", "domain.status_changed", "domain.deleted"),
+    "notifier": ("domain.status_changed",),
+}
+
+#: Who publishes what.
+PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
+    "api": (
+        "domain.requested",
+        "domain.verify_requested",
+        "domain.deletion_requested",
+        "domain.status_changed",
+        "domain.deleted",
+    ),
+    "provisioner": (
+        "domain.provisioned",
+        "domain.provisioning_rolled_back",
+        "domain.deprovisioned",
+    ),
+    "verifier": ("domain.verification_completed",),
+    "notifier": ("notification.sent",),
+}

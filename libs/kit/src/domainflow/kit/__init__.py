@@ -1,0 +1,1 @@
+"""What every service shares: settings, database and migrations, outbox, inbox, messaging, logs."""

@@ -1,0 +1,143 @@
+"""RabbitMQ topology and consumers: durable quorum queues, bounded redelivery, a DLQ each.
+
+Every consumer queue is bound to the events topic exchange by the event's type, dead-letters
+into `domainflow.dead-letter` after `delivery_limit` deliveries, and has a visible
+`<queue>.dlq` there. A failing handler is retried with growing pauses, never dropped
+(FastStream's default would drop it: we nack explicitly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from faststream import AckPolicy
+from faststream.rabbit import (
+    Channel,
+    ExchangeType,
+    QueueType,
+    RabbitBroker,
+    RabbitExchange,
+    RabbitMessage,
+    RabbitQueue,
+    RabbitRouter,
+)
+
+from domainflow.contracts import Event
+from domainflow.contracts.topology import (
+    DEAD_LETTER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    dead_letter_queue_name,
+    queue_name,
+)
+from domainflow.kit.logging import bind_context, clear_context, get_logger
+
+log = get_logger(__name__)
+
+EVENTS = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E], Awaitable[None]]
+
+
+def broker_for(amqp_url: str, *, prefetch: int, graceful_timeout: float = 10.0) -> RabbitBroker:
+    """The broker a service replica uses: each of its consumers holds at most `prefetch`
+    unacknowledged messages. Every delivery is handled as a task of its own, so without the
+    bound one replica would take a whole backlog at once (all of it in flight against SES
+    and the database pool, none of it left for the other replicas)."""
+    return RabbitBroker(
+        amqp_url,
+        logger=None,
+        graceful_timeout=graceful_timeout,
+        default_channel=Channel(prefetch_count=prefetch),
+    )
+
+
+def consumer_queue(consumer: str, event_type: str, *, delivery_limit: int) -> RabbitQueue:
+    name = queue_name(consumer, event_type)
+    return RabbitQueue(
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        routing_key=event_type,
+        arguments={
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": name,
+            "x-delivery-limit": delivery_limit,
+        },
+    )
+
+
+def _backoff(delivery_count: int, ceiling: float) -> float:
+    return float(min(ceiling, 0.25 * 2**delivery_count))
+
+
+def subscribe(
+    router: RabbitRouter,
+    consumer: str,
+    event_cls: type[E],
+    handler: Handler[E],
+    *,
+    delivery_limit: int = 5,
+    backoff_max: float = 30.0,
+) -> RabbitQueue:
+    """Register `handler` for `event_cls` on `consumer`'s queue; returns the queue."""
+    queue = consumer_queue(consumer, event_cls.TYPE, delivery_limit=delivery_limit)
+
+    async def consume(event: Any, message: RabbitMessage) -> None:
+        clear_context()
+        bind_context(
+            service=consumer,
+            correlation_id=event.correlation_id,
+            event_id=str(event.event_id),
+            event_type=event.TYPE,
+        )
+        try:
+            await handler(event)
+        except Exception:
+            raw_headers = message.raw_message.headers or {}
+            count_raw = raw_headers.get("x-delivery-count", 0)
+            count = count_raw if isinstance(count_raw, int) else 0
+            pause = _backoff(count, backoff_max)
+            log.exception("event.handler_failed", delivery_count=count, retry_in=pause)
+            await asyncio.sleep(pause)
+            raise  # nack: redelivered until the limit, then dead-lettered
+
+    # FastStream reads the payload model from the signature; give it the concrete class.
+    consume.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=event_cls
+            ),
+            inspect.Parameter(
+                "message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RabbitMessage
+            ),
+        ],
+        return_annotation=None,
+    )
+    consume.__annotations__ = {"event": event_cls, "message": RabbitMessage, "return": None}
+    consume.__name__ = f"{consumer}_{event_cls.__name__}"
+    consume.__doc__ = handler.__doc__ or event_cls.__doc__
+    router.subscriber(
+        queue,
+        EVENTS,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=queue.name,
+    )(consume)
+    return queue
+
+
+async def declare_topology(broker: RabbitBroker, queues: list[RabbitQueue]) -> None:
+    """Declare the exchanges and, for each consumer queue, its dead-letter queue."""
+    await broker.declare_exchange(EVENTS)
+    dlx = await broker.declare_exchange(DEAD_LETTERS)
+    for queue in queues:
+        dlq = await broker.declare_queue(
+            RabbitQueue(
+                dead_letter_queue_name(queue.name), queue_type=QueueType.QUORUM, durable=True
+            )
+        )
+        await dlq.bind(dlx, routing_key=queue.name)

@@ -1,0 +1,162 @@
+"""One service replica's life: database, broker, outbox relay, background loops, health.
+
+Every service starts the same way: migrate its own database, connect to RabbitMQ, declare
+its queues with their dead-letter queues, relay its outbox, run its loops, answer
+`/healthz` (alive) and `/readyz` (database and broker reachable), and stop cleanly on
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
+from importlib.resources import files
+from typing import Any
+
+from aiohttp import web
+from faststream.rabbit import RabbitQueue, RabbitRouter
+
+from domainflow.kit.database import Database, migration_files
+from domainflow.kit.logging import configure_logging, get_logger
+from domainflow.kit.messaging import broker_for, declare_topology
+from domainflow.kit.metrics import CONTENT_TYPE, OUTBOX_GAUGES, Gauge, exposition
+from domainflow.kit.outbox import OutboxRelay
+from domainflow.kit.retention import Trim, inbox_trim, keep_trimmed
+from domainflow.kit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+def kit_migrations() -> list[tuple[str, str]]:
+    return migration_files(files("domainflow.kit") / "migrations")
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: ServiceSettings, database_url: str) -> None:
+        self.name = name
+        self.settings = settings
+        self.database_url = database_url
+        self._db: Database | None = None
+        self.broker = broker_for(settings.amqp_url, prefetch=settings.consumer_prefetch)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._health: web.AppRunner | None = None
+        self._queues: list[RabbitQueue] = []
+        #: What `/metrics` reports: the outbox every service has, plus the service's own.
+        self.gauges: list[Gauge] = list(OUTBOX_GAUGES)
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("the runtime is not open")
+        return self._db
+
+    async def open(self, migrations: Sequence[tuple[str, str]]) -> None:
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        self._db = await Database.prepare(
+            self.database_url,
+            [*kit_migrations(), *migrations],
+            size=self.settings.database_pool_size,
+        )
+        await self.broker.connect()
+
+    async def start(
+        self,
+        router: RabbitRouter | None,
+        queues: Sequence[RabbitQueue],
+        *,
+        relay_outbox: bool = True,
+        trims: Sequence[Trim] = (),
+    ) -> None:
+        """Begin consuming and relaying; call after `open`."""
+        self._queues = list(queues)
+        await declare_topology(self.broker, self._queues)
+        if router is not None:
+            self.broker.include_router(router)
+        await self.broker.start()
+        trims = [inbox_trim(timedelta(days=self.settings.inbox_retention_days)), *trims]
+        self.spawn(
+            keep_trimmed(self.db, trims, every=self.settings.retention_interval), name="retention"
+        )
+        if relay_outbox:
+            relay = OutboxRelay(
+                self.db,
+                self.broker,
+                batch_size=self.settings.outbox_batch_size,
+                lease_seconds=self.settings.outbox_lease_seconds,
+                poll_interval=self.settings.outbox_poll_interval,
+            )
+            self.spawn(relay.run(), name="outbox-relay")
+        log.info("service.started", service=self.name, queues=[q.name for q in self._queues])
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
+        """Run a loop for the replica's lifetime; a crash is logged, not swallowed silently."""
+        task = asyncio.create_task(coro, name=f"{self.name}:{name}")
+        task.add_done_callback(self._report)
+        self._tasks.append(task)
+
+    def _report(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("service.loop_died", loop=task.get_name(), error=repr(task.exception()))
+
+    async def ready(self) -> bool:
+        broker_ok = False
+        with contextlib.suppress(Exception):
+            broker_ok = bool(await self.broker.ping(timeout=2.0))
+        return broker_ok and await self.db.ping()
+
+    async def serve_health(self, host: str, port: int) -> None:
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"status": "alive", "service": self.name})
+
+        async def readyz(_: web.Request) -> web.Response:
+            ok = await self.ready()
+            return web.json_response(
+                {"status": "ready" if ok else "not_ready", "service": self.name},
+                status=200 if ok else 503,
+            )
+
+        async def metrics(_: web.Request) -> web.Response:
+            text = await exposition(self.db, self.gauges, self.name)
+            return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        self._health = web.AppRunner(app, access_log=None)
+        await self._health.setup()
+        await web.TCPSite(self._health, host, port).start()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self._health is not None:
+            await self._health.cleanup()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+        log.info("service.stopped", service=self.name)
+
+
+async def run_until_signalled(
+    runtime: ServiceRuntime, setup: Callable[[ServiceRuntime], Coroutine[Any, Any, None]]
+) -> None:
+    """Run `setup` (which opens and starts the runtime), then wait for SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await setup(runtime)
+        await stop.wait()
+    finally:
+        await runtime.close()

@@ -1,0 +1,37 @@
+"""Settings every service reads from the same `DOMAINFLOW_*` environment variables.
+
+Each service extends `ServiceSettings` with its own fields; the README's configuration
+table lists them all. Defaults run on a development machine as it comes.
+"""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOMAINFLOW_", extra="ignore", frozen=True)
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    #: Redeliveries of one message before it is parked in its queue's `.dlq`.
+    delivery_limit: int = 5
+    #: Messages each consumer of a replica handles at once (unacknowledged in flight).
+    consumer_prefetch: int = Field(default=32, ge=1)
+    #: Longest pause between redeliveries of a failing message, in seconds.
+    redelivery_backoff_max: float = 30.0
+    #: The relay wakes on NOTIFY; this poll is the safety net for a missed one.
+    outbox_poll_interval: float = 1.0
+    outbox_batch_size: int = 200
+    #: Seconds a relay holds claimed outbox rows before another replica may take them.
+    outbox_lease_seconds: float = 30.0
+    #: Days a processed event's id is kept to drop a redelivery of it (they come in minutes).
+    inbox_retention_days: float = Field(default=7.0, gt=0)
+    #: Seconds between trims of the tables that grow with every event.
+    retention_interval: float = Field(default=3600.0, gt=0)
+    #: Database connections per service replica.
+    database_pool_size: int = 10

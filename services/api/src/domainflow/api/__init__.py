@@ -1,0 +1,1 @@
+"""The api service: REST endpoints, API keys, and the domain state machine it owns."""

@@ -1,0 +1,1 @@
+"""The api's outside systems: its own PostgreSQL database."""

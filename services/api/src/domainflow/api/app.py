@@ -1,0 +1,89 @@
+"""The api's ASGI application: REST controllers over the same runtime every service uses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.openapi import OpenAPIConfig
+
+from domainflow.api.controllers import DomainController
+from domainflow.api.domains import DomainService
+from domainflow.api.entrypoints import build_router
+from domainflow.api.errors import EXCEPTION_HANDLERS
+from domainflow.api.handlers import ApiHandlers
+from domainflow.api.mailbox_controller import MailboxController
+from domainflow.api.metrics import GAUGES
+from domainflow.api.request_id import request_id_middleware
+from domainflow.api.settings import ApiSettings
+from domainflow.api.waiting import DomainChanges
+from domainflow.kit.database import migration_files
+from domainflow.kit.metrics import CONTENT_TYPE, exposition
+from domainflow.kit.runtime import ServiceRuntime
+
+
+def api_migrations() -> list[tuple[str, str]]:
+    return migration_files(files("domainflow.api") / "migrations")
+
+
+@get("/healthz", operation_id="healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "alive", "service": "api"}
+
+
+@get("/readyz", operation_id="readyz", include_in_schema=False)
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+    runtime: ServiceRuntime = request.app.state.runtime
+    ok = await runtime.ready()
+    return Response(
+        {"status": "ready" if ok else "not_ready", "service": "api"},
+        status_code=200 if ok else 503,
+    )
+
+
+@get("/metrics", operation_id="metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
+    """Prometheus gauges: the outbox, and domains by state (kit/metrics.py)."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    text = await exposition(runtime.db, [*runtime.gauges, *GAUGES], "api")
+    return Response(text, media_type=CONTENT_TYPE)
+
+
+def create_app(settings: ApiSettings | None = None) -> Litestar:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = ServiceRuntime("api", settings, settings.api_database_url)
+        await runtime.open(api_migrations())
+        changes = DomainChanges(runtime.db)
+        await changes.start()
+        router, queues = build_router(ApiHandlers(runtime.db, settings), settings)
+        await runtime.start(router, queues)
+        app.state.runtime = runtime
+        app.state.db = runtime.db
+        app.state.settings = settings
+        app.state.domains = DomainService(runtime.db, settings, changes)
+        try:
+            yield
+        finally:
+            await changes.stop()
+            await runtime.close()
+
+    return Litestar(
+        route_handlers=[DomainController, MailboxController, healthz, readyz, metrics],
+        lifespan=[lifespan],
+        middleware=[request_id_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.api_max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="domainflow",
+            version="1.0.0",
+            description="Custom sending domains: add, verify, re-verify, delete.",
+            path="/schema",
+        ),
+        debug=False,
+    )

@@ -1,0 +1,43 @@
+"""Every request gets an id (a well-formed client `X-Request-Id` is kept) that follows the work."""
+
+from __future__ import annotations
+
+import re
+
+from cuid2 import create_id
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from domainflow.kit.logging import bind_context, clear_context
+
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def _cuid() -> str:
+    return str(create_id())
+
+
+def new_request_id() -> str:
+    return f"req_{_cuid()}"
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = sent if _WELL_FORMED.match(sent) else new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        clear_context()
+        bind_context(request_id=request_id, correlation_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["X-Request-Id"] = request_id
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return middleware

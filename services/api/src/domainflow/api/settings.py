@@ -1,0 +1,38 @@
+"""The api's settings: its database, HTTP listener, wait bounds, and the operator's DNS records."""
+
+from pydantic import Field
+
+from domainflow.kit.settings import DEFAULT_POSTGRES, ServiceSettings
+
+
+class ApiSettings(ServiceSettings):
+    api_database_url: str = f"{DEFAULT_POSTGRES}/domainflow_api"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: Domain creates, verifies and deletes a team may make per second, on average (0: no
+    #: limit), after a burst of `domain_write_burst`; every api replica shares the budget.
+    domain_write_rate: float = Field(default=2.0, ge=0)
+    domain_write_burst: int = Field(default=50, ge=1)
+    #: Largest request body accepted, in bytes; larger ones get 413.
+    api_max_body_bytes: int = 65_536
+    #: Prefix of issued API keys: `<prefix>_<role>_<secret>`.
+    key_prefix: str = "smx"
+    #: Seconds `POST /domains` waits for provisioning before answering 202.
+    create_wait_seconds: float = 20.0
+    #: Seconds `POST /domains/{id}/verify` waits for the verifier before answering 202.
+    verify_wait_seconds: float = 20.0
+    #: A verification outstanding longer than this is presumed lost and may be requested again.
+    verify_stale_seconds: float = 120.0
+    #: SES region a domain is provisioned in when the request names none.
+    default_region: str = Field(default="us-east-1")
+    #: Regions a request may name; empty allows any well-formed region name.
+    allowed_regions: list[str] = Field(default_factory=list)
+    # The records every customer is told to place (seed 001's values by default).
+    mx_target: str = "mail.sendmux.ai"
+    mx_priority: int = 10
+    spf_includes: list[str] = Field(default_factory=lambda: ["amazonses.com", "sendmux.ai"])
+    dmarc_policy: str = "quarantine"
+    verification_prefix: str = "_sendmux"
+    verification_value_prefix: str = "sendmux-verify="
+    #: The operator's own domain under which each team gets a mailbox suffix (seed 001).
+    shared_mailbox_domain: str = "myagent.mx"

@@ -1,0 +1,1 @@
+"""The notifier's outside systems: its notification log (SQL) and Amazon SES."""

@@ -1,0 +1,191 @@
+"""The notifier's consumer: mail a transition to each owner at most once, then say so.
+
+For each owner: record intent (`sending`, committed), call SES, record the outcome. When every
+owner is settled, claim the event in the inbox and emit `NotificationSent` through the outbox in
+one transaction, so a redelivery that finds the inbox row does nothing at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+from domainflow.contracts import DomainStatusChanged, NotificationSent
+from domainflow.kit import inbox, outbox
+from domainflow.kit.database import Connection, Database
+from domainflow.kit.logging import get_logger
+from domainflow.notifier.adapters import repository
+from domainflow.notifier.adapters.ses_outcome import verdict
+from domainflow.notifier.domain import (
+    LogState,
+    SendVerdict,
+    Step,
+    recipients,
+    skip_reason,
+    step_for,
+)
+from domainflow.notifier.messages import Email, compose
+from domainflow.notifier.settings import NotifierSettings
+
+log = get_logger(__name__)
+
+CONSUMER = "notifier"
+
+
+class Mailer(Protocol):
+    """Sends one email through SES and returns SES's message id (`adapters.ses.SesMailer`)."""
+
+    async def send(
+        self,
+        sender: str,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        region: str,
+        *,
+        transition_id: uuid.UUID,
+    ) -> str: ...
+
+
+class TransitionBusyError(RuntimeError):
+    """Another replica is mailing this transition right now; the message comes back later."""
+
+
+class NotificationDeferredError(RuntimeError):
+    """SES refused some recipients for now (throttled, 5xx, unreachable); retried on redelivery."""
+
+
+class NotifierHandlers:
+    def __init__(
+        self,
+        db: Database,
+        mailer: Mailer,
+        settings: NotifierSettings,
+        *,
+        judge: Callable[[BaseException], SendVerdict] = verdict,
+    ) -> None:
+        self._db = db
+        self._mailer = mailer
+        self._settings = settings
+        self._judge = judge
+
+    async def on_status_changed(self, event: DomainStatusChanged) -> None:
+        """Email the team's owners about a transition the state machine flagged, never twice.
+
+        Why never twice, rather than at least once: the log row is committed as `sending`
+        before SES is called. If this replica dies after SES accepted the mail but before the
+        row says `sent`, the redelivered event finds `sending` and cannot tell whether the
+        owner got the mail. Resending would risk a duplicate alarm in the owner's inbox for
+        every crash; not resending risks one missing mail, which ops can see: the row is
+        marked `unconfirmed` and logged as `notification.unconfirmed`. Every mail is also
+        tagged with the transition's event id (the SES message tag `transition_id`, which
+        SES's sending events carry), so whoever consumes those events can deduplicate on it.
+
+        A send that provably did not happen (SES answered with an error, or the connection
+        was never made) leaves no row behind: its intent is deleted and the event is
+        redelivered with backoff, so that owner is mailed on a later delivery.
+        """
+        skip = skip_reason(event, notify_on_verified=self._settings.notify_on_verified)
+        if skip is not None:
+            log.info("notification.skipped", reason=skip.value, new_status=event.new_status)
+            return
+        # One connection for the whole delivery: the transition's session lock lives on it, and
+        # PostgreSQL releases it if this process dies.
+        async with self._db.pool.acquire() as conn:
+            if await repository.already_handled(conn, CONSUMER, event.event_id):
+                return
+            if not await repository.try_lock_transition(conn, event.event_id):
+                raise TransitionBusyError(f"transition {event.event_id} is being mailed")
+            try:
+                await self._deliver(conn, event)
+            finally:
+                await repository.unlock_transition(conn, event.event_id)
+
+    async def _deliver(self, conn: Connection, event: DomainStatusChanged) -> None:
+        email = compose(event, dashboard_url=self._settings.notify_dashboard_url)
+        deferred: list[str] = []
+        for recipient in recipients(event):
+            if not await self._notify_one(conn, event, recipient, email):
+                deferred.append(recipient)
+        if deferred:
+            raise NotificationDeferredError(
+                f"{len(deferred)} recipient(s) not mailed yet; retried on redelivery"
+            )
+        async with conn.transaction():
+            if not await inbox.claim(conn, CONSUMER, event):
+                return
+            rows = await repository.rows_for(conn, event.event_id)
+            sent = [r for r in rows if r.state is LogState.SENT and r.message_id]
+            if sent:
+                await outbox.add(
+                    conn,
+                    NotificationSent(
+                        correlation_id=event.correlation_id,
+                        causation_id=event.event_id,
+                        team_id=event.team_id,
+                        domain_id=event.domain_id,
+                        domain=event.domain,
+                        transition_event_id=event.event_id,
+                        new_status=event.new_status,
+                        recipients=[r.recipient for r in sent],
+                        message_ids=[r.message_id for r in sent if r.message_id],
+                    ),
+                )
+            unsettled = [r.recipient for r in rows if r.state is not LogState.SENT]
+            log.info("notification.done", sent=len(sent), not_sent=unsettled)
+
+    async def _notify_one(
+        self, conn: Connection, event: DomainStatusChanged, recipient: str, email: Email
+    ) -> bool:
+        """Settle one recipient; False when SES said "not now" and a redelivery must retry."""
+        # Outside any transaction: the intent commits before SES is called.
+        if not await repository.record_intent(conn, event, recipient):
+            existing = await repository.find(conn, event.event_id, recipient)
+            step = step_for(existing.state if existing else None)
+            if step is Step.MARK_UNCONFIRMED:
+                await repository.record_unconfirmed(
+                    conn,
+                    event.event_id,
+                    recipient,
+                    "a delivery stopped between recording intent and recording the outcome",
+                )
+                log.error(
+                    "notification.unconfirmed",
+                    recipient=recipient,
+                    why="previous attempt died mid-send; not resent (never twice)",
+                )
+            return True
+        try:
+            message_id = await self._mailer.send(
+                self._settings.notify_from,
+                recipient,
+                email.subject,
+                email.text,
+                email.html,
+                self._settings.notify_region,
+                transition_id=event.event_id,
+            )
+        except Exception as exc:  # judged below; cancellation leaves the row `sending`
+            judged = self._judge(exc)
+            detail = f"{type(exc).__name__}: {exc}"[:1000]
+            if judged is SendVerdict.RETRY:
+                await repository.forget_intent(conn, event.event_id, recipient)
+                log.warning("notification.deferred", recipient=recipient, error=detail)
+                return False
+            if judged is SendVerdict.REJECTED:
+                await repository.record_rejected(conn, event.event_id, recipient, detail)
+                log.error("notification.rejected", recipient=recipient, error=detail)
+                return True
+            await repository.record_unconfirmed(conn, event.event_id, recipient, detail)
+            log.error(
+                "notification.unconfirmed",
+                recipient=recipient,
+                error=detail,
+                why="SES did not answer; it may have sent, so it is not resent (never twice)",
+            )
+            return True
+        await repository.record_sent(conn, event.event_id, recipient, message_id)
+        log.info("notification.sent", recipient=recipient, message_id=message_id)
+        return True

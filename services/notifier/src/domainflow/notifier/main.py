@@ -1,0 +1,41 @@
+"""Run one notifier replica: migrate, consume status changes, relay the outbox, answer health."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.resources import files
+
+from domainflow.kit.aws import AwsClients
+from domainflow.kit.database import migration_files
+from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.notifier.adapters.ses import SesMailer
+from domainflow.notifier.entrypoints import build_router
+from domainflow.notifier.handlers import CONSUMER, NotifierHandlers
+from domainflow.notifier.metrics import GAUGES
+from domainflow.notifier.settings import NotifierSettings
+
+
+def migrations() -> list[tuple[str, str]]:
+    return migration_files(files("domainflow.notifier") / "migrations")
+
+
+async def serve(settings: NotifierSettings | None = None) -> None:
+    settings = settings or NotifierSettings()
+    runtime = ServiceRuntime(CONSUMER, settings, settings.notifier_database_url)
+    # One attempt per SendEmail: the SDK retries read timeouts too, and a retry after a send
+    # SES carried out would mail the owner twice. Redelivery retries what provably failed.
+    async with SesMailer(AwsClients(max_attempts=1)) as mailer:
+
+        async def setup(rt: ServiceRuntime) -> None:
+            await rt.open(migrations())
+            handlers = NotifierHandlers(rt.db, mailer, settings)
+            router, queues = build_router(handlers, settings)
+            await rt.start(router, queues)
+            rt.gauges.extend(GAUGES)
+            await rt.serve_health(settings.notifier_health_host, settings.notifier_health_port)
+
+        await run_until_signalled(runtime, setup)
+
+
+def run() -> None:
+    asyncio.run(serve())

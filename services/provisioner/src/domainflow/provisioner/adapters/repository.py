@@ -1,0 +1,226 @@
+"""SQL for sagas: start one, claim it under a lease, save each transition while the lease holds.
+
+A replica holds a saga by writing a fresh `lease_token` and a `leased_until`; every save
+names the token, so a replica that lost its lease (it stalled past `leased_until` and
+another took over) fails loudly instead of overwriting newer state. Sagas of one domain
+name run one at a time, oldest first: a deletion waits for the provisioning before it,
+and a retry waits for the rollback before it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+import asyncpg
+
+from domainflow.kit.database import Connection, migration_files
+from domainflow.provisioner.domain import (
+    ProvisioningSaga,
+    SagaKind,
+    SagaState,
+    Step,
+    StepStatus,
+)
+
+
+def migrations() -> list[tuple[str, str]]:
+    """The provisioner's own tables (the kit's outbox and inbox come before them)."""
+    return migration_files(files("domainflow.provisioner") / "migrations")
+
+
+class LeaseLostError(RuntimeError):
+    """Another replica holds the saga now; this one must stop touching it."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    saga_id: int
+    token: uuid.UUID
+    saga: ProvisioningSaga
+
+
+_UNFINISHED = "('running', 'compensating')"
+
+# A saga may run when it is unfinished, nobody holds it, and no older saga of the same
+# domain name is unfinished.
+_RUNNABLE = f"""
+    c.state IN {_UNFINISHED}
+    AND (c.leased_until IS NULL OR c.leased_until < now())
+    AND NOT EXISTS (
+        SELECT 1 FROM sagas e
+        WHERE e.domain = c.domain AND e.id < c.id AND e.state IN {_UNFINISHED}
+    )
+"""
+
+
+def _steps_json(saga: ProvisioningSaga) -> list[dict[str, str]]:
+    return [{"step": s.value, "status": st.value} for s, st in saga.steps]
+
+
+def saga_from_record(r: asyncpg.Record) -> ProvisioningSaga:
+    steps: list[dict[str, Any]] = r["steps"]
+    return ProvisioningSaga(
+        domain_id=r["domain_id"],
+        team_id=r["team_id"],
+        domain=r["domain"],
+        region=r["region"],
+        mail_from_domain=r["mail_from_domain"],
+        kind=SagaKind(r["kind"]),
+        correlation_id=r["correlation_id"],
+        causation_id=r["causation_id"],
+        max_attempts=r["max_attempts"],
+        state=SagaState(r["state"]),
+        steps=tuple((Step(s["step"]), StepStatus(s["status"])) for s in steps),
+        dkim_tokens=tuple(r["dkim_tokens"]),
+        failed_step=Step(r["failed_step"]) if r["failed_step"] else None,
+        error=r["error"],
+        attempts=r["attempts"],
+        in_doubt=r["in_doubt"],
+    )
+
+
+async def insert(conn: Connection, saga: ProvisioningSaga) -> int | None:
+    """Store a new saga; None if one for the same domain id and kind exists already."""
+    saga_id: int | None = await conn.fetchval(
+        """
+        INSERT INTO sagas (domain_id, kind, team_id, domain, region, mail_from_domain, state,
+                           steps, max_attempts, correlation_id, causation_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        ON CONFLICT (domain_id, kind) DO NOTHING
+        RETURNING id
+        """,
+        saga.domain_id,
+        saga.kind.value,
+        saga.team_id,
+        saga.domain,
+        saga.region,
+        saga.mail_from_domain,
+        saga.state.value,
+        _steps_json(saga),
+        saga.max_attempts,
+        saga.correlation_id,
+        saga.causation_id,
+    )
+    return saga_id
+
+
+async def find(
+    conn: Connection, domain_id: str, kind: SagaKind
+) -> tuple[int, ProvisioningSaga] | None:
+    r = await conn.fetchrow(
+        "SELECT * FROM sagas WHERE domain_id = $1 AND kind = $2", domain_id, kind.value
+    )
+    return None if r is None else (r["id"], saga_from_record(r))
+
+
+async def load(conn: Connection, saga_id: int) -> ProvisioningSaga | None:
+    r = await conn.fetchrow("SELECT * FROM sagas WHERE id = $1", saga_id)
+    return None if r is None else saga_from_record(r)
+
+
+async def claim(conn: Connection, saga_id: int, lease_seconds: float) -> Claimed | None:
+    """Take this saga if it may run now; None if finished, held, or waiting its turn."""
+    token = uuid.uuid4()
+    r = await conn.fetchrow(
+        f"""
+        UPDATE sagas s
+        SET lease_token = $2, leased_until = now() + make_interval(secs => $3), updated_at = now()
+        WHERE s.id = (
+            SELECT c.id FROM sagas c WHERE c.id = $1 AND {_RUNNABLE}
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING s.*
+        """,
+        saga_id,
+        token,
+        lease_seconds,
+    )
+    return None if r is None else Claimed(r["id"], token, saga_from_record(r))
+
+
+async def claim_due(conn: Connection, lease_seconds: float, limit: int) -> list[Claimed]:
+    """Take up to `limit` unfinished sagas nobody holds (their replica died, or never began)."""
+    if limit <= 0:
+        return []
+    token = uuid.uuid4()
+    records = await conn.fetch(
+        f"""
+        UPDATE sagas s
+        SET lease_token = $1, leased_until = now() + make_interval(secs => $2), updated_at = now()
+        WHERE s.id IN (
+            SELECT c.id FROM sagas c WHERE {_RUNNABLE}
+            ORDER BY c.id LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING s.*
+        """,
+        token,
+        lease_seconds,
+        limit,
+    )
+    return sorted(
+        (Claimed(r["id"], token, saga_from_record(r)) for r in records), key=lambda c: c.saga_id
+    )
+
+
+async def next_waiting(conn: Connection, domain: str) -> int | None:
+    """The oldest unfinished saga of `domain`: the one whose turn it is now."""
+    saga_id: int | None = await conn.fetchval(
+        f"SELECT id FROM sagas WHERE domain = $1 AND state IN {_UNFINISHED} ORDER BY id LIMIT 1",
+        domain,
+    )
+    return saga_id
+
+
+async def save(
+    conn: Connection,
+    claimed: Claimed,
+    saga: ProvisioningSaga,
+    *,
+    lease_seconds: float,
+    release: bool = False,
+) -> None:
+    """Write the saga's new state (extending the lease); raise if the lease is gone."""
+    updated = await conn.fetchval(
+        """
+        UPDATE sagas SET
+            state = $3, steps = $4, dkim_tokens = $5, failed_step = $6, error = $7,
+            attempts = $8, in_doubt = $11, updated_at = now(),
+            finished_at = CASE WHEN $3 IN ('completed', 'rolled_back') THEN now() END,
+            lease_token = CASE WHEN $9 THEN NULL ELSE lease_token END,
+            leased_until = CASE WHEN $9 THEN NULL ELSE now() + make_interval(secs => $10) END
+        WHERE id = $1 AND lease_token = $2
+        RETURNING true
+        """,
+        claimed.saga_id,
+        claimed.token,
+        saga.state.value,
+        _steps_json(saga),
+        list(saga.dkim_tokens),
+        saga.failed_step.value if saga.failed_step else None,
+        saga.error,
+        saga.attempts,
+        release,
+        lease_seconds,
+        saga.in_doubt,
+    )
+    if not updated:
+        raise LeaseLostError(f"saga {claimed.saga_id} is no longer held by this replica")
+
+
+async def renew(conn: Connection, claimed: Claimed, lease_seconds: float) -> bool:
+    """Extend the lease; False if another replica took the saga."""
+    renewed = await conn.fetchval(
+        """
+        UPDATE sagas SET leased_until = now() + make_interval(secs => $3)
+        WHERE id = $1 AND lease_token = $2
+        RETURNING true
+        """,
+        claimed.saga_id,
+        claimed.token,
+        lease_seconds,
+    )
+    return bool(renewed)

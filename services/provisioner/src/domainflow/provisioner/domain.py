@@ -1,0 +1,348 @@
+"""The provisioning saga, pure: a saga's state and an outcome in, the next state or action out.
+
+One saga per (domain, kind). Provisioning adds the domain to the mail server, creates the
+SES identity with Easy DKIM, then sets the custom MAIL FROM domain when asked: all or
+nothing. A step's status is written *before* the outside call (`started`: intent) and
+*after* it (`done`: outcome), so a replica that dies between the two leaves a record of
+what may have happened. Re-entry redoes a `started` step (every call is idempotent);
+compensation undoes, newest first, every step that is `started` or `done`. A step whose
+every try was plainly refused (SES answered "throttled", the connection was refused)
+goes back to `pending`: it never took effect, so there is nothing to undo and rolling
+back needs nothing from the system that refused.
+
+Deprovisioning runs the steps in reverse and cannot roll back: each removal is idempotent
+and is retried, with backoff, until it succeeds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from domainflow.contracts import (
+    DomainDeprovisioned,
+    DomainProvisioned,
+    Event,
+    ProvisioningRolledBack,
+)
+
+
+class SagaKind(StrEnum):
+    PROVISION = "provision"
+    DEPROVISION = "deprovision"
+
+
+class SagaState(StrEnum):
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+
+
+UNFINISHED = (SagaState.RUNNING, SagaState.COMPENSATING)
+
+
+class Step(StrEnum):
+    MAILSERVER = "mailserver"
+    SES_IDENTITY = "ses_identity"
+    MAIL_FROM = "mail_from"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    STARTED = "started"  # intent recorded; the call may or may not have taken effect
+    DONE = "done"
+    UNDONE = "undone"
+
+
+#: What a person reads when a step fails: what it was doing, on which system.
+_STEP_DESCRIPTIONS = {
+    Step.MAILSERVER: "adding the domain to the mail server",
+    Step.SES_IDENTITY: "creating the Amazon SES identity with Easy DKIM",
+    Step.MAIL_FROM: "setting the custom MAIL FROM domain on Amazon SES",
+}
+
+
+def steps_for(kind: SagaKind, *, mail_from: bool) -> tuple[Step, ...]:
+    """The steps a saga runs, in the order it runs them."""
+    if kind is SagaKind.PROVISION:
+        if mail_from:
+            return (Step.MAILSERVER, Step.SES_IDENTITY, Step.MAIL_FROM)
+        return (Step.MAILSERVER, Step.SES_IDENTITY)
+    # Deleting the SES identity removes its MAIL FROM setting with it: nothing to undo there.
+    return (Step.SES_IDENTITY, Step.MAILSERVER)
+
+
+@dataclass(frozen=True)
+class ProvisioningSaga:
+    domain_id: str
+    team_id: str
+    domain: str
+    region: str
+    mail_from_domain: str | None
+    kind: SagaKind
+    correlation_id: str
+    #: The event that started the saga; the result event answers it.
+    causation_id: uuid.UUID
+    #: Tries of one step (or one undo) before a provisioning saga compensates.
+    max_attempts: int
+    state: SagaState = SagaState.RUNNING
+    steps: tuple[tuple[Step, StepStatus], ...] = ()
+    dkim_tokens: tuple[str, ...] = ()
+    failed_step: Step | None = None
+    error: str | None = None
+    #: Starts of the step (or undo) now under way, including ones a crash interrupted.
+    attempts: int = 0
+    #: An earlier try of the step under way ended without a clear answer (a timeout, a
+    #: crash): it may have taken effect, so a later plain refusal does not clear it.
+    in_doubt: bool = False
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        kind: SagaKind,
+        domain_id: str,
+        team_id: str,
+        domain: str,
+        region: str,
+        mail_from_domain: str | None,
+        correlation_id: str,
+        causation_id: uuid.UUID,
+        max_attempts: int,
+    ) -> ProvisioningSaga:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        steps = steps_for(kind, mail_from=mail_from_domain is not None)
+        return cls(
+            domain_id=domain_id,
+            team_id=team_id,
+            domain=domain,
+            region=region,
+            mail_from_domain=mail_from_domain,
+            kind=kind,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            max_attempts=max_attempts,
+            steps=tuple((s, StepStatus.PENDING) for s in steps),
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in UNFINISHED
+
+    def status(self, step: Step) -> StepStatus:
+        for name, status in self.steps:
+            if name is step:
+                return status
+        raise KeyError(f"{self.kind} saga has no step {step}")
+
+    def with_status(self, step: Step, status: StepStatus) -> ProvisioningSaga:
+        self.status(step)  # raises for a step the saga does not have
+        return replace(self, steps=tuple((s, status if s is step else st) for s, st in self.steps))
+
+
+# --- what to do next -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoStep:
+    """Run `step` (for deprovisioning: remove what it made). `retry` > 0: pause first."""
+
+    step: Step
+    retry: int
+
+
+@dataclass(frozen=True)
+class UndoStep:
+    """Undo `step` while compensating. `retry` > 0: pause first."""
+
+    step: Step
+    retry: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Every step is settled: commit `state` together with `events`."""
+
+    state: SagaState
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The saga is already finished; nothing to do."""
+
+
+Action = DoStep | UndoStep | Finish | Idle
+
+
+def next_action(saga: ProvisioningSaga) -> Action:
+    if saga.finished:
+        return Idle()
+    if saga.state is SagaState.RUNNING:
+        for step, status in saga.steps:
+            if status is not StepStatus.DONE:
+                return DoStep(step, retry=saga.attempts)
+        return Finish(SagaState.COMPLETED, result_events(saga, SagaState.COMPLETED))
+    for step, status in reversed(saga.steps):
+        if status in (StepStatus.STARTED, StepStatus.DONE):
+            return UndoStep(step, retry=saga.attempts)
+    return Finish(SagaState.ROLLED_BACK, result_events(saga, SagaState.ROLLED_BACK))
+
+
+def result_events(
+    saga: ProvisioningSaga, state: SagaState, *, answering: Event | None = None
+) -> tuple[Event, ...]:
+    """The event that reports a saga finishing in `state`.
+
+    It answers the event that started the saga, or `answering` when a later request for
+    the same saga is told the result again.
+    """
+    correlation_id = answering.correlation_id if answering else saga.correlation_id
+    causation_id = answering.event_id if answering else saga.causation_id
+    if saga.kind is SagaKind.DEPROVISION:
+        return (
+            DomainDeprovisioned(
+                domain_id=saga.domain_id,
+                domain=saga.domain,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                team_id=saga.team_id,
+            ),
+        )
+    if state is SagaState.COMPLETED:
+        return (
+            DomainProvisioned(
+                domain_id=saga.domain_id,
+                domain=saga.domain,
+                region=saga.region,
+                dkim_tokens=list(saga.dkim_tokens),
+                mail_from_domain=saga.mail_from_domain,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                team_id=saga.team_id,
+            ),
+        )
+    failed = saga.failed_step or saga.steps[0][0]
+    return (
+        ProvisioningRolledBack(
+            domain_id=saga.domain_id,
+            domain=saga.domain,
+            failed_step=failed.value,
+            reason=rollback_reason(failed, saga.error),
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            team_id=saga.team_id,
+        ),
+    )
+
+
+def rollback_reason(step: Step, error: str | None) -> str:
+    return (
+        f"Provisioning stopped while {_STEP_DESCRIPTIONS[step]}: {error or 'unknown error'}. "
+        "Everything done before it was undone, so nothing is half-configured; "
+        "add the domain again to retry."
+    )
+
+
+# --- transitions -----------------------------------------------------------------------
+
+
+def _expect(saga: ProvisioningSaga, step: Step, *allowed: StepStatus) -> None:
+    if saga.finished:
+        raise ValueError(f"saga for {saga.domain} is already {saga.state}")
+    status = saga.status(step)
+    if status not in allowed:
+        raise ValueError(f"step {step} is {status}, expected one of {[a.value for a in allowed]}")
+
+
+def step_started(saga: ProvisioningSaga, step: Step) -> ProvisioningSaga:
+    """Intent: about to call the outside system for `step` (persist before the call)."""
+    if saga.state is not SagaState.RUNNING:
+        raise ValueError(f"cannot start {step}: saga is {saga.state}")
+    _expect(saga, step, StepStatus.PENDING, StepStatus.STARTED)
+    # Still `started`: the last try's outcome was never recorded (the replica died).
+    in_doubt = saga.in_doubt or saga.status(step) is StepStatus.STARTED
+    return replace(
+        saga.with_status(step, StepStatus.STARTED), attempts=saga.attempts + 1, in_doubt=in_doubt
+    )
+
+
+def undo_started(saga: ProvisioningSaga, step: Step) -> ProvisioningSaga:
+    """Intent: about to undo `step`; its status stays until the undo is confirmed."""
+    if saga.state is not SagaState.COMPENSATING:
+        raise ValueError(f"cannot undo {step}: saga is {saga.state}")
+    _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
+    return replace(saga, attempts=saga.attempts + 1)
+
+
+def step_succeeded(
+    saga: ProvisioningSaga, step: Step, tokens: list[str] | tuple[str, ...] | None = None
+) -> ProvisioningSaga:
+    """Outcome: the call for `step` succeeded (SES's identity step brings the DKIM tokens)."""
+    _expect(saga, step, StepStatus.STARTED)
+    if saga.state is not SagaState.RUNNING:
+        raise ValueError(f"step {step} cannot succeed while the saga is {saga.state}")
+    done = replace(saga.with_status(step, StepStatus.DONE), attempts=0, error=None, in_doubt=False)
+    if tokens is not None:
+        done = replace(done, dkim_tokens=tuple(tokens))
+    return done
+
+
+def step_failed(
+    saga: ProvisioningSaga, step: Step, error: str, *, retryable: bool, no_effect: bool = False
+) -> ProvisioningSaga:
+    """Outcome: the call for `step` (or its undo, while compensating) failed.
+
+    Provisioning retries a retryable failure until `max_attempts` starts, then compensates;
+    a non-retryable one compensates at once. `no_effect` says the outside system plainly
+    refused the call; if no earlier try is in doubt, the step goes back to `pending`.
+    Otherwise it stays `started` (it may have taken effect) and compensation undoes it.
+    An undo, and every deprovisioning step, is retried without limit: there is no way
+    back from them, only forward.
+    """
+    if saga.state is SagaState.COMPENSATING:
+        # `error` keeps what made the saga roll back: that is what the requester must hear.
+        _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
+        return saga
+    _expect(saga, step, StepStatus.STARTED)
+    if saga.kind is SagaKind.DEPROVISION:
+        return replace(saga, error=error)
+    if no_effect and not saga.in_doubt:
+        failed = saga.with_status(step, StepStatus.PENDING)
+    else:
+        failed = replace(saga, in_doubt=True)
+    if retryable and saga.attempts < saga.max_attempts:
+        return replace(failed, error=error)
+    return replace(
+        failed,
+        state=SagaState.COMPENSATING,
+        failed_step=step,
+        error=error,
+        attempts=0,
+        in_doubt=False,
+    )
+
+
+def undo_succeeded(saga: ProvisioningSaga, step: Step) -> ProvisioningSaga:
+    """Outcome: `step` is undone (or was never in effect)."""
+    if saga.state is not SagaState.COMPENSATING:
+        raise ValueError(f"cannot undo {step}: saga is {saga.state}")
+    _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
+    return replace(saga.with_status(step, StepStatus.UNDONE), attempts=0, in_doubt=False)
+
+
+def finish(saga: ProvisioningSaga, action: Finish) -> ProvisioningSaga:
+    """The saga's final state, to be committed with `action.events`."""
+    if saga.finished:
+        raise ValueError(f"saga for {saga.domain} is already {saga.state}")
+    return replace(saga, state=action.state, attempts=0)
+
+
+def backoff(retry: int, *, base: float, ceiling: float) -> float:
+    """Seconds to wait before retry number `retry` (0: none)."""
+    if retry <= 0:
+        return 0.0
+    return float(min(ceiling, base * 2 ** (retry - 1)))

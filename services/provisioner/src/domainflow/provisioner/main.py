@@ -1,0 +1,54 @@
+"""Run one provisioner replica: migrate, consume requests, relay the outbox, recover sagas.
+
+`DOMAINFLOW_MAILSERVER_ENSURE_SCHEMA` (default true, for the local stack and tests) creates
+the mail platform's virtual-domain table if it is missing. In production the mail
+platform owns that table and its database: set it to false, and the provisioner only
+inserts and deletes rows in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from domainflow.kit.database import ensure_database
+from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.provisioner.adapters.mailserver import MailServer, ensure_schema
+from domainflow.provisioner.adapters.repository import migrations
+from domainflow.provisioner.adapters.ses import SesIdentities
+from domainflow.provisioner.entrypoints import build_router
+from domainflow.provisioner.handlers import SagaRunner
+from domainflow.provisioner.metrics import GAUGES
+from domainflow.provisioner.settings import ProvisionerSettings
+
+
+async def serve(settings: ProvisionerSettings | None = None) -> None:
+    settings = settings or ProvisionerSettings()
+    runtime = ServiceRuntime("provisioner", settings, settings.provisioner_database_url)
+    pools: list[asyncpg.Pool[asyncpg.Record]] = []
+
+    async def setup(rt: ServiceRuntime) -> None:
+        await rt.open(migrations())
+        if settings.mailserver_ensure_schema:
+            await ensure_database(settings.mailserver_database_url)
+        pool = await asyncpg.create_pool(settings.mailserver_database_url, min_size=1, max_size=4)
+        pools.append(pool)
+        if settings.mailserver_ensure_schema:
+            await ensure_schema(pool)
+        runner = SagaRunner(rt.db, MailServer(pool), SesIdentities(), settings)
+        router, queues = build_router(runner, settings)
+        await rt.start(router, queues)
+        rt.spawn(runner.recovery_loop(), name="saga-recovery")
+        rt.gauges.extend(GAUGES)
+        await rt.serve_health(settings.provisioner_health_host, settings.provisioner_health_port)
+
+    try:
+        await run_until_signalled(runtime, setup)
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+def run() -> None:
+    asyncio.run(serve())

@@ -1,0 +1,28 @@
+"""The provisioner's settings: its database, the mail platform's database, and saga pacing."""
+
+from domainflow.kit.settings import DEFAULT_POSTGRES, ServiceSettings
+
+
+class ProvisionerSettings(ServiceSettings):
+    provisioner_database_url: str = f"{DEFAULT_POSTGRES}/domainflow_provisioner"
+    #: The mail platform's database holding the Postfix/Dovecot virtual-domain table.
+    mailserver_database_url: str = f"{DEFAULT_POSTGRES}/mailserver"
+    #: Create the virtual-domain table if missing (the local stack); in production the mail
+    #: platform owns that table and this is false.
+    mailserver_ensure_schema: bool = True
+    provisioner_health_host: str = "127.0.0.1"
+    provisioner_health_port: int = 8001
+    #: Tries of one provisioning step before the saga gives up and compensates.
+    provisioner_step_attempts: int = 3
+    #: First pause between tries of a step, in seconds; it doubles each time.
+    provisioner_step_backoff: float = 0.5
+    #: Longest pause between tries (deprovisioning and undo retry without end, this often).
+    provisioner_step_backoff_max: float = 30.0
+    #: Longest one outside call may take before it counts as a retryable failure.
+    provisioner_step_timeout: float = 30.0
+    #: Seconds a replica holds a saga; renewed while it runs, so only a dead replica loses it.
+    provisioner_lease_seconds: float = 30.0
+    #: How often each replica looks for unfinished sagas whose replica died.
+    provisioner_recovery_interval: float = 5.0
+    #: Sagas one replica runs at once from its recovery sweep.
+    provisioner_recovery_batch: int = 10

@@ -1,0 +1,1 @@
+"""The verifier's outside systems: the DNS-over-HTTPS resolver, SES."""

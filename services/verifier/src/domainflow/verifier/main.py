@@ -1,0 +1,124 @@
+"""Run one verifier replica: consumers for verify requests and status changes, and the cycle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib.resources import files
+
+from domainflow.kit.database import Database, migration_files
+from domainflow.kit.retention import Trim
+from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.verifier.adapters.doh import DohResolver
+from domainflow.verifier.adapters.ses import DkimStatuses
+from domainflow.verifier.checks import verification_outcome
+from domainflow.verifier.cycle import ReverifyCycle
+from domainflow.verifier.dns_probe import dns_check
+from domainflow.verifier.entrypoints import build_router
+from domainflow.verifier.handlers import VerifierHandlers
+from domainflow.verifier.metrics import GAUGES
+from domainflow.verifier.probe import DkimSource, DomainProbe
+from domainflow.verifier.ratelimit import PgSlotStore, SesRateLimiter
+from domainflow.verifier.settings import VerifierSettings
+
+SERVICE = "verifier"
+
+
+def migrations() -> list[tuple[str, str]]:
+    return migration_files(files("domainflow.verifier") / "migrations")
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """The parts of a replica that do the work, wired to one database."""
+
+    handlers: VerifierHandlers
+    cycle: ReverifyCycle
+    probe: DomainProbe
+    resolver: DohResolver
+
+
+@asynccontextmanager
+async def open_verifier(
+    db: Database, settings: VerifierSettings, *, dkim: DkimSource | None = None
+) -> AsyncIterator[Verifier]:
+    """The resolver, SES client, shared limiter, handlers and cycle; closed on exit."""
+    async with AsyncExitStack() as stack:
+        resolver = await stack.enter_async_context(
+            DohResolver(
+                settings.doh_url,
+                ca_file=settings.doh_ca_file,
+                timeout=settings.doh_timeout,
+                max_concurrency=settings.dns_concurrency,
+            )
+        )
+        source: DkimSource = (
+            dkim if dkim is not None else await stack.enter_async_context(DkimStatuses())
+        )
+        limiter = SesRateLimiter(PgSlotStore(db), settings.ses_rate, account=settings.ses_account)
+        probe = DomainProbe(
+            dns_check(resolver),
+            source,
+            limiter,
+            verification_outcome,
+            ses_batch=settings.ses_batch,
+            ses_timeout=settings.ses_timeout,
+            dns_concurrency=settings.dns_concurrency,
+        )
+        interval = timedelta(seconds=settings.reverify_interval)
+        yield Verifier(
+            handlers=VerifierHandlers(db, probe, reverify_interval=interval),
+            cycle=ReverifyCycle(
+                db,
+                probe,
+                interval=interval,
+                tick=settings.reverify_tick,
+                batch=settings.reverify_batch,
+                lease=settings.reverify_lease,
+                parallel_claims=settings.reverify_parallel_claims,
+            ),
+            probe=probe,
+            resolver=resolver,
+        )
+
+
+def retention(settings: VerifierSettings) -> list[Trim]:
+    """Probe records and tombstones age out together: a status event late by that long is
+    not a redelivery but an operator's replay, and the api ignores a deleted domain anyway."""
+    keep = timedelta(days=settings.check_history_retention_days)
+    return [
+        Trim("check_history", "checked_at", keep),
+        Trim("schedule", "updated_at", keep, only="status = 'deleted'"),
+    ]
+
+
+async def start(
+    runtime: ServiceRuntime, settings: VerifierSettings, stack: AsyncExitStack
+) -> Verifier:
+    """Open the runtime, consume, spawn the cycle, answer health checks."""
+    await runtime.open(migrations())
+    verifier = await stack.enter_async_context(open_verifier(runtime.db, settings))
+    router, queues = build_router(verifier.handlers, settings)
+    await runtime.start(router, queues, trims=retention(settings))
+    runtime.spawn(verifier.cycle.run(), name="reverify-cycle")
+    runtime.gauges.extend(GAUGES)
+    await runtime.serve_health(settings.verifier_health_host, settings.verifier_health_port)
+    return verifier
+
+
+async def serve(settings: VerifierSettings | None = None) -> None:
+    settings = settings or VerifierSettings()
+    runtime = ServiceRuntime(SERVICE, settings, settings.verifier_database_url)
+    async with AsyncExitStack() as stack:
+
+        async def setup(rt: ServiceRuntime) -> None:
+            await start(rt, settings, stack)
+
+        await run_until_signalled(runtime, setup)
+
+
+def run(settings: VerifierSettings | None = None) -> None:
+    asyncio.run(serve(settings))

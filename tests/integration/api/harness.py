@@ -1,0 +1,194 @@
+"""Driving the in-process api: its client, its loop, keys, and domains moved through its handlers.
+
+`AsyncTestClient` runs the app (and its lifespan: migrations, broker, outbox relay) on an
+event loop of its own in a portal thread. Anything that touches the app's database pool
+must run on that loop, so `ApiHarness.call` hands coroutines to the portal; and since the
+client's requests block the caller until answered, `concurrently` sends requests from
+threads so that they really overlap inside the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from litestar.testing.transport import TestClientTransport
+
+from domainflow.api.domain.mailboxes import shared_suffix_domain
+from domainflow.api.handlers import ApiHandlers
+from domainflow.api.settings import ApiSettings
+from domainflow.api.teams import NewKey, create_key, revoke_key
+from domainflow.contracts import (
+    CheckOutcome,
+    DkimStatus,
+    DomainProvisioned,
+    RecordCheck,
+    RecordKind,
+    VerificationCompleted,
+    VerificationOutcome,
+    VerificationTrigger,
+)
+from domainflow.kit.database import Database
+
+T = TypeVar("T")
+
+DOMAINS = "/api/v1/domains"
+MAILBOXES = "/api/v1/mailboxes"
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def unique(prefix: str = "t") -> str:
+    """A name no other test (or earlier run against the same database) uses."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Request:
+    """One request for `ApiHarness.concurrently`."""
+
+    method: str
+    url: str
+    key: str
+    json: Any = None
+    delay: float = 0.0  # seconds to wait before sending, to stagger a race
+    headers: dict[str, str] | None = None  # sent beside the Authorization header
+
+
+class ApiHarness:
+    def __init__(self, client: AsyncTestClient[Litestar], settings: ApiSettings) -> None:
+        self.client = client
+        self.settings = settings
+        # Shares the client's portal (its app and loop) but is driven from worker threads.
+        self._sync = httpx.Client(
+            base_url=str(client.base_url),
+            transport=TestClientTransport(client=client),  # type: ignore[arg-type]
+        )
+
+    @property
+    def app(self) -> Litestar:
+        app: Litestar = self.client.app
+        return app
+
+    @property
+    def db(self) -> Database:
+        db: Database = self.app.state.db
+        return db
+
+    @property
+    def handlers(self) -> ApiHandlers:
+        return ApiHandlers(self.db, self.settings)
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` on the app's own event loop and wait for it."""
+        portal = self.client.blocking_portal
+        return await asyncio.to_thread(portal.call, functools.partial(fn, *args, **kwargs))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async def run() -> Any:
+            async with self.db.pool.acquire() as conn:
+                return await conn.fetchval(sql, *args)
+
+        return await self.call(run)
+
+    async def key(self, team: str | None = None, role: str = "root:full") -> NewKey:
+        return await self.call(
+            create_key,
+            self.db,
+            team=team or unique("team-"),
+            owner_email="owner@example.com",
+            role=role,
+            prefix=self.settings.key_prefix,
+        )
+
+    def shared_suffix(self, team: NewKey) -> str:
+        return shared_suffix_domain(team.team_public_id, self.settings.shared_mailbox_domain)
+
+    async def revoke(self, key_id: str) -> bool:
+        return await self.call(revoke_key, self.db, key_id)
+
+    # --- the domain's life, driven through the api's own handlers ------------------------
+
+    async def add_domain(self, key: str, name: str | None = None) -> dict[str, Any]:
+        """POST a domain (it stays `provisioning`: no provisioner runs here)."""
+        response = await self.client.post(
+            DOMAINS, json={"domain": name or f"{unique('mail')}.example.com"}, headers=auth(key)
+        )
+        assert response.status_code == 202, response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    async def provision(self, team: NewKey, domain: dict[str, Any]) -> None:
+        """The provisioner's answer: the domain becomes `pending`."""
+        event = DomainProvisioned(
+            correlation_id=unique("req_"),
+            team_id=team.team_public_id,
+            domain_id=domain["id"],
+            domain=domain["domain"],
+            region=domain["region"],
+            dkim_tokens=[f"{c * 32}" for c in "abc"],
+        )
+        await self.call(self.handlers.on_provisioned, event)
+
+    async def verification(
+        self, team: NewKey, domain: dict[str, Any], outcome: VerificationOutcome
+    ) -> None:
+        check = CheckOutcome.PASS if outcome == VerificationOutcome.PASSED else CheckOutcome.FAIL
+        event = VerificationCompleted(
+            correlation_id=unique("req_"),
+            team_id=team.team_public_id,
+            domain_id=domain["id"],
+            domain=domain["domain"],
+            trigger=VerificationTrigger.SCHEDULED,
+            outcome=outcome,
+            ses_dkim_status=DkimStatus.SUCCESS,
+            checks=[
+                RecordCheck(record=kind, outcome=check, name=domain["domain"], expected="x")
+                for kind in RecordKind
+            ],
+            checked_at=datetime.now(UTC),
+        )
+        await self.call(self.handlers.on_verification_completed, event)
+
+    async def pending_domain(self, team: NewKey, name: str | None = None) -> dict[str, Any]:
+        domain = await self.add_domain(team.plaintext, name)
+        await self.provision(team, domain)
+        return domain
+
+    async def verified_domain(self, team: NewKey, name: str | None = None) -> dict[str, Any]:
+        domain = await self.pending_domain(team, name)
+        await self.verification(team, domain, VerificationOutcome.PASSED)
+        return domain
+
+    async def status_of(self, domain_id: str) -> str:
+        status: str = await self.fetchval(
+            "SELECT status FROM domains WHERE public_id = $1", domain_id
+        )
+        return status
+
+    # --- requests that overlap --------------------------------------------------------------
+
+    def _send(self, request: Request) -> httpx.Response:
+        if request.delay:
+            time.sleep(request.delay)
+        return self._sync.request(
+            request.method,
+            request.url,
+            json=request.json,
+            headers={**auth(request.key), **(request.headers or {})},
+        )
+
+    async def concurrently(self, *requests: Request) -> list[httpx.Response]:
+        """Send the requests at once, each from its own thread, and wait for every answer."""
+        return list(await asyncio.gather(*(asyncio.to_thread(self._send, r) for r in requests)))

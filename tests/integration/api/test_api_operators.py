@@ -1,0 +1,162 @@
+"""An operator finds who holds a name and takes it back, under the same rules as a DELETE.
+
+Over the api's real database; the provisioner's answer is fed through the api's handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+
+from domainflow.api import operators
+from domainflow.api.errors import ApiError
+from domainflow.contracts import DomainDeprovisioned
+from domainflow.contracts.topology import EVENTS_EXCHANGE
+from tests.integration.api.harness import DOMAINS, MAILBOXES, ApiHarness, auth, unique
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def _listening(
+    api: ApiHarness, *routing_keys: str
+) -> AsyncIterator[asyncio.Queue[aio_pika.abc.AbstractIncomingMessage]]:
+    """A queue of the test's own on the events exchange: what the api publishes there."""
+    heard: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+    connection = await aio_pika.connect(api.settings.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        queue = await channel.declare_queue(exclusive=True)
+        for routing_key in routing_keys:
+            await queue.bind(exchange, routing_key=routing_key)
+        await queue.consume(heard.put, no_ack=True)
+        yield heard
+    finally:
+        await connection.close()
+
+
+async def _deprovisioned(api: ApiHarness, team_public_id: str, domain: dict[str, Any]) -> None:
+    """The provisioner's answer once SES and the mail server no longer hold the domain."""
+    event = DomainDeprovisioned(
+        correlation_id=unique("req_"),
+        team_id=team_public_id,
+        domain_id=domain["id"],
+        domain=domain["domain"],
+    )
+    await api.call(api.handlers.on_deprovisioned, event)
+
+
+async def test_a_held_name_is_released_and_its_rightful_owner_adds_it(api: ApiHarness) -> None:
+    squatter, owner = await api.key(), await api.key()
+    name = f"{unique('held')}.example.com"
+    held = await api.pending_domain(squatter, name)
+
+    refused = await api.client.post(DOMAINS, json={"domain": name}, headers=auth(owner.plaintext))
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "domain_exists"
+
+    shown = await api.call(operators.holder, api.db, name)
+    assert (shown["id"], shown["state"]) == (held["id"], "pending")
+    assert shown["team"]["id"] == squatter.team_public_id
+    assert shown["team"]["owners"] == ["owner@example.com"]
+    assert [line["happening"] for line in shown["timeline"]] == ["provisioned", "requested"]
+
+    async with _listening(api, "domain.deletion_requested", "domain.status_changed") as heard:
+        released = await api.call(
+            operators.release, api.db, api.settings, name, reason="ticket 4711: DNS proof"
+        )
+        assert released == held["id"]
+        assert await api.status_of(held["id"]) == "deleting"
+        said = {}
+        while len(said) < 2:
+            message = await asyncio.wait_for(heard.get(), timeout=30)
+            body = json.loads(message.body)
+            if body["domain_id"] == held["id"]:
+                said[body["type"]] = body
+    # The provisioner is asked to undo SES and the mail server, as after a DELETE...
+    asked = said["domain.deletion_requested"]
+    assert (asked["team_id"], asked["correlation_id"][:3]) == (squatter.team_public_id, "op_")
+    # ...and subscribers (the verifier: stop probing) see the move into `deleting`.
+    moved = said["domain.status_changed"]
+    assert (moved["old_status"], moved["new_status"]) == ("pending", "deleting")
+    assert moved["reason"] == "released by an operator: ticket 4711: DNS proof"
+    assert moved["correlation_id"] == asked["correlation_id"]
+    line = await api.fetchval(
+        "SELECT reason FROM domain_timeline t JOIN domains d ON d.id = t.domain_id"
+        " WHERE d.public_id = $1 AND happening = 'deletion_requested'",
+        held["id"],
+    )
+    assert line == "released by an operator: ticket 4711: DNS proof"
+
+    await _deprovisioned(api, squatter.team_public_id, held)
+    assert await api.status_of(held["id"]) == "deleted"
+    added = await api.client.post(DOMAINS, json={"domain": name}, headers=auth(owner.plaintext))
+    assert added.status_code == 202, added.text
+    assert added.json()["data"]["id"] != held["id"]
+
+
+async def test_a_release_keeps_the_rules_of_a_delete(api: ApiHarness) -> None:
+    team = await api.key()
+    name = f"{unique('busy')}.example.com"
+    domain = await api.verified_domain(team, name)
+    mailbox = await api.client.post(
+        MAILBOXES, json={"address": f"hello@{name}"}, headers=auth(team.plaintext)
+    )
+    assert mailbox.status_code == 201, mailbox.text
+    with pytest.raises(ApiError) as in_use:
+        await api.call(operators.release, api.db, api.settings, name, reason="dispute")
+    assert in_use.value.code == "domain_in_use"
+    assert await api.status_of(domain["id"]) == "verified"  # nothing changed
+
+    young = await api.add_domain(team.plaintext)  # still provisioning
+    with pytest.raises(ApiError) as provisioning:
+        await api.call(operators.release, api.db, api.settings, young["domain"], reason="dispute")
+    assert provisioning.value.code == "domain_provisioning"
+
+    with pytest.raises(operators.NameNotHeldError):
+        await api.call(
+            operators.release, api.db, api.settings, "nobody-holds-this.example", reason="x"
+        )
+    with pytest.raises(ValueError, match="say why"):
+        await api.call(operators.release, api.db, api.settings, name, reason="  ")
+
+
+async def test_the_cli_shows_the_holder_and_releases(api: ApiHarness) -> None:
+    team = await api.key()
+    name = f"{unique('cli')}.example.com"
+    domain = await api.pending_domain(team, name)
+    env = {**os.environ, "DOMAINFLOW_API_DATABASE_URL": api.settings.api_database_url}
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "domainflow.cli", "domains", *argv,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, _ = await run("show", name.upper() + ".")  # as an operator might paste it
+    assert code == 0
+    assert json.loads(out)["team"]["id"] == team.team_public_id
+
+    code, _, err = await run("release", name)
+    assert code == 2  # --reason is required
+    assert "--reason" in err
+
+    code, out, _ = await run("release", name, "--reason", "abuse report 12")
+    assert code == 0
+    assert domain["id"] in out
+    assert await api.status_of(domain["id"]) == "deleting"
+
+    code, _, err = await run("show", "free.example")
+    assert (code, err.strip()) == (1, "error: no team holds free.example")

@@ -1,0 +1,163 @@
+"""`domainflow doctor` against real parts: a healthy install passes, and each way an install
+breaks is named with its fix (PostgreSQL, RabbitMQ, moto server, the DoH sandbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+
+import aio_pika
+import pytest
+from faststream.rabbit import RabbitBroker
+
+from domainflow.cli.doctor import Finding, diagnose
+from domainflow.cli.migrations import DATABASES, service_migrations
+from domainflow.contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name
+from domainflow.kit.database import Database
+from domainflow.kit.messaging import consumer_queue, declare_topology
+from domainflow.sandbox.dns import DnsSandbox
+from domainflow.sandbox.moto import MotoSandbox
+
+pytestmark = pytest.mark.integration
+
+SENDER = "Domain alerts <alerts@doctor.example>"
+
+
+@pytest.fixture(scope="module")
+async def healthy_env(
+    database_url: Callable[[str], Awaitable[str]],
+    amqp_vhost: Callable[[str], str],
+    moto_server: MotoSandbox,
+    dns_sandbox: DnsSandbox,
+    mailserver_database_url: str,
+) -> dict[str, str]:
+    """The settings of an install that is set up right, every part real."""
+    env = {
+        "DOMAINFLOW_AMQP_URL": amqp_vhost("doctor"),
+        "DOMAINFLOW_MAILSERVER_DATABASE_URL": mailserver_database_url,
+        "DOMAINFLOW_DOH_URL": dns_sandbox.doh_url,
+        "DOMAINFLOW_DOH_CA_FILE": str(dns_sandbox.ca_file),
+        "DOMAINFLOW_NOTIFY_FROM": SENDER,
+    }
+    for service in DATABASES:
+        url = await database_url(f"doctor_{service}")
+        await (await Database.prepare(url, service_migrations(service), size=1)).close()
+        env[f"DOMAINFLOW_{service.upper()}_DATABASE_URL"] = url
+    broker = RabbitBroker(env["DOMAINFLOW_AMQP_URL"], logger=None)
+    await broker.connect()
+    queues = [
+        consumer_queue(consumer, event_type, delivery_limit=5)
+        for consumer, event_types in SUBSCRIPTIONS.items()
+        for event_type in event_types
+    ]
+    for queue in queues:
+        await broker.declare_queue(queue)
+    await declare_topology(broker, queues)
+    await broker.stop()
+    moto_server.verify_sender("alerts@doctor.example")
+    return env
+
+
+@pytest.fixture
+def settings(healthy_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The healthy settings in the environment; a test may spoil one of them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in healthy_env.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_ENDPOINT_URL", os.environ["AWS_ENDPOINT_URL"])  # moto, restored after
+        yield healthy_env
+
+
+def _by_check(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.check: f for f in findings}
+
+
+async def test_a_healthy_install_passes_every_check(settings: dict[str, str]) -> None:
+    findings = await diagnose()
+    assert [f for f in findings if not f.ok] == []
+    assert set(_by_check(findings)) == {
+        "api-database",
+        "provisioner-database",
+        "verifier-database",
+        "notifier-database",
+        "mailserver-database",
+        "rabbitmq",
+        "dead-letters",
+        "ses",
+        "ses-sender",
+        "doh",
+    }
+    assert "alerts@doctor.example" in _by_check(findings)["ses-sender"].detail
+
+
+async def test_an_unmigrated_database_names_the_migrations_missing(
+    settings: dict[str, str], database_url: Callable[[str], Awaitable[str]]
+) -> None:
+    os.environ["DOMAINFLOW_VERIFIER_DATABASE_URL"] = await database_url("doctor_empty")
+    found = _by_check(await diagnose())["verifier-database"]
+    assert not found.ok
+    assert "001_verifier.sql" in found.detail
+    assert "domainflow migrate verifier" in (found.fix or "")
+
+    os.environ["DOMAINFLOW_API_DATABASE_URL"] = settings["DOMAINFLOW_API_DATABASE_URL"] + "_gone"
+    found = _by_check(await diagnose())["api-database"]
+    assert (found.ok, found.detail) == (False, "the database does not exist")
+
+
+async def test_a_sender_ses_has_not_verified_is_named(settings: dict[str, str]) -> None:
+    os.environ["DOMAINFLOW_NOTIFY_FROM"] = "ops@unverified.example"
+    findings = _by_check(await diagnose())
+    assert findings["ses"].ok  # SES answers; it is the sender that would be refused
+    assert not findings["ses-sender"].ok
+    assert "ops@unverified.example" in findings["ses-sender"].detail
+    assert findings["ses-sender"].fix is not None
+    assert "unverified.example" in findings["ses-sender"].fix
+
+
+async def test_unreachable_ses_and_doh_are_named_with_their_settings(
+    settings: dict[str, str], unused_tcp_port: int
+) -> None:
+    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{unused_tcp_port}"
+    os.environ["DOMAINFLOW_DOH_URL"] = f"https://127.0.0.1:{unused_tcp_port}/dns-query"
+    findings = _by_check(await diagnose())
+    assert not findings["ses"].ok
+    assert "AWS_ENDPOINT_URL" in (findings["ses"].fix or "")
+    assert not findings["doh"].ok
+    assert "no domain would verify" in findings["doh"].detail
+    assert "DOMAINFLOW_DOH_URL" in (findings["doh"].fix or "")
+
+
+async def test_parked_messages_are_counted_and_the_cli_exits_non_zero(
+    settings: dict[str, str],
+) -> None:
+    queue = "notifier.domain-status-changed"
+    connection = await aio_pika.connect(settings["DOMAINFLOW_AMQP_URL"])
+    try:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"{}"), routing_key=dead_letter_queue_name(queue)
+        )
+        found = _by_check(await diagnose())["dead-letters"]
+        assert not found.ok
+        assert found.detail == f"1 parked in {queue}.dlq"
+        assert f"dead-letters show {queue}" in (found.fix or "")
+
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "domainflow.cli",
+            "doctor",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode == 1, err.decode()
+        assert f"FAIL  dead-letters          1 parked in {queue}.dlq" in out.decode()
+        assert "ok    ses-sender" in out.decode()
+        assert "1 problem(s): dead-letters" in err.decode()
+    finally:
+        dlq = await channel.get_queue(dead_letter_queue_name(queue))
+        await dlq.purge()
+        await connection.close()

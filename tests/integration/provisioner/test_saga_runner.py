@@ -1,0 +1,319 @@
+"""The saga runner against real PostgreSQL, with scripted stand-ins for the mail server and SES.
+
+These cover what is hard to stage with the real outside systems: two replicas racing for
+one saga, a lease stolen mid-run, a replica dead at an exact persisted state, and the
+one-at-a-time rule for sagas of one domain name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from domainflow.contracts import (
+    DeletionRequested,
+    DomainDeprovisioned,
+    DomainProvisioned,
+    DomainRequested,
+    Event,
+    ProvisioningRolledBack,
+)
+from domainflow.kit.aws import SesError
+from domainflow.kit.database import Database
+from domainflow.kit.envelope import decode
+from domainflow.kit.runtime import kit_migrations
+from domainflow.provisioner.adapters import repository
+from domainflow.provisioner.adapters.repository import Claimed, LeaseLostError, migrations
+from domainflow.provisioner.domain import (
+    ProvisioningSaga,
+    SagaKind,
+    SagaState,
+    Step,
+    StepStatus,
+    step_started,
+)
+from domainflow.provisioner.handlers import SagaRunner
+from domainflow.provisioner.settings import ProvisionerSettings
+
+pytestmark = pytest.mark.integration
+
+TOKENS = ["t1", "t2", "t3"]
+
+
+@dataclass
+class Scripted:
+    """Outside systems that record calls and raise the scripted failures, in order."""
+
+    domains: set[str] = field(default_factory=set)
+    identities: set[str] = field(default_factory=set)
+    mail_from: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    failures: dict[str, list[BaseException]] = field(default_factory=dict)
+    gate: asyncio.Event | None = None  # when given, calls wait for it (a slow SES)
+    entered: asyncio.Event = field(default_factory=asyncio.Event)  # a call has begun
+
+    async def _call(self, name: str) -> None:
+        self.calls.append(name)
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        queued = self.failures.get(name)
+        if queued:
+            raise queued.pop(0)
+
+    async def add_domain(self, domain: str) -> None:
+        await self._call("add_domain")
+        self.domains.add(domain)
+
+    async def remove_domain(self, domain: str) -> None:
+        await self._call("remove_domain")
+        self.domains.discard(domain)
+
+    async def create_identity(self, domain: str, region: str) -> list[str]:
+        await self._call("create_identity")
+        self.identities.add(domain)
+        return TOKENS
+
+    async def set_mail_from(self, domain: str, mail_from_domain: str, region: str) -> None:
+        await self._call("set_mail_from")
+        self.mail_from[domain] = mail_from_domain
+
+    async def delete_identity(self, domain: str, region: str) -> None:
+        await self._call("delete_identity")
+        self.identities.discard(domain)
+        self.mail_from.pop(domain, None)
+
+
+def settings(**kw: float) -> ProvisionerSettings:
+    values: dict[str, float] = {
+        "provisioner_step_attempts": 3,
+        "provisioner_step_backoff": 0.01,
+        "provisioner_step_backoff_max": 0.05,
+        "provisioner_step_timeout": 5,
+        "provisioner_lease_seconds": 1.0,
+        "provisioner_recovery_interval": 0.2,
+        **kw,
+    }
+    return ProvisionerSettings.model_validate(values)
+
+
+@pytest.fixture
+async def db(database_url: Callable[[str], Awaitable[str]]) -> AsyncIterator[Database]:
+    url = await database_url("provisioner_runner")
+    database = await Database.prepare(url, [*kit_migrations(), *migrations()], size=6)
+    yield database
+    await database.close()
+
+
+async def published(db: Database) -> list[Event]:
+    async with db.transaction() as conn:
+        rows = await conn.fetch("SELECT body FROM outbox ORDER BY id")
+    return [decode(bytes(r["body"])) for r in rows]
+
+
+def request(domain: str = "mail.acme.test", **kw: str | None) -> DomainRequested:
+    return DomainRequested(
+        correlation_id="req_1",
+        team_id="team_1",
+        domain_id=f"mdom_{uuid.uuid4().hex[:10]}",
+        domain=domain,
+        region="us-east-1",
+        **kw,
+    )
+
+
+def delete(of: DomainRequested) -> DeletionRequested:
+    return DeletionRequested(
+        correlation_id="req_2",
+        team_id=of.team_id,
+        domain_id=of.domain_id,
+        domain=of.domain,
+        region=of.region,
+    )
+
+
+async def test_a_request_provisions_and_a_redelivery_changes_nothing(db: Database) -> None:
+    world = Scripted()
+    runner = SagaRunner(db, world, world, settings())
+    event = request(mail_from_domain="bounce.mail.acme.test")
+    await runner.on_domain_requested(event)
+    await runner.on_domain_requested(event)  # redelivered
+    (answer,) = await published(db)
+    assert isinstance(answer, DomainProvisioned)
+    assert answer.dkim_tokens == TOKENS
+    assert answer.causation_id == event.event_id
+    assert answer.correlation_id == event.correlation_id
+    assert world.calls == ["add_domain", "create_identity", "set_mail_from"]
+    async with db.transaction() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM sagas") == 1
+
+
+async def test_a_new_request_for_a_finished_saga_is_answered_again(db: Database) -> None:
+    world = Scripted()
+    runner = SagaRunner(db, world, world, settings())
+    first = request()
+    await runner.on_domain_requested(first)
+    again = first.model_copy(update={"event_id": uuid.uuid4(), "correlation_id": "req_again"})
+    await runner.on_domain_requested(again)
+    answers = await published(db)
+    assert [type(a) for a in answers] == [DomainProvisioned, DomainProvisioned]
+    assert answers[1].causation_id == again.event_id
+    assert answers[1].correlation_id == "req_again"
+    assert world.calls == ["add_domain", "create_identity"]  # no step ran twice
+
+
+@pytest.mark.parametrize(
+    ("code", "undone"),
+    [
+        ("Throttling", ["remove_domain"]),  # refused: SES has nothing to undo
+        ("InternalFailure", ["delete_identity", "remove_domain"]),  # may have been created
+    ],
+)
+async def test_ses_failing_rolls_back_the_mail_server(
+    db: Database, code: str, undone: list[str]
+) -> None:
+    failure = SesError(code, "Rate exceeded", retryable=True)
+    world = Scripted(failures={"create_identity": [failure] * 3})
+    runner = SagaRunner(db, world, world, settings())
+    await runner.on_domain_requested(request())
+    (answer,) = await published(db)
+    assert isinstance(answer, ProvisioningRolledBack)
+    assert answer.failed_step == "ses_identity"
+    assert code in answer.reason
+    assert world.calls == ["add_domain", *["create_identity"] * 3, *undone]
+    assert not world.domains
+    assert not world.identities
+
+
+async def test_a_non_retryable_ses_error_compensates_at_once(db: Database) -> None:
+    failure = SesError("AccessDeniedException", "not allowed", retryable=False)
+    world = Scripted(failures={"create_identity": [failure]})
+    runner = SagaRunner(db, world, world, settings())
+    await runner.on_domain_requested(request())
+    (answer,) = await published(db)
+    assert isinstance(answer, ProvisioningRolledBack)
+    assert world.calls.count("create_identity") == 1
+    assert not world.domains
+
+
+async def test_two_replicas_never_run_one_saga_together(db: Database) -> None:
+    world = Scripted(gate=asyncio.Event())
+    a = SagaRunner(db, world, world, settings())
+    b = SagaRunner(db, world, world, settings())
+    event = request()
+    first = asyncio.create_task(a.on_domain_requested(event))
+    await asyncio.wait_for(world.entered.wait(), timeout=10)
+    async with db.transaction() as conn:
+        found = await repository.find(conn, event.domain_id, SagaKind.PROVISION)
+    assert found is not None
+    # b can neither claim it directly nor through its recovery sweep while a holds it,
+    # even past the original lease (a renews it).
+    await asyncio.sleep(1.5)
+    assert await b.run_saga(found[0]) is None
+    assert await b.recover_once() == 0
+    world.gate.set()  # type: ignore[union-attr]
+    await first
+    assert world.calls == ["add_domain", "create_identity"]
+    assert len(await published(db)) == 1
+
+
+async def test_a_dead_replicas_saga_is_finished_by_the_recovery_sweep(db: Database) -> None:
+    world = Scripted()
+    event = request()
+    # A replica recorded the mail server step and SES intent, then died (lease left behind).
+    async with db.transaction() as conn:
+        saga_id = await repository.insert(conn, _saga_of(event))
+        assert saga_id is not None
+        claimed = await repository.claim(conn, saga_id, lease_seconds=0.3)
+        assert claimed is not None
+        saga = claimed.saga.with_status(Step.MAILSERVER, StepStatus.DONE)
+        saga = step_started(saga, Step.SES_IDENTITY)
+        await repository.save(conn, claimed, saga, lease_seconds=0.3)
+    world.domains.add(event.domain)
+    runner = SagaRunner(db, world, world, settings())
+    assert await runner.recover_once() == 0  # still leased
+    await asyncio.sleep(0.4)
+    assert await runner.recover_once() == 1
+    await asyncio.gather(*runner._recovering)
+    (answer,) = await published(db)
+    assert isinstance(answer, DomainProvisioned)
+    assert world.calls == ["create_identity"]  # the started step redone, nothing else
+
+
+async def test_a_replica_that_lost_its_lease_stops(db: Database) -> None:
+    world = Scripted(gate=asyncio.Event())
+    runner = SagaRunner(db, world, world, settings())
+    event = request()
+    task = asyncio.create_task(runner.on_domain_requested(event))
+    await asyncio.wait_for(world.entered.wait(), timeout=10)
+    async with db.transaction() as conn:  # another replica took over
+        await conn.execute("UPDATE sagas SET lease_token = gen_random_uuid()")
+    world.gate.set()  # type: ignore[union-attr]
+    await task  # logs saga.lease_lost, does not raise
+    async with db.transaction() as conn:
+        steps = await conn.fetchval("SELECT steps FROM sagas")
+    assert steps[0] == {"step": "mailserver", "status": "started"}  # outcome not written
+    assert await published(db) == []
+    assert world.calls == ["add_domain"]
+
+
+async def test_deletion_waits_for_the_unfinished_provisioning(db: Database) -> None:
+    world = Scripted()
+    event = request()
+    async with db.transaction() as conn:  # a provisioning held by a replica that then died
+        saga_id = await repository.insert(conn, _saga_of(event))
+        assert saga_id is not None
+        await repository.claim(conn, saga_id, lease_seconds=0.5)
+    runner = SagaRunner(db, world, world, settings())
+    impostor = Claimed(saga_id, uuid.uuid4(), _saga_of(event))
+    async with db.transaction() as conn:  # sanity: the lease is really someone else's
+        with pytest.raises(LeaseLostError):
+            await repository.save(conn, impostor, impostor.saga, lease_seconds=1)
+    await runner.on_deletion_requested(delete(event))
+    assert world.calls == []  # its turn has not come
+    await asyncio.sleep(0.6)
+    await runner.recover_once()
+    await asyncio.gather(*runner._recovering)
+    answers = await published(db)
+    assert [type(a) for a in answers] == [DomainProvisioned, DomainDeprovisioned]
+    assert world.calls == ["add_domain", "create_identity", "delete_identity", "remove_domain"]
+    assert not world.domains
+    assert not world.identities
+    async with db.transaction() as conn:
+        states = await conn.fetch("SELECT kind, state FROM sagas ORDER BY id")
+    assert [(r["kind"], r["state"]) for r in states] == [
+        ("provision", SagaState.COMPLETED.value),
+        ("deprovision", SagaState.COMPLETED.value),
+    ]
+
+
+async def test_deprovisioning_retries_until_ses_lets_it(db: Database) -> None:
+    failures: list[BaseException] = [SesError("InternalFailure", "boom", retryable=True)] * 5
+    world = Scripted(failures={"delete_identity": [*failures, OSError("reset")]})
+    runner = SagaRunner(db, world, world, settings())
+    event = request()
+    await runner.on_domain_requested(event)
+    await runner.on_deletion_requested(delete(event))
+    answers = await published(db)
+    assert [type(a) for a in answers] == [DomainProvisioned, DomainDeprovisioned]
+    assert world.calls.count("delete_identity") == 7
+    assert not world.identities
+    assert not world.domains
+
+
+def _saga_of(event: DomainRequested) -> ProvisioningSaga:
+    return ProvisioningSaga.start(
+        kind=SagaKind.PROVISION,
+        domain_id=event.domain_id,
+        team_id=event.team_id,
+        domain=event.domain,
+        region=event.region,
+        mail_from_domain=event.mail_from_domain,
+        correlation_id=event.correlation_id,
+        causation_id=event.event_id,
+        max_attempts=3,
+    )

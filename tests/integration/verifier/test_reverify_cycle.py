@@ -1,0 +1,324 @@
+"""The re-verification cycle against the real DoH sandbox, moto's SES and a fresh database.
+
+In-process: a short interval re-checks each scheduled domain once per interval, and failed or
+deleted domains not at all. As processes: two replicas on one database check each domain
+exactly once per cycle, and when one is killed mid-cycle the other finishes the cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import pytest
+
+from domainflow.contracts import VerificationTrigger
+from domainflow.kit.database import Database
+from domainflow.kit.envelope import decode
+from domainflow.kit.runtime import kit_migrations
+from domainflow.sandbox.dns import DnsSandbox
+from domainflow.verifier.adapters import repository
+from domainflow.verifier.main import migrations, open_verifier
+from domainflow.verifier.settings import VerifierSettings
+from tests.plugins.dns import SandboxZones, make_records
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+
+
+async def create_identities(domains: list[str], region: str = REGION) -> None:
+    """Moto's SES answers DKIM `Success` for every identity it holds."""
+    async with aioboto3.Session().client("ses", region_name=region) as ses:
+        for domain in domains:
+            await ses.verify_domain_identity(Domain=domain)
+
+
+async def schedule(
+    db: Database,
+    zones: SandboxZones,
+    count: int,
+    *,
+    status: str = "verified",
+    due_in: float = 0.0,
+) -> list[str]:
+    """`count` domains with every record placed, scheduled as the api's events would."""
+    ids: list[str] = []
+    domains: list[str] = []
+    async with db.transaction() as conn:
+        for _ in range(count):
+            domain = zones.new_domain()
+            records = make_records(domain)
+            zones.place(records)
+            domain_id = f"mdom_{uuid.uuid4().hex[:12]}"
+            await conn.execute(
+                """
+                INSERT INTO schedule (domain_id, team_id, domain, region, status, records,
+                                      next_check_at, correlation_id, status_event_at)
+                VALUES ($1, 'team_abc123', $2, $3, $4, $5,
+                        CASE WHEN $4 IN ('pending', 'verified')
+                             THEN now() + make_interval(secs => $6) END,
+                        'req_test', now())
+                """,
+                domain_id,
+                domain,
+                REGION,
+                status,
+                records.model_dump(mode="json"),
+                due_in,
+            )
+            ids.append(domain_id)
+            domains.append(domain)
+    await create_identities(domains)
+    return ids
+
+
+async def history(db: Database) -> dict[str, list[Any]]:
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT domain_id, checked_at, outcome, trigger, correlation_id"
+            " FROM check_history ORDER BY checked_at"
+        )
+    found: dict[str, list[Any]] = {}
+    for row in rows:
+        found.setdefault(row["domain_id"], []).append(row)
+    return found
+
+
+@pytest.fixture
+async def scratch(
+    database_url: Callable[[str], Awaitable[str]],
+) -> AsyncIterator[tuple[str, Database]]:
+    """A fresh, migrated verifier database: its URL (for replicas) and a pool (for the test)."""
+    url = await database_url("verifier_cycle")
+    db = await Database.prepare(url, [*kit_migrations(), *migrations()], size=10)
+    try:
+        yield url, db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def fresh_db(scratch: tuple[str, Database]) -> Database:
+    return scratch[1]
+
+
+def settings_for(db_url: str, sandbox: DnsSandbox, **overrides: Any) -> VerifierSettings:
+    values: dict[str, Any] = {
+        "verifier_database_url": db_url,
+        "doh_url": sandbox.doh_url,
+        "doh_ca_file": str(sandbox.ca_file),
+        "doh_timeout": 2.0,
+        "ses_rate": 20.0,
+        **overrides,
+    }
+    return VerifierSettings(**values)
+
+
+async def test_each_scheduled_domain_is_rechecked_once_per_interval(
+    fresh_db: Database, dns_sandbox: DnsSandbox, dns_zones: SandboxZones, moto_server: Any
+) -> None:
+    interval, tick = 3.0, 0.2
+    settings = settings_for(
+        "unused", dns_sandbox, reverify_interval=interval, reverify_tick=tick, reverify_batch=4
+    )
+    scheduled = await schedule(fresh_db, dns_zones, 6)
+    failed = await schedule(fresh_db, dns_zones, 1, status="failed")
+    deleted = await schedule(fresh_db, dns_zones, 1, status="deleted")
+
+    async with open_verifier(fresh_db, settings) as verifier:
+        async with fresh_db.pool.acquire() as conn:  # all due as the cycle starts, not earlier
+            await conn.execute(
+                "UPDATE schedule SET next_check_at = now() WHERE next_check_at IS NOT NULL"
+            )
+        task = asyncio.create_task(verifier.cycle.run())
+        await asyncio.sleep(3 * interval + 1.0)  # due now, then at +3, +6, +9 s
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    found = await history(fresh_db)
+    assert set(found) == set(scheduled)  # failed and deleted domains are never re-checked
+    assert not set(found) & {*failed, *deleted}
+    for domain_id in scheduled:
+        checks = found[domain_id]
+        assert len(checks) == 4, domain_id
+        assert {c["outcome"] for c in checks} == {"passed"}
+        assert {c["trigger"] for c in checks} == {"scheduled"}
+        gaps = [
+            (b["checked_at"] - a["checked_at"]).total_seconds()
+            for a, b in itertools.pairwise(checks)
+        ]
+        # Once per interval, on the beat: never a double check, never a skipped interval.
+        assert all(interval - tick - 0.5 <= gap <= interval + tick + 0.5 for gap in gaps), gaps
+
+    # Each check committed its VerificationCompleted with it, through the outbox.
+    async with fresh_db.pool.acquire() as conn:
+        bodies = await conn.fetch("SELECT body FROM outbox")
+    events = [decode(row["body"]) for row in bodies]
+    assert len(events) == sum(len(v) for v in found.values())
+    assert {getattr(e, "trigger", None) for e in events} == {VerificationTrigger.SCHEDULED}
+    async with fresh_db.pool.acquire() as conn:
+        due = await conn.fetch("SELECT next_check_at, claim_token FROM schedule")
+    assert all(row["claim_token"] is None for row in due)
+
+
+async def test_a_domain_whose_claim_lapsed_is_committed_only_by_its_new_holder(
+    fresh_db: Database, dns_sandbox: DnsSandbox, dns_zones: SandboxZones, moto_server: Any
+) -> None:
+    [domain_id] = await schedule(fresh_db, dns_zones, 1)
+    due_by = await repository.database_now(fresh_db)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    [claimed] = await repository.claim_due(
+        fresh_db, due_by=due_by, limit=10, lease_seconds=0.2, token=first
+    )
+    assert claimed.domain_id == domain_id
+    assert not await repository.claim_due(
+        fresh_db, due_by=due_by, limit=10, lease_seconds=0.2, token=second
+    )  # held
+    await asyncio.sleep(0.3)
+    assert await repository.claim_due(
+        fresh_db, due_by=due_by, limit=10, lease_seconds=30, token=second
+    )  # lapsed: taken over
+    next_at = claimed.due_at + timedelta(hours=6)
+    async with fresh_db.transaction() as conn:
+        assert not await repository.finish_claimed(conn, domain_id, first, next_at, next_at)
+        assert await repository.finish_claimed(conn, domain_id, second, next_at, next_at)
+
+
+# -- replicas as processes ----------------------------------------------------------------
+
+
+@pytest.fixture
+def spawn_replica(
+    amqp_url: str, dns_sandbox: DnsSandbox, moto_server: Any, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(db_url: str, health_port: int, **env: str) -> subprocess.Popen[bytes]:
+        environ = {
+            **os.environ,
+            "DOMAINFLOW_AMQP_URL": amqp_url,
+            "DOMAINFLOW_VERIFIER_DATABASE_URL": db_url,
+            "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(health_port),
+            "DOMAINFLOW_DOH_URL": dns_sandbox.doh_url,
+            "DOMAINFLOW_DOH_CA_FILE": str(dns_sandbox.ca_file),
+            "DOMAINFLOW_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        with (tmp_path / f"replica-{len(started)}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from domainflow.verifier.main import run; run()"],
+                env=environ,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], within: float) -> None:
+    for _ in range(int(within / 0.1)):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not so within {within} s")
+
+
+async def _checked(db: Database) -> int:
+    async with db.pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM check_history"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+REPLICA_ENV = {
+    "DOMAINFLOW_REVERIFY_INTERVAL": "3600",
+    "DOMAINFLOW_REVERIFY_TICK": "0.3",
+    "DOMAINFLOW_REVERIFY_BATCH": "5",
+    "DOMAINFLOW_REVERIFY_LEASE": "3",
+}
+
+
+async def test_two_replicas_check_each_domain_exactly_once_per_cycle(
+    scratch: tuple[str, Database],
+    dns_zones: SandboxZones,
+    spawn_replica: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    url, fresh_db = scratch
+    replicas = [
+        spawn_replica(url, _free_port(), DOMAINFLOW_SES_RATE="4", **REPLICA_ENV) for _ in range(2)
+    ]
+    await asyncio.sleep(3.0)  # both up and ticking before anything falls due
+    assert all(r.poll() is None for r in replicas)
+    ids = await schedule(fresh_db, dns_zones, 40)
+
+    await _until(lambda: _has(fresh_db, len(ids)), within=60)
+    await asyncio.sleep(2.0)  # a second pass, if there were one, would show now
+
+    found = await history(fresh_db)
+    assert sorted(found) == sorted(ids)
+    assert all(len(checks) == 1 for checks in found.values())
+    passes = {c["correlation_id"] for checks in found.values() for c in checks}
+    assert len(passes) >= 2  # both replicas took part (a pass id per replica and tick)
+
+
+async def test_a_replica_killed_mid_cycle_is_finished_by_the_other(
+    scratch: tuple[str, Database],
+    dns_zones: SandboxZones,
+    spawn_replica: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    url, fresh_db = scratch
+    ids = await schedule(fresh_db, dns_zones, 40, due_in=2.0)
+    doomed = spawn_replica(url, _free_port(), DOMAINFLOW_SES_RATE="2", **REPLICA_ENV)
+    await _until(lambda: _has(fresh_db, 8), within=60)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    async with fresh_db.pool.acquire() as conn:
+        orphaned = await conn.fetchval(
+            "SELECT count(*) FROM schedule WHERE claim_token IS NOT NULL"
+        )
+    done_before = await _checked(fresh_db)
+    assert orphaned > 0  # killed holding claims: those must come back when the lease lapses
+    assert done_before < len(ids)
+
+    spawn_replica(url, _free_port(), DOMAINFLOW_SES_RATE="20", **REPLICA_ENV)
+    await _until(lambda: _has(fresh_db, len(ids)), within=60)
+    await asyncio.sleep(1.0)
+
+    found = await history(fresh_db)
+    assert sorted(found) == sorted(ids)
+    assert all(len(checks) == 1 for checks in found.values())  # resumed, not restarted
+    async with fresh_db.pool.acquire() as conn:
+        held = await conn.fetchval("SELECT count(*) FROM schedule WHERE claim_token IS NOT NULL")
+    assert held == 0
+
+
+async def _has(db: Database, count: int) -> bool:
+    return await _checked(db) >= count

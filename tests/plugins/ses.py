@@ -1,0 +1,53 @@
+"""Pytest fixtures: ses — moto in server mode, over HTTP, as the session's Amazon SES.
+
+`moto_server` starts once per session and points the standard AWS variables at it
+(`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION=us-east-1`, dummy credentials), so any client the
+code under test builds, in this process or a child, reaches moto and never AWS. `fresh_moto`
+is per test and starts it from nothing (not autouse: module-scoped fixtures of other tests
+keep what they set up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox
+
+REGION = "us-east-1"
+
+#: Variables that would steer a client elsewhere than moto (a profile, a real session token,
+#: a service-specific endpoint).
+_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL_SES",
+    "AWS_ENDPOINT_URL_SESV2",
+    "AWS_REGION",
+)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoSandbox]:
+    """A started `MotoSandbox` (`.url`), the AWS variables of the session pointing at it."""
+    sandbox = MotoSandbox(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    sandbox.start()
+    with pytest.MonkeyPatch.context() as env:
+        for name in _CLEARED:
+            env.delenv(name, raising=False)
+        env.setenv("AWS_ENDPOINT_URL", sandbox.url)
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        env.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+        env.setenv("AWS_SECRET_ACCESS_KEY", TEST_ACCESS_KEY)
+        try:
+            yield sandbox
+        finally:
+            sandbox.stop()
+
+
+@pytest.fixture
+def fresh_moto(moto_server: MotoSandbox) -> MotoSandbox:
+    """The session's moto with nothing in it: no identities, no mail."""
+    moto_server.reset()
+    return moto_server

@@ -1,0 +1,5 @@
+"""`python -m domainflow.cli` is the `domainflow` command."""
+
+from domainflow.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""The whole stack on one machine: sandboxes where no real endpoint is set, then the services.
+
+`run` keeps it in the foreground (Ctrl-C stops everything); `up` starts `run` in the
+background and returns once every service answers `/readyz`; `down` stops it. The same
+`LocalStack` class lets end-to-end tests start, kill and restart single services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SERVICES = ("api", "provisioner", "verifier", "notifier")
+HEALTH_PORTS = {"provisioner": 8001, "verifier": 8002, "notifier": 8003}
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("DOMAINFLOW_STATE_DIR", "var")).resolve()
+
+
+def health_url(service: str, env: Mapping[str, str], replica: int = 0) -> str:
+    if service == "api":
+        port = int(env.get("DOMAINFLOW_API_PORT", "8000")) + replica
+        host = env.get("DOMAINFLOW_API_HOST", "127.0.0.1")
+    else:
+        key = service.upper()
+        port = int(env.get(f"DOMAINFLOW_{key}_HEALTH_PORT", str(HEALTH_PORTS[service])))
+        host = env.get(f"DOMAINFLOW_{key}_HEALTH_HOST", "127.0.0.1")
+    return f"http://{host}:{port}/readyz"
+
+
+def is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own loopback URL
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return False
+
+
+class LocalStack:
+    """Sandboxes plus service processes, each replica its own OS process."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, root: Path | None = None) -> None:
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.root = root or state_dir(self.env)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.processes: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
+        self._sandboxes: list[Any] = []
+
+    # --- sandboxes ------------------------------------------------------------------------
+
+    def start_sandboxes(self) -> None:
+        """Start moto (SES) and the DoH resolver unless real endpoints are configured."""
+        if not self.env.get("AWS_ENDPOINT_URL") and not self.env.get("AWS_ACCESS_KEY_ID"):
+            from domainflow.sandbox.moto import MotoSandbox
+
+            moto = MotoSandbox(port=int(self.env.get("DOMAINFLOW_SANDBOX_SES_PORT", "4566")))
+            moto.start()
+            self._sandboxes.append(moto)
+            self.env.update(
+                AWS_ENDPOINT_URL=moto.url,
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's conventional dummy
+            )
+            self.env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+            from email.utils import parseaddr
+
+            from domainflow.notifier.settings import NotifierSettings
+
+            # The notifier's sender must be verified in SES; in the sandbox we verify it.
+            sender = self.env.get("DOMAINFLOW_NOTIFY_FROM") or NotifierSettings().notify_from
+            moto.verify_sender(parseaddr(sender)[1], self.env["AWS_DEFAULT_REGION"])
+            print(f"sandbox: SES (moto) at {moto.url}", file=sys.stderr)
+        if not self.env.get("DOMAINFLOW_DOH_URL"):
+            from domainflow.sandbox.dns import DnsSandbox
+
+            dns = DnsSandbox(
+                workdir=self.root / "sandbox" / "dns",
+                doh_port=int(self.env.get("DOMAINFLOW_SANDBOX_DOH_PORT", "8443")),
+            )
+            dns.start()
+            self._sandboxes.append(dns)
+            self.env.update(DOMAINFLOW_DOH_URL=dns.doh_url, DOMAINFLOW_DOH_CA_FILE=str(dns.ca_file))
+            print(f"sandbox: DNS-over-HTTPS at {dns.doh_url}", file=sys.stderr)
+        (self.root / "stack.json").write_text(
+            json.dumps({k: v for k, v in self.env.items() if k.startswith(("DOMAINFLOW_", "AWS_"))})
+        )
+
+    # --- services -------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "domainflow.cli", "migrate"],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start_service(
+        self, service: str, replica: int = 0, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        env = dict(self.env)
+        if service == "api" and replica:
+            env["DOMAINFLOW_API_PORT"] = str(int(env.get("DOMAINFLOW_API_PORT", "8000")) + replica)
+        env.update(extra_env or {})
+        log = (self.root / f"{service}-{replica}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "domainflow.cli", "serve", service],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes[(service, replica)] = process
+        return process
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for (service, replica), process in self.processes.items():
+            url = health_url(service, self.env, replica)
+            while not is_ready(url):
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{service} exited with {process.returncode}; see "
+                        f"{self.root / f'{service}-{replica}.log'}"
+                    )
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not become ready at {url}")
+                time.sleep(0.2)
+
+    def stop_service(self, service: str, replica: int = 0, *, kill: bool = False) -> None:
+        process = self.processes.pop((service, replica), None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def start(self, api_replicas: int = 1) -> None:
+        self.start_sandboxes()
+        self.migrate()
+        for service in SERVICES:
+            for replica in range(api_replicas if service == "api" else 1):
+                self.start_service(service, replica)
+        self.wait_ready()
+
+    def stop(self) -> None:
+        for service, replica in list(self.processes):
+            self.stop_service(service, replica)
+        for sandbox in reversed(self._sandboxes):
+            with contextlib.suppress(Exception):
+                sandbox.stop()
+        self._sandboxes.clear()
+
+    def supervise(self) -> None:
+        """Restart a service that died (a killed provisioner resumes its sagas on restart)."""
+        for (service, replica), process in list(self.processes.items()):
+            if process.poll() is not None:
+                print(
+                    f"stack: {service} exited ({process.returncode}); restarting", file=sys.stderr
+                )
+                self.start_service(service, replica)
+
+
+def _run() -> int:
+    stack = LocalStack()
+    stopping = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start(api_replicas=int(stack.env.get("DOMAINFLOW_API_REPLICAS", "1")))
+        port = stack.env.get("DOMAINFLOW_API_PORT", "8000")
+        print(
+            f"domainflow is up: http://127.0.0.1:{port}/api/v1 (Ctrl-C stops it)", file=sys.stderr
+        )
+        (stack.root / "stack.ready").write_text(str(os.getpid()))
+        while not stopping:
+            time.sleep(0.5)
+            stack.supervise()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (stack.root / "stack.ready").unlink()
+        stack.stop()
+    return 0
+
+
+def _up() -> int:
+    root = state_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    pidfile = root / "stack.pid"
+    if pidfile.exists() and _alive(int(pidfile.read_text())):
+        print(f"already up (pid {pidfile.read_text()}); `make down` stops it", file=sys.stderr)
+        return 0
+    with contextlib.suppress(FileNotFoundError):
+        (root / "stack.ready").unlink()
+    log = (root / "stack.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "domainflow.cli", "stack", "run"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pidfile.write_text(str(process.pid))
+    deadline = time.monotonic() + 120
+    while not (root / "stack.ready").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            print(f"the stack did not come up; see {root / 'stack.log'}", file=sys.stderr)
+            return 1
+        time.sleep(0.3)
+    port = os.environ.get("DOMAINFLOW_API_PORT", "8000")
+    print(f"domainflow is up: http://127.0.0.1:{port}/api/v1 (logs in {root})")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _down() -> int:
+    pidfile = state_dir() / "stack.pid"
+    if not pidfile.exists():
+        print("not running", file=sys.stderr)
+        return 0
+    pid = int(pidfile.read_text())
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    pidfile.unlink()
+    print("domainflow is down")
+    return 0
+
+
+def _status() -> int:
+    env = os.environ
+    ok = True
+    for service in SERVICES:
+        ready = is_ready(health_url(service, env))
+        ok = ok and ready
+        print(f"{service:12} {'ready' if ready else 'DOWN'}")
+    return 0 if ok else 1
+
+
+def main(action: str) -> int:
+    return {"run": _run, "up": _up, "down": _down, "status": _status}[action]()
