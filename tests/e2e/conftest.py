@@ -5,9 +5,7 @@ mail-server database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from email.utils import parseaddr
@@ -22,15 +20,10 @@ from domainflow.kit.database import drop_database
 from domainflow.notifier.settings import NotifierSettings
 from domainflow.sandbox.dns import DnsSandbox
 from domainflow.sandbox.moto import MotoSandbox
+from domainflow.sandbox.ports import listening_port
 from tests.plugins.infra import POSTGRES
 
 REVERIFY_INTERVAL = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class E2E:
@@ -111,12 +104,7 @@ async def e2e(
         f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{POSTGRES}/dftest_e2e_{svc}_{suffix}"
         for svc in ("api", "provisioner", "verifier", "notifier")
     }
-    api_port = _free_port()
-    while True:  # two replicas need two adjacent ports
-        with contextlib.suppress(OSError), socket.socket() as s:
-            s.bind(("127.0.0.1", api_port + 1))
-            break
-        api_port = _free_port()
+    api_port = listening_port(span=2)  # the two replicas listen on adjacent ports
     env = {
         **os.environ,
         **databases,
@@ -125,9 +113,9 @@ async def e2e(
         "DOMAINFLOW_DOH_URL": dns_sandbox.doh_url,
         "DOMAINFLOW_DOH_CA_FILE": str(dns_sandbox.ca_file),
         "DOMAINFLOW_API_PORT": str(api_port),
-        "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(_free_port()),
-        "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(_free_port()),
-        "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(_free_port()),
+        "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(listening_port()),
+        "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(listening_port()),
+        "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_REVERIFY_INTERVAL": str(REVERIFY_INTERVAL),
         "DOMAINFLOW_REVERIFY_TICK": "0.5",
         "DOMAINFLOW_SES_RATE": "20",

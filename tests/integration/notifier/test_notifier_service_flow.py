@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -39,6 +38,7 @@ from domainflow.contracts import (
 from domainflow.kit.envelope import encode
 from domainflow.kit.messaging import EVENTS, consumer_queue
 from domainflow.sandbox.moto import MotoSandbox, SentEmail
+from domainflow.sandbox.ports import listening_port
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +81,6 @@ async def eventually(
 
 
 # ---- the notifier process ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class NotifierProcess:
@@ -163,7 +157,7 @@ async def notifier_env(
         {
             "DOMAINFLOW_AMQP_URL": amqp_url,
             "DOMAINFLOW_NOTIFIER_DATABASE_URL": await database_url("notifier_flow"),
-            "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(free_port()),
+            "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(listening_port()),
             "DOMAINFLOW_NOTIFY_FROM": SENDER,
             "DOMAINFLOW_NOTIFY_REGION": REGION,
             "DOMAINFLOW_NOTIFY_ON_VERIFIED": "true",
@@ -443,7 +437,7 @@ class HoldingProxy:
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        port = free_port()
+        port = listening_port()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}"
         return self

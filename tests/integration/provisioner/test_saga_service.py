@@ -38,6 +38,7 @@ from domainflow.contracts import (
 )
 from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit.envelope import decode, encode
+from domainflow.sandbox.ports import listening_port
 
 pytestmark = pytest.mark.integration
 
@@ -48,13 +49,6 @@ ROOT = Path(__file__).resolve().parents[3]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 REGION = "us-east-1"
 STEP_ATTEMPTS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- reading events back ---------------------------------------------------------------------
@@ -148,7 +142,7 @@ async def failing_ses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str
     app.router.add_route("*", "/{tail:.*}", fail)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
+    port = listening_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}", seen
     await runner.cleanup()
@@ -184,7 +178,7 @@ class Stack:
             "DOMAINFLOW_AMQP_URL": self.amqp_url,
             "DOMAINFLOW_PROVISIONER_DATABASE_URL": self.database_url,
             "DOMAINFLOW_MAILSERVER_DATABASE_URL": self.mailserver_url,
-            "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(free_port()),
+            "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(listening_port()),
             "DOMAINFLOW_PROVISIONER_STEP_ATTEMPTS": str(STEP_ATTEMPTS),
             "DOMAINFLOW_PROVISIONER_STEP_BACKOFF": "0.1",
             "DOMAINFLOW_PROVISIONER_STEP_BACKOFF_MAX": "0.5",

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -28,6 +27,7 @@ from domainflow.kit.database import Database
 from domainflow.kit.envelope import decode
 from domainflow.kit.runtime import kit_migrations
 from domainflow.sandbox.dns import DnsSandbox
+from domainflow.sandbox.ports import listening_port
 from domainflow.verifier.adapters import repository
 from domainflow.verifier.main import migrations, open_verifier
 from domainflow.verifier.settings import VerifierSettings
@@ -251,13 +251,6 @@ async def _checked(db: Database) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM check_history"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 REPLICA_ENV = {
     "DOMAINFLOW_REVERIFY_INTERVAL": "3600",
     "DOMAINFLOW_REVERIFY_TICK": "0.3",
@@ -273,7 +266,8 @@ async def test_two_replicas_check_each_domain_exactly_once_per_cycle(
 ) -> None:
     url, fresh_db = scratch
     replicas = [
-        spawn_replica(url, _free_port(), DOMAINFLOW_SES_RATE="4", **REPLICA_ENV) for _ in range(2)
+        spawn_replica(url, listening_port(), DOMAINFLOW_SES_RATE="4", **REPLICA_ENV)
+        for _ in range(2)
     ]
     await asyncio.sleep(3.0)  # both up and ticking before anything falls due
     assert all(r.poll() is None for r in replicas)
@@ -296,7 +290,7 @@ async def test_a_replica_killed_mid_cycle_is_finished_by_the_other(
 ) -> None:
     url, fresh_db = scratch
     ids = await schedule(fresh_db, dns_zones, 40, due_in=2.0)
-    doomed = spawn_replica(url, _free_port(), DOMAINFLOW_SES_RATE="2", **REPLICA_ENV)
+    doomed = spawn_replica(url, listening_port(), DOMAINFLOW_SES_RATE="2", **REPLICA_ENV)
     await _until(lambda: _has(fresh_db, 8), within=60)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
@@ -308,7 +302,7 @@ async def test_a_replica_killed_mid_cycle_is_finished_by_the_other(
     assert orphaned > 0  # killed holding claims: those must come back when the lease lapses
     assert done_before < len(ids)
 
-    spawn_replica(url, _free_port(), DOMAINFLOW_SES_RATE="20", **REPLICA_ENV)
+    spawn_replica(url, listening_port(), DOMAINFLOW_SES_RATE="20", **REPLICA_ENV)
     await _until(lambda: _has(fresh_db, len(ids)), within=60)
     await asyncio.sleep(1.0)
 

@@ -40,6 +40,14 @@ def health_url(service: str, env: Mapping[str, str], replica: int = 0) -> str:
     return f"http://{host}:{port}/readyz"
 
 
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a service's log, so a failed start says why where it is reported."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(unreadable: {error})"
+
+
 def is_ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own loopback URL
@@ -130,9 +138,10 @@ class LocalStack:
             url = health_url(service, self.env, replica)
             while not is_ready(url):
                 if process.poll() is not None:
+                    log = self.root / f"{service}-{replica}.log"
                     raise RuntimeError(
-                        f"{service} exited with {process.returncode}; see "
-                        f"{self.root / f'{service}-{replica}.log'}"
+                        f"{service} exited with {process.returncode}; the end of {log}:\n"
+                        f"{log_tail(log)}"
                     )
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service} did not become ready at {url}")

@@ -43,6 +43,7 @@ import dns.rdatatype
 from dns.rdtypes.ANY.TXT import TXT
 
 from domainflow.contracts.events import DnsRecords
+from domainflow.sandbox.ports import listening_port
 
 UNBOUND = os.environ.get("DOMAINFLOW_UNBOUND", "/usr/sbin/unbound")
 UNBOUND_CONTROL = os.environ.get("DOMAINFLOW_UNBOUND_CONTROL", "/usr/sbin/unbound-control")
@@ -72,24 +73,6 @@ class SandboxPorts:
     control: int  # unbound-control, plain TCP (control-use-cert: no)
     dns: int  # dnsdist's plain DNS listener: readiness probes, dig
     doh: int  # dnsdist's DoH listener (HTTPS)
-
-
-def free_port(taken: Iterable[int] = ()) -> int:
-    """A loopback port free for both TCP and UDP right now, and not one of `taken`."""
-    avoid = set(taken)
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            if port in avoid:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise SandboxError("no free loopback port")
 
 
 def _die_with_parent() -> None:
@@ -456,7 +439,7 @@ class DnsSandbox:
     def _pick_ports(self) -> SandboxPorts:
         chosen: list[int] = []
         for wanted in asdict(self._wanted).values():
-            chosen.append(int(wanted) or free_port(chosen))
+            chosen.append(int(wanted) or listening_port(udp=True))
         return SandboxPorts(*chosen)
 
     def _ensure_certificates(self) -> None:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from domainflow.sandbox.ports import listening_port
 
 READY_TIMEOUT = 30.0
 #: moto's dummy credentials: moto accepts any, and they can never reach real AWS.
@@ -57,12 +58,6 @@ class SentEmail:
     raw: str | None = None
     text: str | None = None
     html: str | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:
@@ -158,7 +153,7 @@ class MotoSandbox:
         tries = 1 if self._fixed_port else 3
         for attempt in range(tries):
             if not self._fixed_port:
-                self.port = _free_port()
+                self.port = listening_port()
             try:
                 self._spawn()
                 self._wait_ready()
