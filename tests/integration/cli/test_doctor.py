@@ -161,3 +161,18 @@ async def test_parked_messages_are_counted_and_the_cli_exits_non_zero(
         dlq = await channel.get_queue(dead_letter_queue_name(queue))
         await dlq.purge()
         await connection.close()
+
+
+async def test_counting_parked_messages_failing_is_a_finding_not_a_traceback(
+    settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RabbitMQ answers the topology check (real), then the count fails: the connection drops.
+    async def dropped(amqp_url: str) -> list[object]:
+        raise aio_pika.exceptions.AMQPConnectionError("connection reset by peer")
+
+    monkeypatch.setattr("domainflow.cli.doctor.dead_letters.parked", dropped)
+    findings = _by_check(await diagnose())
+    assert findings["rabbitmq"].ok
+    assert not findings["dead-letters"].ok
+    assert "connection reset by peer" in findings["dead-letters"].detail
+    assert findings["ses"].ok  # the other checks still ran

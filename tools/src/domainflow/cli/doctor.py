@@ -138,7 +138,19 @@ async def _broker(amqp_url: str) -> list[Finding]:
     finally:
         await connection.close()
     findings = [Finding("rabbitmq", True, f"reachable, {EVENTS_EXCHANGE} declared")]
-    parked = [p for p in await dead_letters.parked(amqp_url) if p.parked]
+    try:
+        parked = [p for p in await dead_letters.parked(amqp_url) if p.parked]
+    except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as failure:
+        # RabbitMQ answered a moment ago: report this check as failed, keep the others.
+        findings.append(
+            Finding(
+                "dead-letters",
+                False,
+                f"cannot count parked messages: {failure}",
+                "check RabbitMQ's log; `rabbitmqctl list_queues name messages` counts by hand",
+            )
+        )
+        return findings
     if parked:
         worst = max(parked, key=lambda p: p.parked or 0)
         findings.append(
