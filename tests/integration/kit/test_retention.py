@@ -1,7 +1,7 @@
 """Tables that grow with every event are trimmed by age, and only what has aged out goes.
 
 Over real PostgreSQL, with the verifier's schema (the inbox every service has, plus the
-verifier's probe records and tombstones).
+verifier's probe records and tombstones) and the notifier's log of owner emails.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import pytest
 from domainflow.kit.database import Database
 from domainflow.kit.retention import inbox_trim, keep_trimmed, trim
 from domainflow.kit.runtime import kit_migrations
+from domainflow.notifier import main as notifier
+from domainflow.notifier.settings import NotifierSettings
 from domainflow.verifier.main import migrations, retention
 from domainflow.verifier.settings import VerifierSettings
 
@@ -102,3 +104,36 @@ async def test_the_loop_keeps_trimming_until_cancelled(db: Database) -> None:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+async def test_settled_mails_age_out_but_a_mail_of_unknown_fate_stays(
+    database_url: Callable[[str], Awaitable[str]],
+) -> None:
+    url = await database_url("retention_notifier")
+    db = await Database.prepare(url, [*kit_migrations(), *notifier.migrations()], size=1)
+    try:
+        async with db.pool.acquire() as conn:
+            for state, days_ago in [
+                ("sent", 400),
+                ("rejected", 400),
+                ("unconfirmed", 400),
+                ("sending", 400),
+                ("sent", 30),
+            ]:
+                await conn.execute(
+                    "INSERT INTO notifications (transition_event_id, recipient, domain_id,"
+                    " domain, new_status, state, message_id, updated_at) VALUES ($1,"
+                    " 'owner@x.example', 'dom', 'x.example', 'failed', $2, $3,"
+                    " now() - make_interval(days => $4))",
+                    uuid.uuid4(),
+                    state,
+                    "ses-id" if state == "sent" else None,
+                    days_ago,
+                )
+        rules = notifier.retention(NotifierSettings(notification_retention_days=365))
+        assert [await trim(db, rule) for rule in rules] == [2]
+        async with db.pool.acquire() as conn:
+            left = sorted(r["state"] for r in await conn.fetch("SELECT state FROM notifications"))
+        assert left == ["sending", "sent", "unconfirmed"]
+    finally:
+        await db.close()

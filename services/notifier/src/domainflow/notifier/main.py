@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from importlib.resources import files
 
 from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import migration_files
+from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
 from domainflow.notifier.adapters.ses import SesMailer
 from domainflow.notifier.entrypoints import build_router
@@ -17,6 +19,12 @@ from domainflow.notifier.settings import NotifierSettings
 
 def migrations() -> list[tuple[str, str]]:
     return migration_files(files("domainflow.notifier") / "migrations")
+
+
+def retention(settings: NotifierSettings) -> list[Trim]:
+    """Settled mails age out; one whose fate is unknown stays until an operator settles it."""
+    keep = timedelta(days=settings.notification_retention_days)
+    return [Trim("notifications", "updated_at", keep, only="state IN ('sent', 'rejected')")]
 
 
 async def serve(settings: NotifierSettings | None = None) -> None:
@@ -30,7 +38,7 @@ async def serve(settings: NotifierSettings | None = None) -> None:
             await rt.open(migrations())
             handlers = NotifierHandlers(rt.db, mailer, settings)
             router, queues = build_router(handlers, settings)
-            await rt.start(router, queues)
+            await rt.start(router, queues, trims=retention(settings))
             rt.gauges.extend(GAUGES)
             await rt.serve_health(settings.notifier_health_host, settings.notifier_health_port)
 

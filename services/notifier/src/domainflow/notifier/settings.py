@@ -31,6 +31,11 @@ class NotifierSettings(ServiceSettings):
     #: Optional link in every mail to where owners can see the domain, e.g.
     #: `https://app.example.com/domains` (`DOMAINFLOW_NOTIFY_DASHBOARD_URL`).
     notify_dashboard_url: str | None = None
+    #: Days a settled notification (`sent` or `rejected`) is kept in the log
+    #: (`DOMAINFLOW_NOTIFICATION_RETENTION_DAYS`). A redelivered transition that old cannot
+    #: arrive (inboxes keep a week), so only the audit trail is lost; `sending` and
+    #: `unconfirmed` rows are never trimmed: each waits for an operator.
+    notification_retention_days: float = Field(default=365.0, gt=0)
 
     @field_validator("notify_dashboard_url")
     @classmethod
