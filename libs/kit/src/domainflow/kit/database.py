@@ -45,8 +45,8 @@ async def ensure_database(url: str) -> None:
             try:
                 await conn.execute(f'CREATE DATABASE "{name}"')
                 log.info("database.created", database=name)
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another replica won the race
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                pass  # another replica won the race (PostgreSQL reports it either way)
     finally:
         await conn.close()
 
@@ -120,8 +120,12 @@ class Database:
         """Create the database if needed, migrate it, and open a pool."""
         await ensure_database(url)
         db = await cls.connect(url, size=size)
-        async with db.pool.acquire() as conn:
-            await migrate(conn, migrations)
+        try:
+            async with db.pool.acquire() as conn:
+                await migrate(conn, migrations)
+        except BaseException:
+            await db.close()  # a caller retrying must not leak a pool per try
+            raise
         return db
 
     @asynccontextmanager

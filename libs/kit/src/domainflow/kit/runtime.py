@@ -26,6 +26,7 @@ from domainflow.kit.metrics import CONTENT_TYPE, OUTBOX_GAUGES, Gauge, expositio
 from domainflow.kit.outbox import OutboxRelay
 from domainflow.kit.retention import Trim, inbox_trim, keep_trimmed
 from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.startup import until_reachable
 
 log = get_logger(__name__)
 
@@ -55,12 +56,17 @@ class ServiceRuntime:
 
     async def open(self, migrations: Sequence[tuple[str, str]]) -> None:
         configure_logging(self.settings.log_level, self.settings.log_format)
-        self._db = await Database.prepare(
-            self.database_url,
-            [*kit_migrations(), *migrations],
-            size=self.settings.database_pool_size,
+        within = self.settings.startup_timeout
+        self._db = await until_reachable(
+            "postgresql",
+            lambda: Database.prepare(
+                self.database_url,
+                [*kit_migrations(), *migrations],
+                size=self.settings.database_pool_size,
+            ),
+            within=within,
         )
-        await self.broker.connect()
+        await until_reachable("rabbitmq", self.broker.connect, within=within)
 
     async def start(
         self,

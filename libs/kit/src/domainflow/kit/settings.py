@@ -35,3 +35,7 @@ class ServiceSettings(BaseSettings):
     retention_interval: float = Field(default=3600.0, gt=0)
     #: Database connections per service replica.
     database_pool_size: int = 10
+    #: Seconds a starting replica keeps trying to reach PostgreSQL and RabbitMQ before it
+    #: gives up (`0`: one try). Services started together with their servers (a reboot,
+    #: `docker compose up`) wait for them instead of dying and leaning on a restart policy.
+    startup_timeout: float = Field(default=60.0, ge=0)

@@ -1,0 +1,133 @@
+"""A replica started before its servers waits for them; one that cannot get in fails at once.
+
+Real PostgreSQL and RabbitMQ, reached through a loopback forwarder that starts listening
+only when the test says so: until then every connection is refused, as on a machine where
+the services boot together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from aiormq.exceptions import ProbableAuthenticationError
+
+from domainflow.kit.runtime import ServiceRuntime
+from domainflow.kit.settings import ServiceSettings
+from domainflow.sandbox.ports import listening_port
+from tests.plugins.infra import AMQP_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+class LateServer:
+    """Forwards a loopback port to a real server, once `open()` is called."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 0)
+        self.port = listening_port()
+        self._server: asyncio.Server | None = None
+
+    def url_for(self, target_url: str) -> str:
+        parts = urlsplit(target_url)
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(
+            parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host)
+        )
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _forward(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        server_in, server_out = await asyncio.open_connection(*self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(client_in, server_out), pipe(server_in, client_out))
+
+
+def _settings(amqp_url: str, startup_timeout: float) -> ServiceSettings:
+    return ServiceSettings(amqp_url=amqp_url, startup_timeout=startup_timeout)
+
+
+@pytest.fixture
+async def late_servers(
+    database_url: Callable[[str], Awaitable[str]],
+) -> AsyncIterator[tuple[LateServer, LateServer, str]]:
+    real_db = await database_url("startup")
+    postgres, rabbitmq = LateServer(real_db), LateServer(AMQP_ROOT)
+    try:
+        yield postgres, rabbitmq, real_db
+    finally:
+        await postgres.close()
+        await rabbitmq.close()
+
+
+async def test_a_replica_started_before_its_servers_waits_for_them(
+    late_servers: tuple[LateServer, LateServer, str],
+) -> None:
+    postgres, rabbitmq, real_db = late_servers
+    runtime = ServiceRuntime(
+        "startup-test",
+        _settings(rabbitmq.url_for(AMQP_ROOT + "/"), startup_timeout=60),
+        postgres.url_for(real_db),
+    )
+    opening = asyncio.create_task(runtime.open([]))
+    await asyncio.sleep(1.0)
+    assert not opening.done()  # without waiting, the refused connection ended it at once
+    await postgres.open()
+    await asyncio.sleep(1.0)
+    assert not opening.done()  # the database is in; RabbitMQ still refuses
+    await rabbitmq.open()
+    await asyncio.wait_for(opening, 30)
+    try:
+        assert await runtime.ready()
+    finally:
+        await runtime.close()
+
+
+async def test_past_the_startup_timeout_the_refusal_is_raised(
+    late_servers: tuple[LateServer, LateServer, str],
+) -> None:
+    postgres, _, real_db = late_servers
+    runtime = ServiceRuntime(
+        "startup-test", _settings(AMQP_ROOT + "/", startup_timeout=0.5), postgres.url_for(real_db)
+    )
+    with pytest.raises(OSError, match="Connect call failed"):
+        await asyncio.wait_for(runtime.open([]), 30)
+
+
+async def test_wrong_credentials_fail_without_waiting(
+    database_url: Callable[[str], Awaitable[str]],
+) -> None:
+    parts = urlsplit(AMQP_ROOT)
+    wrong = urlunsplit(
+        parts._replace(netloc=f"guest:not-the-password@{parts.hostname}:{parts.port}")
+    )
+    runtime = ServiceRuntime(
+        "startup-test", _settings(wrong + "/", startup_timeout=600), await database_url("startup")
+    )
+    try:
+        # Waited out, this would take the ten minutes; wait_for turns that into a failure.
+        with pytest.raises(ProbableAuthenticationError):
+            await asyncio.wait_for(runtime.open([]), 60)
+    finally:
+        with contextlib.suppress(Exception):
+            await runtime.close()
