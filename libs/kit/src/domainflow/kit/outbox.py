@@ -130,10 +130,19 @@ class OutboxRelay:
                 )
                 published.append(row.id)
         finally:
-            if published:
+            if rows:
                 async with self._db.transaction() as conn:
                     await conn.execute(
                         "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lease_token = $2",
+                        published,
+                        token,
+                    )
+                    # Rows this relay could not publish (the broker went away) are due again
+                    # at once: the lease is for a relay that died, not one that is still here
+                    # and will retry as soon as the broker is back.
+                    await conn.execute(
+                        "UPDATE outbox SET leased_until = NULL, lease_token = NULL"
+                        " WHERE lease_token = $2 AND id <> ALL($1::bigint[])",
                         published,
                         token,
                     )
