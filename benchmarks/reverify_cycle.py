@@ -234,11 +234,11 @@ def main() -> None:
 
     from moto.server import ThreadedMotoServer
 
-    from domainflow.sandbox.dns import free_port
+    from domainflow.sandbox.ports import listening_port
 
     run = uuid.uuid4().hex[:6]
     domains = domain_names(args.domains, run)
-    moto_port = free_port()
+    moto_port = listening_port()
     # werkzeug logs every request at INFO; 100 DKIM calls a run would bury the result.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from functools import partial
 from typing import Any
 
 import aio_pika
@@ -223,7 +224,7 @@ async def test_reverification_blips_silently_and_a_lasting_failure_emails_each_o
     e2e.dns.remove_name(placed.spf.name)
     await eventually(lambda: _status_is(e2e, key, public_id, "failed"), timeout=30)
     for owner in owners:
-        await eventually(lambda o=owner: len(e2e.emails_to(o)) == baseline[o] + 1)
+        await eventually(partial(_mailed, e2e, owner, baseline[owner] + 1))
     await asyncio.sleep(REVERIFY_INTERVAL * 2)  # failed domains are not re-checked or re-mailed
     assert {o: len(e2e.emails_to(o)) for o in owners} == {o: baseline[o] + 1 for o in owners}
     mail = e2e.emails_to(owners[0])[-1]
@@ -246,6 +247,10 @@ async def test_reverification_blips_silently_and_a_lasting_failure_emails_each_o
     # Removing the name at the apex took the MX record with the SPF one.
     assert sorted(c["record"] for c in story[-1]["failing_checks"]) == ["mx", "spf"]
     e2e.dns.remove(placed)
+
+
+def _mailed(e2e: E2E, owner: str, count: int) -> bool:
+    return len(e2e.emails_to(owner)) == count
 
 
 async def _status_is(e2e: E2E, key: str, public_id: str, wanted: str) -> bool:

@@ -76,7 +76,7 @@ async def test_a_held_name_is_released_and_its_rightful_owner_adds_it(api: ApiHa
         )
         assert released == held["id"]
         assert await api.status_of(held["id"]) == "deleting"
-        said = {}
+        said: dict[str, Any] = {}
         while len(said) < 2:
             message = await asyncio.wait_for(heard.get(), timeout=30)
             body = json.loads(message.body)

@@ -22,7 +22,7 @@ checks = st.lists(
 
 
 def test_failing_keeps_what_did_not_pass_with_its_reason() -> None:
-    seen = [
+    seen: list[dict[str, str | None]] = [
         {"record": "mx", "outcome": "pass", "reason": None},
         {"record": "spf", "outcome": "fail", "reason": "multiple_spf_records"},
         {"record": "dmarc", "outcome": "inconclusive", "reason": "resolver_unavailable"},
