@@ -19,7 +19,7 @@ from faststream.rabbit import RabbitBroker, RabbitRouter
 from domainflow.contracts import DomainStatus, DomainStatusChanged
 from domainflow.kit import dead_letters
 from domainflow.kit.envelope import encode
-from domainflow.kit.messaging import EVENTS, declare_topology, subscribe
+from domainflow.kit.messaging import EVENTS, Redelivery, declare_topology, subscribe
 
 pytestmark = pytest.mark.integration
 
@@ -97,9 +97,9 @@ async def bus(amqp_vhost: Callable[[str], str]) -> AsyncIterator[Bus]:
     router = RabbitRouter()
     queues = [
         subscribe(router, "notifier", DomainStatusChanged, notifier,
-                  delivery_limit=DELIVERY_LIMIT, backoff_max=0.05),
+                  redelivery=Redelivery(limit=DELIVERY_LIMIT, backoff_max=0.05)),
         subscribe(router, "verifier", DomainStatusChanged, verifier,
-                  delivery_limit=DELIVERY_LIMIT, backoff_max=0.05),
+                  redelivery=Redelivery(limit=DELIVERY_LIMIT, backoff_max=0.05)),
     ]  # fmt: skip
     broker = RabbitBroker(url, logger=None)
     await broker.connect()

@@ -1,6 +1,6 @@
 """A replica started before its servers waits for them; one that cannot get in fails at once.
 
-Real PostgreSQL and RabbitMQ, reached through a loopback forwarder that starts listening
+Real PostgreSQL and RabbitMQ, reached through a loopback link that starts listening
 only when the test says so: until then every connection is refused, as on a machine where
 the services boot together.
 """
@@ -17,50 +17,10 @@ from aiormq.exceptions import ProbableAuthenticationError
 
 from domainflow.kit.runtime import ServiceRuntime
 from domainflow.kit.settings import ServiceSettings
-from domainflow.sandbox.ports import listening_port
+from domainflow.sandbox.link import CuttableLink
 from tests.plugins.infra import AMQP_ROOT
 
 pytestmark = pytest.mark.integration
-
-
-class LateServer:
-    """Forwards a loopback port to a real server, once `open()` is called."""
-
-    def __init__(self, target: str) -> None:
-        parts = urlsplit(target)
-        self.target = (parts.hostname or "127.0.0.1", parts.port or 0)
-        self.port = listening_port()
-        self._server: asyncio.Server | None = None
-
-    def url_for(self, target_url: str) -> str:
-        parts = urlsplit(target_url)
-        netloc = parts.netloc.rsplit("@", 1)
-        host = f"127.0.0.1:{self.port}"
-        return urlunsplit(
-            parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host)
-        )
-
-    async def open(self) -> None:
-        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _forward(
-        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
-    ) -> None:
-        server_in, server_out = await asyncio.open_connection(*self.target)
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while chunk := await source.read(65536):
-                    sink.write(chunk)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(client_in, server_out), pipe(server_in, client_out))
 
 
 def _settings(amqp_url: str, startup_timeout: float) -> ServiceSettings:
@@ -70,18 +30,18 @@ def _settings(amqp_url: str, startup_timeout: float) -> ServiceSettings:
 @pytest.fixture
 async def late_servers(
     database_url: Callable[[str], Awaitable[str]],
-) -> AsyncIterator[tuple[LateServer, LateServer, str]]:
+) -> AsyncIterator[tuple[CuttableLink, CuttableLink, str]]:
     real_db = await database_url("startup")
-    postgres, rabbitmq = LateServer(real_db), LateServer(AMQP_ROOT)
+    postgres, rabbitmq = CuttableLink(real_db), CuttableLink(AMQP_ROOT)
     try:
         yield postgres, rabbitmq, real_db
     finally:
-        await postgres.close()
-        await rabbitmq.close()
+        await postgres.cut()
+        await rabbitmq.cut()
 
 
 async def test_a_replica_started_before_its_servers_waits_for_them(
-    late_servers: tuple[LateServer, LateServer, str],
+    late_servers: tuple[CuttableLink, CuttableLink, str],
 ) -> None:
     postgres, rabbitmq, real_db = late_servers
     runtime = ServiceRuntime(
@@ -92,10 +52,10 @@ async def test_a_replica_started_before_its_servers_waits_for_them(
     opening = asyncio.create_task(runtime.open([]))
     await asyncio.sleep(1.0)
     assert not opening.done()  # without waiting, the refused connection ended it at once
-    await postgres.open()
+    await postgres.up()
     await asyncio.sleep(1.0)
     assert not opening.done()  # the database is in; RabbitMQ still refuses
-    await rabbitmq.open()
+    await rabbitmq.up()
     await asyncio.wait_for(opening, 30)
     try:
         assert await runtime.ready()
@@ -104,7 +64,7 @@ async def test_a_replica_started_before_its_servers_waits_for_them(
 
 
 async def test_past_the_startup_timeout_the_refusal_is_raised(
-    late_servers: tuple[LateServer, LateServer, str],
+    late_servers: tuple[CuttableLink, CuttableLink, str],
 ) -> None:
     postgres, _, real_db = late_servers
     runtime = ServiceRuntime(

@@ -10,7 +10,7 @@ from faststream.specification import AsyncAPI
 
 from domainflow.contracts import EVENT_TYPES, Event
 from domainflow.contracts.topology import PUBLICATIONS, SUBSCRIPTIONS
-from domainflow.kit.messaging import EVENTS, subscribe
+from domainflow.kit.messaging import EVENTS, Redelivery, subscribe
 
 
 async def _never_called(event: Event) -> None:  # pragma: no cover - documentation only
@@ -28,7 +28,7 @@ def document(delivery_limit: int = 5) -> str:
                 consumer,
                 EVENT_TYPES[event_type],
                 _never_called,
-                delivery_limit=delivery_limit,
+                redelivery=Redelivery(limit=delivery_limit),
             )
         broker.include_router(router)
     for publisher, types in PUBLICATIONS.items():

@@ -3,7 +3,9 @@
 Every consumer queue is bound to the events topic exchange by the event's type, dead-letters
 into `domainflow.dead-letter` after `delivery_limit` deliveries, and has a visible
 `<queue>.dlq` there. A failing handler is retried with growing pauses, never dropped
-(FastStream's default would drop it: we nack explicitly).
+(FastStream's default would drop it: we nack explicitly). A handler that failed because a
+server is away (PostgreSQL restarting) is retried in place until it is back: the outage is
+not the message's fault and must not use up its deliveries.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from faststream import AckPolicy
@@ -33,6 +36,8 @@ from domainflow.contracts.topology import (
     queue_name,
 )
 from domainflow.kit.logging import bind_context, clear_context, get_logger
+from domainflow.kit.outages import through_outages
+from domainflow.kit.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -75,17 +80,40 @@ def _backoff(delivery_count: int, ceiling: float) -> float:
     return float(min(ceiling, 0.25 * 2**delivery_count))
 
 
+@dataclass(frozen=True)
+class Redelivery:
+    """How a consumer retries an event whose handler failed."""
+
+    #: Deliveries before the event is parked in its queue's DLQ.
+    limit: int = 5
+    #: Longest pause before a failed event is handed back for redelivery, in seconds.
+    backoff_max: float = 30.0
+    #: Seconds a handler failing on an outage is retried in place before the event is
+    #: handed back (and counts against `limit`).
+    outage_patience: float = 300.0
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> Redelivery:
+        return cls(
+            limit=settings.delivery_limit,
+            backoff_max=settings.redelivery_backoff_max,
+            outage_patience=settings.outage_patience,
+        )
+
+
+DEFAULT_REDELIVERY = Redelivery()
+
+
 def subscribe(
     router: RabbitRouter,
     consumer: str,
     event_cls: type[E],
     handler: Handler[E],
     *,
-    delivery_limit: int = 5,
-    backoff_max: float = 30.0,
+    redelivery: Redelivery = DEFAULT_REDELIVERY,
 ) -> RabbitQueue:
     """Register `handler` for `event_cls` on `consumer`'s queue; returns the queue."""
-    queue = consumer_queue(consumer, event_cls.TYPE, delivery_limit=delivery_limit)
+    queue = consumer_queue(consumer, event_cls.TYPE, delivery_limit=redelivery.limit)
 
     async def consume(event: Any, message: RabbitMessage) -> None:
         clear_context()
@@ -96,12 +124,15 @@ def subscribe(
             event_type=event.TYPE,
         )
         try:
-            await handler(event)
+            await through_outages(
+                "a server the handler needs", lambda: handler(event),
+                within=redelivery.outage_patience,
+            )  # fmt: skip
         except Exception:
             raw_headers = message.raw_message.headers or {}
             count_raw = raw_headers.get("x-delivery-count", 0)
             count = count_raw if isinstance(count_raw, int) else 0
-            pause = _backoff(count, backoff_max)
+            pause = _backoff(count, redelivery.backoff_max)
             log.exception("event.handler_failed", delivery_count=count, retry_in=pause)
             await asyncio.sleep(pause)
             raise  # nack: redelivered until the limit, then dead-lettered

@@ -23,10 +23,10 @@ from domainflow.kit.database import Database, migration_files
 from domainflow.kit.logging import configure_logging, get_logger
 from domainflow.kit.messaging import broker_for, declare_topology
 from domainflow.kit.metrics import CONTENT_TYPE, OUTBOX_GAUGES, Gauge, exposition
+from domainflow.kit.outages import through_outages
 from domainflow.kit.outbox import OutboxRelay
 from domainflow.kit.retention import Trim, inbox_trim, keep_trimmed
 from domainflow.kit.settings import ServiceSettings
-from domainflow.kit.startup import until_reachable
 
 log = get_logger(__name__)
 
@@ -57,7 +57,7 @@ class ServiceRuntime:
     async def open(self, migrations: Sequence[tuple[str, str]]) -> None:
         configure_logging(self.settings.log_level, self.settings.log_format)
         within = self.settings.startup_timeout
-        self._db = await until_reachable(
+        self._db = await through_outages(
             "postgresql",
             lambda: Database.prepare(
                 self.database_url,
@@ -66,7 +66,7 @@ class ServiceRuntime:
             ),
             within=within,
         )
-        await until_reachable("rabbitmq", self.broker.connect, within=within)
+        await through_outages("rabbitmq", self.broker.connect, within=within)
 
     async def start(
         self,

@@ -24,6 +24,11 @@ class ServiceSettings(BaseSettings):
     consumer_prefetch: int = Field(default=32, ge=1)
     #: Longest pause between redeliveries of a failing message, in seconds.
     redelivery_backoff_max: float = 30.0
+    #: Seconds a consumer retries, in place, an event whose handler failed because PostgreSQL
+    #: or the network is unreachable, before handing it back to RabbitMQ (`0`: at once).
+    #: Handed back, it counts against `delivery_limit`, and a restart longer than the
+    #: redelivery pauses would park every event in flight as if each were poison.
+    outage_patience: float = Field(default=300.0, ge=0)
     #: The relay wakes on NOTIFY; this poll is the safety net for a missed one.
     outbox_poll_interval: float = 1.0
     outbox_batch_size: int = 200

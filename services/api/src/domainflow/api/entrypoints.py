@@ -10,46 +10,42 @@ from domainflow.contracts import (
     ProvisioningRolledBack,
     VerificationCompleted,
 )
-from domainflow.kit.messaging import subscribe
+from domainflow.kit.messaging import Redelivery, subscribe
 
 
 def build_router(
     handlers: ApiHandlers, settings: ApiSettings
 ) -> tuple[RabbitRouter, list[RabbitQueue]]:
     router = RabbitRouter()
-    limit, backoff = settings.delivery_limit, settings.redelivery_backoff_max
+    redelivery = Redelivery.of(settings)
     queues = [
         subscribe(
             router,
             CONSUMER,
             DomainProvisioned,
             handlers.on_provisioned,
-            delivery_limit=limit,
-            backoff_max=backoff,
+            redelivery=redelivery,
         ),
         subscribe(
             router,
             CONSUMER,
             ProvisioningRolledBack,
             handlers.on_rolled_back,
-            delivery_limit=limit,
-            backoff_max=backoff,
+            redelivery=redelivery,
         ),
         subscribe(
             router,
             CONSUMER,
             VerificationCompleted,
             handlers.on_verification_completed,
-            delivery_limit=limit,
-            backoff_max=backoff,
+            redelivery=redelivery,
         ),
         subscribe(
             router,
             CONSUMER,
             DomainDeprovisioned,
             handlers.on_deprovisioned,
-            delivery_limit=limit,
-            backoff_max=backoff,
+            redelivery=redelivery,
         ),
     ]
     return router, queues

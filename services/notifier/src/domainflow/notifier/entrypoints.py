@@ -3,7 +3,7 @@
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.contracts import DomainStatusChanged
-from domainflow.kit.messaging import subscribe
+from domainflow.kit.messaging import Redelivery, subscribe
 from domainflow.notifier.handlers import CONSUMER, NotifierHandlers
 from domainflow.notifier.settings import NotifierSettings
 
@@ -17,7 +17,6 @@ def build_router(
         CONSUMER,
         DomainStatusChanged,
         handlers.on_status_changed,
-        delivery_limit=settings.delivery_limit,
-        backoff_max=settings.redelivery_backoff_max,
+        redelivery=Redelivery.of(settings),
     )
     return router, [queue]

@@ -3,7 +3,7 @@
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.contracts import DeletionRequested, DomainRequested
-from domainflow.kit.messaging import subscribe
+from domainflow.kit.messaging import Redelivery, subscribe
 from domainflow.provisioner.handlers import CONSUMER, SagaRunner
 from domainflow.provisioner.settings import ProvisionerSettings
 
@@ -18,16 +18,14 @@ def build_router(
             CONSUMER,
             DomainRequested,
             runner.on_domain_requested,
-            delivery_limit=settings.delivery_limit,
-            backoff_max=settings.redelivery_backoff_max,
+            redelivery=Redelivery.of(settings),
         ),
         subscribe(
             router,
             CONSUMER,
             DeletionRequested,
             runner.on_deletion_requested,
-            delivery_limit=settings.delivery_limit,
-            backoff_max=settings.redelivery_backoff_max,
+            redelivery=Redelivery.of(settings),
         ),
     ]
     return router, queues

@@ -1,4 +1,5 @@
-"""Which failures at start a replica waits out: a server not up yet, never bad credentials."""
+"""Which failures are waited out (at start, and in consumers): a server away, never bad
+credentials, never a failure of the message itself."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncpg
 import pytest
 from aiormq.exceptions import AMQPConnectionError, ProbableAuthenticationError
 
-from domainflow.kit.startup import worth_waiting_for
+from domainflow.kit.outages import is_outage
 
 
 @pytest.mark.parametrize(
@@ -17,11 +18,15 @@ from domainflow.kit.startup import worth_waiting_for
         (TimeoutError(), True),
         (asyncpg.CannotConnectNowError("the database system is starting up"), True),
         (asyncpg.TooManyConnectionsError("sorry, too many clients already"), True),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed in the middle"), True),
+        (asyncpg.AdminShutdownError("terminating connection due to administrator command"), True),
+        (asyncpg.UniqueViolationError("duplicate key value"), False),
+        (KeyError("domain_id"), False),
         (ProbableAuthenticationError("ACCESS_REFUSED"), False),
         (asyncpg.InvalidPasswordError("password authentication failed"), False),
         (asyncpg.InvalidCatalogNameError("database does not exist"), False),
         (ValueError("database URL names no database"), False),
     ],
 )
-def test_only_a_server_not_up_yet_is_waited_for(failure: Exception, wait: bool) -> None:
-    assert worth_waiting_for(failure) is wait
+def test_only_a_server_away_is_waited_for(failure: Exception, wait: bool) -> None:
+    assert is_outage(failure) is wait
