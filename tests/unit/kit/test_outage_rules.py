@@ -22,6 +22,9 @@ from domainflow.kit.outages import is_outage
         (asyncpg.AdminShutdownError("terminating connection due to administrator command"), True),
         (asyncpg.UniqueViolationError("duplicate key value"), False),
         (KeyError("domain_id"), False),
+        (OSError("Multiple exceptions: [Errno 111] ..., [Errno 99] ..."), True),  # "localhost"
+        (FileNotFoundError(2, "No such file or directory"), False),
+        (PermissionError(13, "Permission denied"), False),
         (ProbableAuthenticationError("ACCESS_REFUSED"), False),
         (asyncpg.InvalidPasswordError("password authentication failed"), False),
         (asyncpg.InvalidCatalogNameError("database does not exist"), False),

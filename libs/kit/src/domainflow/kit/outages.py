@@ -36,10 +36,19 @@ OUTAGES: tuple[type[BaseException], ...] = (
 )
 
 
+#: OSErrors of the file system: a handler's own bug or setup, which no wait mends.
+NOT_OUTAGES: tuple[type[BaseException], ...] = (
+    ProbableAuthenticationError,  # RabbitMQ closed on the credentials
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
+
 def is_outage(failure: BaseException) -> bool:
-    if isinstance(failure, ProbableAuthenticationError):
-        return False  # RabbitMQ closed on the credentials: waiting will not change them
-    return isinstance(failure, OUTAGES)
+    return isinstance(failure, OUTAGES) and not isinstance(failure, NOT_OUTAGES)
 
 
 async def through_outages(
