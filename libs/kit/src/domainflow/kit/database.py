@@ -103,15 +103,16 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
 class Database:
     """A connection pool with the conventions every service uses (jsonb as Python objects)."""
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self.pool = pool
+        self.url = url  # for a connection outside the pool (LISTEN: kit/listener.py)
 
     @classmethod
     async def connect(cls, url: str, *, size: int = 10) -> Database:
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
         )
-        return cls(pool)
+        return cls(pool, url)
 
     @classmethod
     async def prepare(

@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from faststream.rabbit import RabbitBroker
 
 from domainflow.contracts import Event
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.envelope import encode
+from domainflow.kit.listener import ChannelListener
 from domainflow.kit.logging import get_logger
 from domainflow.kit.messaging import EVENTS
 
@@ -62,28 +62,30 @@ class OutboxRelay:
         self._poll = poll_interval
         self._wake = asyncio.Event()
 
-    def _on_notify(self, *_: Any) -> None:
+    def _on_notify(self, _payload: str = "") -> None:
         self._wake.set()
 
     async def run(self) -> None:
         """Relay until cancelled."""
-        listener = await self._db.pool.acquire()
+        # After a lost connection the listener wakes the relay too: rows may have been
+        # committed while no notification could arrive.
+        listener = ChannelListener(
+            self._db.url, "domainflow_outbox", self._on_notify, self._on_notify
+        )
+        await listener.start()
         try:
-            await listener.add_listener("domainflow_outbox", self._on_notify)
             while True:
                 try:
                     while await self.relay_once() == self._batch_size:
                         pass  # a full batch: there may be more waiting
-                except Exception:  # the broker or database blinked; the lease brings rows back
+                except Exception:  # the broker or database blinked; the rows stay due
                     log.exception("outbox.relay_failed")
                     await asyncio.sleep(min(self._poll * 2, 5.0))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener("domainflow_outbox", self._on_notify)
-            await self._db.pool.release(listener)
+            await listener.stop()
 
     async def relay_once(self) -> int:
         """Publish one batch of due rows; returns how many were claimed."""

@@ -2,8 +2,8 @@
 
 A trigger NOTIFYs `domainflow_domain_changed` with the domain's public id whenever its
 row changes, whichever replica's consumer changed it; every replica LISTENs on one
-connection and wakes the requests waiting on that domain. A slow poll covers a
-notification lost to a dropped connection.
+connection (listening again after PostgreSQL restarts) and wakes the requests waiting on
+that domain. A slow poll covers a notification lost while the connection was down.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from domainflow.kit.database import Database
+from domainflow.kit.listener import ChannelListener
 from domainflow.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -28,22 +29,23 @@ class DomainChanges:
         self._db = db
         self._poll = poll_interval
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._conn: Any = None
+        self._listener = ChannelListener(db.url, _CHANNEL, self._on_notify, self._wake_all)
 
     async def start(self) -> None:
-        self._conn = await self._db.pool.acquire()
-        await self._conn.add_listener(_CHANNEL, self._on_notify)
+        await self._listener.start()
 
     async def stop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.remove_listener(_CHANNEL, self._on_notify)
-            await self._db.pool.release(self._conn)
-            self._conn = None
+        await self._listener.stop()
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        for event in self._waiters.get(payload, ()):
+    def _on_notify(self, public_id: str) -> None:
+        for event in self._waiters.get(public_id, ()):
             event.set()
+
+    def _wake_all(self) -> None:
+        # Listening again after a lost connection: what changed meanwhile was not announced.
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     async def wait_for(
         self,
