@@ -75,13 +75,15 @@ class OutboxRelay:
         await listener.start()
         try:
             while True:
+                # Cleared before the pass, not after: a row committed while the pass runs
+                # (too late for its query) leaves the wake-up set, and the next pass is now.
+                self._wake.clear()
                 try:
                     while await self.relay_once() == self._batch_size:
                         pass  # a full batch: there may be more waiting
                 except Exception:  # the broker or database blinked; the rows stay due
                     log.exception("outbox.relay_failed")
                     await asyncio.sleep(min(self._poll * 2, 5.0))
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
         finally:

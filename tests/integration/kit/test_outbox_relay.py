@@ -1,0 +1,80 @@
+"""The outbox relay publishes a row committed while it is busy at once, not a poll later.
+
+Real PostgreSQL and RabbitMQ. The relay's poll is ten minutes, so only a notification can
+wake it; the test commits a row while a pass is running, after that pass's query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+from faststream.rabbit import RabbitRouter
+
+from domainflow.contracts import DomainDeleted
+from domainflow.kit import outbox
+from domainflow.kit.database import Database
+from domainflow.kit.messaging import broker_for, declare_topology, subscribe
+from domainflow.kit.outbox import OutboxRelay
+from domainflow.kit.runtime import kit_migrations
+
+pytestmark = pytest.mark.integration
+
+
+async def _emit(db: Database, domain_id: str) -> None:
+    event = DomainDeleted(
+        correlation_id="req", team_id="t", domain_id=domain_id, domain="x.example"
+    )
+    async with db.transaction() as conn:
+        await outbox.add(conn, event)
+
+
+class RelayRacedByACommit(OutboxRelay):
+    """After its first busy pass, a row is committed (and NOTIFY sent) before the pass ends."""
+
+    raced = False
+
+    async def relay_once(self) -> int:
+        relayed = await super().relay_once()
+        if relayed and not self.raced:
+            self.raced = True
+            await _emit(self._db, "committed-mid-pass")
+            await asyncio.sleep(0.2)  # the notification arrives while this pass is running
+        return relayed
+
+
+async def test_a_row_committed_during_a_pass_is_relayed_without_waiting_for_the_poll(
+    amqp_vhost: Callable[[str], str], database_url: Callable[[str], Awaitable[str]]
+) -> None:
+    db = await Database.prepare(await database_url("relay_race"), kit_migrations(), size=2)
+    broker = broker_for(amqp_vhost("relay-race"), prefetch=8)
+    received: list[str] = []
+
+    async def on_deleted(event: DomainDeleted) -> None:
+        received.append(event.domain_id)
+
+    router = RabbitRouter()
+    queue = subscribe(router, "relay-test", DomainDeleted, on_deleted)
+    await broker.connect()
+    await declare_topology(broker, [queue])
+    broker.include_router(router)
+    await broker.start()
+    relay = RelayRacedByACommit(db, broker, poll_interval=600.0)
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.5)  # listening
+        await _emit(db, "first")
+        for _ in range(600):  # a minute at most; the poll alone would take ten
+            if "committed-mid-pass" in received:
+                break
+            await asyncio.sleep(0.1)
+        assert relay.raced
+        assert received == ["first", "committed-mid-pass"]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await broker.stop()
+        await db.close()
