@@ -104,48 +104,40 @@ async def running_consumer(
         await link.cut()
 
 
-@pytest.fixture
-async def patient(
-    amqp_vhost: Callable[[str], str], database_url: Callable[[str], Awaitable[str]]
-) -> AsyncIterator[Consumer]:
-    async with running_consumer(amqp_vhost, database_url, patience=120.0) as consumer:
-        yield consumer
-
-
-@pytest.fixture
-async def impatient(
-    amqp_vhost: Callable[[str], str], database_url: Callable[[str], Awaitable[str]]
-) -> AsyncIterator[Consumer]:
-    async with running_consumer(amqp_vhost, database_url, patience=0.0) as consumer:
-        yield consumer
+Vhost = Callable[[str], str]
+DatabaseUrl = Callable[[str], Awaitable[str]]
 
 
 async def test_an_event_arriving_while_the_database_is_away_waits_for_it(
-    patient: Consumer,
+    amqp_vhost: Vhost, database_url: DatabaseUrl
 ) -> None:
-    await patient.send("before")
-    await patient.until(lambda: _handled(patient, "before"))
+    async with running_consumer(amqp_vhost, database_url, patience=120.0) as patient:
+        await patient.send("before")
+        await patient.until(lambda: _handled(patient, "before"))
 
-    await patient.link.cut()
-    await patient.send("during")
-    # Far longer than two deliveries 0.05 s apart take: without waiting, it is parked by now.
-    await asyncio.sleep(2.0)
-    assert "during" not in patient.handled
-    assert await patient.parked() == 0
+        await patient.link.cut()
+        await patient.send("during")
+        # Far longer than two deliveries 0.05 s apart take: without waiting, it is parked.
+        await asyncio.sleep(2.0)
+        assert "during" not in patient.handled
+        assert await patient.parked() == 0
 
-    await patient.link.up()
-    await patient.until(lambda: _handled(patient, "during"))
-    assert patient.handled == ["before", "during"]
-    assert await patient.parked() == 0
+        await patient.link.up()
+        await patient.until(lambda: _handled(patient, "during"))
+        assert patient.handled == ["before", "during"]
+        assert await patient.parked() == 0
 
 
-async def test_without_patience_the_same_outage_parks_the_event(impatient: Consumer) -> None:
+async def test_without_patience_the_same_outage_parks_the_event(
+    amqp_vhost: Vhost, database_url: DatabaseUrl
+) -> None:
     # The control: what the test above guards against.
-    await impatient.link.cut()
-    await impatient.send("during")
-    await impatient.until(lambda: _parked(impatient))
-    await impatient.link.up()
-    assert impatient.handled == []
+    async with running_consumer(amqp_vhost, database_url, patience=0.0) as impatient:
+        await impatient.link.cut()
+        await impatient.send("during")
+        await impatient.until(lambda: _parked(impatient))
+        await impatient.link.up()
+        assert impatient.handled == []
 
 
 async def _handled(consumer: Consumer, domain_id: str) -> bool:

@@ -23,10 +23,6 @@ from tests.plugins.infra import AMQP_ROOT
 pytestmark = pytest.mark.integration
 
 
-def _settings(amqp_url: str, startup_timeout: float) -> ServiceSettings:
-    return ServiceSettings(amqp_url=amqp_url, startup_timeout=startup_timeout)
-
-
 @pytest.fixture
 async def late_servers(
     database_url: Callable[[str], Awaitable[str]],
@@ -46,7 +42,7 @@ async def test_a_replica_started_before_its_servers_waits_for_them(
     postgres, rabbitmq, real_db = late_servers
     runtime = ServiceRuntime(
         "startup-test",
-        _settings(rabbitmq.url_for(AMQP_ROOT + "/"), startup_timeout=60),
+        ServiceSettings(amqp_url=rabbitmq.url_for(AMQP_ROOT + "/"), startup_timeout=60),
         postgres.url_for(real_db),
     )
     opening = asyncio.create_task(runtime.open([]))
@@ -68,7 +64,9 @@ async def test_past_the_startup_timeout_the_refusal_is_raised(
 ) -> None:
     postgres, _, real_db = late_servers
     runtime = ServiceRuntime(
-        "startup-test", _settings(AMQP_ROOT + "/", startup_timeout=0.5), postgres.url_for(real_db)
+        "startup-test",
+        ServiceSettings(amqp_url=AMQP_ROOT + "/", startup_timeout=0.5),
+        postgres.url_for(real_db),
     )
     with pytest.raises(OSError, match="Connect call failed"):
         await asyncio.wait_for(runtime.open([]), 30)
@@ -82,7 +80,9 @@ async def test_wrong_credentials_fail_without_waiting(
         parts._replace(netloc=f"guest:not-the-password@{parts.hostname}:{parts.port}")
     )
     runtime = ServiceRuntime(
-        "startup-test", _settings(wrong + "/", startup_timeout=600), await database_url("startup")
+        "startup-test",
+        ServiceSettings(amqp_url=wrong + "/", startup_timeout=600),
+        await database_url("startup"),
     )
     try:
         # Waited out, this would take the ten minutes; wait_for turns that into a failure.

@@ -43,7 +43,7 @@ class ChannelListener:
         self._conn: asyncpg.Connection[Any] | None = None
         self._resuming: asyncio.Task[None] | None = None
         self._stopped = False
-        #: Times listening started again after a lost connection (metrics, tests).
+        #: Times listening started again after a lost connection (each is also logged).
         self.resumptions = 0
 
     @property

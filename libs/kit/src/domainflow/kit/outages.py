@@ -36,7 +36,8 @@ OUTAGES: tuple[type[BaseException], ...] = (
 )
 
 
-#: OSErrors of the file system: a handler's own bug or setup, which no wait mends.
+#: Failures that look like an outage but that no wait mends: refused credentials, and the
+#: file system's OSErrors (a handler's own bug or setup).
 NOT_OUTAGES: tuple[type[BaseException], ...] = (
     ProbableAuthenticationError,  # RabbitMQ closed on the credentials
     FileNotFoundError,

@@ -16,9 +16,7 @@ from typing import TypeVar
 
 from domainflow.kit.database import Database
 from domainflow.kit.listener import ChannelListener
-from domainflow.kit.logging import get_logger
 
-log = get_logger(__name__)
 T = TypeVar("T")
 
 _CHANNEL = "domainflow_domain_changed"
@@ -26,7 +24,6 @@ _CHANNEL = "domainflow_domain_changed"
 
 class DomainChanges:
     def __init__(self, db: Database, *, poll_interval: float = 1.0) -> None:
-        self._db = db
         self._poll = poll_interval
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener = ChannelListener(db.url, _CHANNEL, self._on_notify, self._wake_all)
