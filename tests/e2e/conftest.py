@@ -50,20 +50,22 @@ class E2E:
             return answer.status, await answer.json()
 
     async def key(self, team: str, owners: tuple[str, ...] = ()) -> str:
-        from domainflow.api import teams
+        from domainflow.api.teams import service as teams
+        from domainflow.api.unit_of_work import PostgresUnitOfWork
         from domainflow.kit.database import Database
 
         db = await Database.connect(self.stack.env["DOMAINFLOW_API_DATABASE_URL"], size=1)
+        uow = PostgresUnitOfWork(db)
         try:
             key = await teams.create_key(
-                db,
+                uow,
                 team=team,
                 owner_email=owners[0] if owners else None,
                 role="root:full",
                 prefix="smx",
             )
             for extra in owners[1:]:
-                await teams.add_member(db, team=team, email=extra, role="owner")
+                await teams.add_member(uow, team=team, email=extra, role="owner")
         finally:
             await db.close()
         return key.plaintext

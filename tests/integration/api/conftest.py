@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 
 from domainflow.api.app import create_app
 from domainflow.api.settings import ApiSettings
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from tests.integration.api.harness import ApiHarness
 
 

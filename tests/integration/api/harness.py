@@ -26,7 +26,9 @@ from litestar.testing.transport import TestClientTransport
 from domainflow.api.domain.mailboxes import shared_suffix_domain
 from domainflow.api.handlers import ApiHandlers
 from domainflow.api.settings import ApiSettings
-from domainflow.api.teams import NewKey, create_key, revoke_key
+from domainflow.api.teams.keyring import KeyRing
+from domainflow.api.teams.service import NewKey, create_key
+from domainflow.api.unit_of_work import PostgresUnitOfWork
 from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
@@ -87,8 +89,13 @@ class ApiHarness:
         return db
 
     @property
+    def uow(self) -> PostgresUnitOfWork:
+        uow: PostgresUnitOfWork = self.app.state.uow
+        return uow
+
+    @property
     def handlers(self) -> ApiHandlers:
-        return ApiHandlers(self.db, self.settings)
+        return ApiHandlers(self.uow, self.settings)
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` on the app's own event loop and wait for it."""
@@ -105,7 +112,7 @@ class ApiHarness:
     async def key(self, team: str | None = None, role: str = "root:full") -> NewKey:
         return await self.call(
             create_key,
-            self.db,
+            self.uow,
             team=team or unique("team-"),
             owner_email="owner@example.com",
             role=role,
@@ -116,7 +123,10 @@ class ApiHarness:
         return shared_suffix_domain(team.team_public_id, self.settings.shared_mailbox_domain)
 
     async def revoke(self, key_id: str) -> bool:
-        return await self.call(revoke_key, self.db, key_id)
+        """Revoke as an api replica does: forgotten by this replica at once (the others hear it
+        by NOTIFY; test_api_access.py shows that path too)."""
+        keyring: KeyRing = self.app.state.keyring
+        return await self.call(keyring.revoke, key_id)
 
     # --- the domain's life, driven through the api's own handlers ------------------------
 

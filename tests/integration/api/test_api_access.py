@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from tests.integration.api.harness import DOMAINS, MAILBOXES, ApiHarness, auth, unique
 
 pytestmark = pytest.mark.integration

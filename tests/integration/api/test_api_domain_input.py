@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from domainflow.contracts import ProvisioningRolledBack
 from tests.integration.api.harness import DOMAINS, ApiHarness, Request, auth, unique
 

@@ -11,7 +11,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from domainflow.contracts import VerificationOutcome
 from domainflow.contracts.topology import EVENTS_EXCHANGE
 from tests.integration.api.harness import DOMAINS, ApiHarness, auth, unique

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from tests.integration.api.harness import DOMAINS, ApiHarness, Request, auth, unique
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from domainflow.contracts import VerificationOutcome
 from tests.integration.api.harness import DOMAINS, MAILBOXES, ApiHarness, Request, auth, unique
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from tests.integration.api.harness import ApiHarness
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,10 @@ from typing import Any
 import aio_pika
 import pytest
 
-from domainflow.api import operators
-from domainflow.api.errors import ApiError
-from domainflow.contracts import DomainDeprovisioned
+from domainflow.api.domain.errors import DomainBusy, DomainInUse
+from domainflow.api.domains import operators
+from domainflow.cli.operators import holding_view
+from domainflow.contracts import DomainDeprovisioned, DomainStatus
 from domainflow.contracts.topology import EVENTS_EXCHANGE
 from tests.integration.api.harness import DOMAINS, MAILBOXES, ApiHarness, auth, unique
 
@@ -64,7 +65,7 @@ async def test_a_held_name_is_released_and_its_rightful_owner_adds_it(api: ApiHa
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "domain_exists"
 
-    shown = await api.call(operators.holder, api.db, name)
+    shown = holding_view(await api.call(operators.holder, api.uow, name))
     assert (shown["id"], shown["state"]) == (held["id"], "pending")
     assert shown["team"]["id"] == squatter.team_public_id
     assert shown["team"]["owners"] == ["owner@example.com"]
@@ -72,7 +73,7 @@ async def test_a_held_name_is_released_and_its_rightful_owner_adds_it(api: ApiHa
 
     async with _listening(api, "domain.deletion_requested", "domain.status_changed") as heard:
         released = await api.call(
-            operators.release, api.db, api.settings, name, reason="ticket 4711: DNS proof"
+            operators.release, api.uow, api.settings, name, reason="ticket 4711: DNS proof"
         )
         assert released == held["id"]
         assert await api.status_of(held["id"]) == "deleting"
@@ -112,22 +113,22 @@ async def test_a_release_keeps_the_rules_of_a_delete(api: ApiHarness) -> None:
         MAILBOXES, json={"address": f"hello@{name}"}, headers=auth(team.plaintext)
     )
     assert mailbox.status_code == 201, mailbox.text
-    with pytest.raises(ApiError) as in_use:
-        await api.call(operators.release, api.db, api.settings, name, reason="dispute")
-    assert in_use.value.code == "domain_in_use"
+    with pytest.raises(DomainInUse) as in_use:
+        await api.call(operators.release, api.uow, api.settings, name, reason="dispute")
+    assert in_use.value.active_mailboxes == 1
     assert await api.status_of(domain["id"]) == "verified"  # nothing changed
 
     young = await api.add_domain(team.plaintext)  # still provisioning
-    with pytest.raises(ApiError) as provisioning:
-        await api.call(operators.release, api.db, api.settings, young["domain"], reason="dispute")
-    assert provisioning.value.code == "domain_provisioning"
+    with pytest.raises(DomainBusy) as provisioning:
+        await api.call(operators.release, api.uow, api.settings, young["domain"], reason="dispute")
+    assert provisioning.value.status is DomainStatus.PROVISIONING
 
     with pytest.raises(operators.NameNotHeldError):
         await api.call(
-            operators.release, api.db, api.settings, "nobody-holds-this.example", reason="x"
+            operators.release, api.uow, api.settings, "nobody-holds-this.example", reason="x"
         )
     with pytest.raises(ValueError, match="say why"):
-        await api.call(operators.release, api.db, api.settings, name, reason="  ")
+        await api.call(operators.release, api.uow, api.settings, name, reason="  ")
 
 
 async def test_the_cli_shows_the_holder_and_releases(api: ApiHarness) -> None:

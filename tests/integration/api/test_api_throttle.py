@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from litestar.testing import AsyncTestClient
 
-from domainflow.api.adapters.throttle import TeamThrottle
 from domainflow.api.app import create_app
+from domainflow.api.unit_of_work import PostgresUnitOfWork
 from domainflow.kit.database import Database
 from tests.integration.api.conftest import api_settings
 from tests.integration.api.harness import DOMAINS, ApiHarness, auth, unique
@@ -96,10 +96,16 @@ async def test_replicas_share_one_budget(api: ApiHarness) -> None:
     url = api.settings.api_database_url
     first, second = await Database.connect(url, size=2), await Database.connect(url, size=2)
     try:
-        throttles = [TeamThrottle(db, rate=RATE, burst=BURST) for db in (first, second)]
-        waits = [await throttles[n % 2].admit(team_id, "domain_writes") for n in range(5)]
+        replicas = [PostgresUnitOfWork(db) for db in (first, second)]
+        waits = [await _spend(replicas[n % 2], team_id) for n in range(5)]
     finally:
         await first.close()
         await second.close()
     assert waits[:BURST] == [0.0] * BURST
     assert all(0 < wait <= 1 / RATE for wait in waits[BURST:])
+
+
+async def _spend(uow: PostgresUnitOfWork, team_id: int) -> float:
+    async with uow.transaction() as work:
+        decision = await work.teams.spend(team_id, "domain_writes", rate=RATE, burst=BURST)
+    return decision.retry_after

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,

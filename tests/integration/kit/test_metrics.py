@@ -10,7 +10,7 @@ from importlib.resources import files
 import aiohttp
 import pytest
 
-from domainflow.api.metrics import GAUGES as API_GAUGES
+from domainflow.api.domains.repository import DOMAIN_GAUGES as API_GAUGES
 from domainflow.cli.migrations import service_migrations
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.metrics import OUTBOX_GAUGES, Gauge, exposition

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -44,17 +45,19 @@ async def _api_db() -> object:
 
 
 async def _keys(args: argparse.Namespace) -> int:
-    from domainflow.api import teams
     from domainflow.api.settings import ApiSettings
+    from domainflow.api.teams import service as teams
+    from domainflow.api.unit_of_work import PostgresUnitOfWork
     from domainflow.kit.database import Database
 
     db = await _api_db()
     assert isinstance(db, Database)
+    uow = PostgresUnitOfWork(db)
     try:
         if args.keys_command == "create":
             try:
                 key = await teams.create_key(
-                    db,
+                    uow,
                     team=args.team,
                     owner_email=args.owner_email,
                     role=args.role,
@@ -70,10 +73,10 @@ async def _keys(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.keys_command == "list":
-            for row in await teams.list_keys(db, args.team):
-                print(json.dumps(row, default=str))
+            for row in await teams.list_keys(uow, args.team):
+                print(json.dumps(dataclasses.asdict(row), default=str))
         elif args.keys_command == "revoke":
-            if not await teams.revoke_key(db, args.key_id):
+            if not await teams.revoke_key(uow, args.key_id):
                 print(f"error: no active key {args.key_id}", file=sys.stderr)
                 return 1
             print(f"revoked {args.key_id}")
@@ -83,13 +86,16 @@ async def _keys(args: argparse.Namespace) -> int:
 
 
 async def _members(args: argparse.Namespace) -> int:
-    from domainflow.api import teams
+    from domainflow.api.teams import service as teams
+    from domainflow.api.unit_of_work import PostgresUnitOfWork
     from domainflow.kit.database import Database
 
     db = await _api_db()
     assert isinstance(db, Database)
     try:
-        if not await teams.add_member(db, team=args.team, email=args.email, role=args.role):
+        if not await teams.add_member(
+            PostgresUnitOfWork(db), team=args.team, email=args.email, role=args.role
+        ):
             print(f"error: no team named {args.team!r}", file=sys.stderr)
             return 1
     finally:
@@ -99,22 +105,26 @@ async def _members(args: argparse.Namespace) -> int:
 
 
 async def _domains(args: argparse.Namespace) -> int:
-    from domainflow.api import operators
-    from domainflow.api.errors import ApiError
+    from domainflow.api.domain.errors import Refused
+    from domainflow.api.domains import operators
     from domainflow.api.settings import ApiSettings
+    from domainflow.api.unit_of_work import PostgresUnitOfWork
+    from domainflow.cli.operators import holding_view
     from domainflow.kit.database import Database
 
     db = await _api_db()
     assert isinstance(db, Database)
+    uow = PostgresUnitOfWork(db)
     try:
         if args.domains_command == "show":
-            print(json.dumps(await operators.holder(db, args.domain), indent=2))
+            held = await operators.holder(uow, args.domain)
+            print(json.dumps(holding_view(held), indent=2))
             return 0
-        domain_id = await operators.release(db, ApiSettings(), args.domain, reason=args.reason)
+        domain_id = await operators.release(uow, ApiSettings(), args.domain, reason=args.reason)
     except (operators.NameNotHeldError, ValueError) as missing:
         print(f"error: {missing}", file=sys.stderr)
         return 1
-    except ApiError as refused:
+    except Refused as refused:
         print(f"error: {refused.message}", file=sys.stderr)
         return 1
     finally:

@@ -12,10 +12,10 @@ from domainflow.cli.stack import state_dir
 
 
 async def dns(action: str, domain: str) -> int:
-    from domainflow.api.adapters import repository
+    from domainflow.api.domain.events import records_for
     from domainflow.api.domain.names import DomainNameInvalid, normalize_domain
-    from domainflow.api.handlers import records_of
     from domainflow.api.settings import ApiSettings
+    from domainflow.api.unit_of_work import PostgresUnitOfWork
     from domainflow.kit.database import Database
     from domainflow.sandbox.dns import DnsSandbox, SandboxError
 
@@ -37,8 +37,8 @@ async def dns(action: str, domain: str) -> int:
     settings = ApiSettings()
     db = await Database.connect(settings.api_database_url, size=1)
     try:
-        async with db.pool.acquire() as conn:
-            row = await repository.active_domain_by_name(conn, name)
+        async with PostgresUnitOfWork(db).read() as work:
+            row = await work.domains.holding(name)
     finally:
         await db.close()
     if row is None:
@@ -46,7 +46,7 @@ async def dns(action: str, domain: str) -> int:
             f"error: {name} has not been added; POST it to /api/v1/domains first", file=sys.stderr
         )
         return 1
-    records = records_of(row, settings)
+    records = records_for(row, settings.records)
     sandbox.place(records)
     print(f"placed the records of {name}: MX, SPF, DMARC, ownership TXT, {len(records.dkim)} DKIM")
     return 0

@@ -10,15 +10,17 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 
-from domainflow.api.controllers import DomainController
-from domainflow.api.domains import DomainService
+from domainflow.api.domains.controller import DomainController
+from domainflow.api.domains.repository import DOMAIN_GAUGES
+from domainflow.api.domains.service import DomainService
 from domainflow.api.entrypoints import build_router
-from domainflow.api.errors import EXCEPTION_HANDLERS
-from domainflow.api.handlers import ApiHandlers
-from domainflow.api.mailbox_controller import MailboxController
-from domainflow.api.metrics import GAUGES
-from domainflow.api.request_id import request_id_middleware
+from domainflow.api.http.problems import EXCEPTION_HANDLERS
+from domainflow.api.http.request_id import request_id_middleware
+from domainflow.api.mailboxes.controller import MailboxController
+from domainflow.api.mailboxes.service import MailboxService
 from domainflow.api.settings import ApiSettings
+from domainflow.api.teams.keyring import KeyRing
+from domainflow.api.unit_of_work import PostgresUnitOfWork
 from domainflow.api.waiting import DomainChanges
 from domainflow.kit.database import migration_files
 from domainflow.kit.metrics import CONTENT_TYPE, exposition
@@ -48,7 +50,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
 async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     """Prometheus gauges: the outbox, and domains by state (kit/metrics.py)."""
     runtime: ServiceRuntime = request.app.state.runtime
-    text = await exposition(runtime.db, [*runtime.gauges, *GAUGES], "api")
+    text = await exposition(runtime.db, [*runtime.gauges, *DOMAIN_GAUGES], "api")
     return Response(text, media_type=CONTENT_TYPE)
 
 
@@ -59,17 +61,24 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = ServiceRuntime("api", settings, settings.api_database_url)
         await runtime.open(api_migrations())
+        uow = PostgresUnitOfWork(runtime.db)
         changes = DomainChanges(runtime.db)
+        keyring = KeyRing(uow, runtime.db.url, remember_seconds=settings.api_key_cache_seconds)
         await changes.start()
-        router, queues = build_router(ApiHandlers(runtime.db, settings), settings)
+        await keyring.start()
+        router, queues = build_router(uow, settings)
         await runtime.start(router, queues)
         app.state.runtime = runtime
         app.state.db = runtime.db
+        app.state.uow = uow
         app.state.settings = settings
-        app.state.domains = DomainService(runtime.db, settings, changes)
+        app.state.keyring = keyring
+        app.state.domains = DomainService(uow, settings, changes)
+        app.state.mailboxes = MailboxService(uow, settings)
         try:
             yield
         finally:
+            await keyring.stop()
             await changes.stop()
             await runtime.close()
 

@@ -1,9 +1,10 @@
-"""The api's subscriptions: answers from the provisioner and verifier."""
+"""The api's subscriptions: answers from the provisioner and verifier, handled by `ApiHandlers`."""
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.api.handlers import CONSUMER, ApiHandlers
 from domainflow.api.settings import ApiSettings
+from domainflow.api.unit_of_work import UnitOfWork
 from domainflow.contracts import (
     DomainDeprovisioned,
     DomainProvisioned,
@@ -13,25 +14,16 @@ from domainflow.contracts import (
 from domainflow.kit.messaging import Redelivery, subscribe
 
 
-def build_router(
-    handlers: ApiHandlers, settings: ApiSettings
-) -> tuple[RabbitRouter, list[RabbitQueue]]:
+def build_router(uow: UnitOfWork, settings: ApiSettings) -> tuple[RabbitRouter, list[RabbitQueue]]:
+    handlers = ApiHandlers(uow, settings)
     router = RabbitRouter()
     redelivery = Redelivery.of(settings)
     queues = [
         subscribe(
-            router,
-            CONSUMER,
-            DomainProvisioned,
-            handlers.on_provisioned,
-            redelivery=redelivery,
+            router, CONSUMER, DomainProvisioned, handlers.on_provisioned, redelivery=redelivery
         ),
         subscribe(
-            router,
-            CONSUMER,
-            ProvisioningRolledBack,
-            handlers.on_rolled_back,
-            redelivery=redelivery,
+            router, CONSUMER, ProvisioningRolledBack, handlers.on_rolled_back, redelivery=redelivery
         ),
         subscribe(
             router,
@@ -41,11 +33,7 @@ def build_router(
             redelivery=redelivery,
         ),
         subscribe(
-            router,
-            CONSUMER,
-            DomainDeprovisioned,
-            handlers.on_deprovisioned,
-            redelivery=redelivery,
+            router, CONSUMER, DomainDeprovisioned, handlers.on_deprovisioned, redelivery=redelivery
         ),
     ]
     return router, queues

@@ -1,7 +1,10 @@
 """The api's settings: its database, HTTP listener, wait bounds, and the operator's DNS records."""
 
+from functools import cached_property
+
 from pydantic import Field
 
+from domainflow.api.domain.records import RecordSettings
 from domainflow.kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 
@@ -15,6 +18,10 @@ class ApiSettings(ServiceSettings):
     domain_write_burst: int = Field(default=50, ge=1)
     #: Largest request body accepted, in bytes; larger ones get 413.
     api_max_body_bytes: int = 65_536
+    #: Seconds an api replica remembers a recognised API key instead of looking it up on every
+    #: request (`0`: look up every time). A revocation reaches every replica at once (NOTIFY);
+    #: this bounds how long a replica that missed it (its listener was down) trusts the key.
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
     #: Prefix of issued API keys: `<prefix>_<role>_<secret>`.
     key_prefix: str = "smx"
     #: Seconds `POST /domains` waits for provisioning before answering 202.
@@ -36,3 +43,15 @@ class ApiSettings(ServiceSettings):
     verification_value_prefix: str = "sendmux-verify="
     #: The operator's own domain under which each team gets a mailbox suffix (seed 001).
     shared_mailbox_domain: str = "myagent.mx"
+
+    @cached_property
+    def records(self) -> RecordSettings:
+        """What every customer is told to place, as the record derivation takes it."""
+        return RecordSettings(
+            mx_target=self.mx_target,
+            mx_priority=self.mx_priority,
+            spf_includes=tuple(self.spf_includes),
+            dmarc_policy=self.dmarc_policy,
+            verification_prefix=self.verification_prefix,
+            verification_value_prefix=self.verification_value_prefix,
+        )

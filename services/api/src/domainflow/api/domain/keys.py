@@ -145,3 +145,13 @@ def _random(length: int) -> str:
 
 def _unknown_role(role: str) -> str:
     return f"Unknown role {role!r}; the built-in roles are {', '.join(sorted(ROLES))}."
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's team and what the key may do."""
+
+    team_pk: int
+    team_public_id: str
+    key_id: str
+    permissions: tuple[str, ...]

@@ -75,6 +75,8 @@ def normalize_domain(raw: object) -> str:
 
 def display_name(ascii_name: str) -> str:
     """The U-label form of a normalized name, for people; the name itself if it will not decode."""
+    if "xn--" not in ascii_name:
+        return ascii_name  # no A-label: it reads the same either way (and every read shows it)
     try:
         return idna.decode(ascii_name)
     except (idna.IDNAError, UnicodeError):

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import re
 
-from cuid2 import create_id
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from domainflow.kit.ids import new_id
 from domainflow.kit.logging import bind_context, clear_context
 
-_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-
-def _cuid() -> str:
-    return str(create_id())
+_WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def new_request_id() -> str:
-    return f"req_{_cuid()}"
+    return new_id("req")
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -28,7 +24,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = sent if _WELL_FORMED.match(sent) else new_request_id()
+        request_id = sent if _WELL_FORMED.fullmatch(sent) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         clear_context()
         bind_context(request_id=request_id, correlation_id=request_id)

@@ -1,6 +1,8 @@
-"""Every error the api answers, in the envelope.
+"""Every error the api answers, in the envelope: the one place refusals become HTTP.
 
-Each has a code a program can branch on and a sentence a person can act on.
+Each has a code a program can branch on and a sentence a person can act on. Use cases raise
+the domain's errors (`domain/errors.py`); `PROBLEMS` maps each to its status, code, details
+and headers. `ApiError` is for what only the edge can see (a missing key, a bad body).
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from domainflow.api.domain import errors as refusals
+from domainflow.api.domain.state import public_status
+from domainflow.api.http.envelope import request_id_of
+from domainflow.contracts import DomainStatus
 from domainflow.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -31,10 +37,6 @@ class ApiError(Exception):
         self.message = message
         self.details = details or {}
         self.headers = headers
-
-
-def request_id_of(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
 
 
 def error_response(
@@ -138,8 +140,98 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     )
 
 
+def _problem(exc: refusals.Refused) -> ApiError:
+    """The HTTP answer to a refusal."""
+    match exc:
+        case refusals.InvalidDomainInput():
+            return ApiError(
+                400, "domain_invalid", exc.message, {"reason": exc.reason, "field": exc.field}
+            )
+        case refusals.InvalidAddress():
+            details = {"reason": exc.reason, "field": "address"}
+            return ApiError(
+                400,
+                "address_invalid",
+                exc.message,
+                details | ({"suffix": exc.suffix} if exc.suffix else {}),
+            )
+        case refusals.InvalidRequest():
+            return ApiError(400, exc.reason, exc.message)
+        case refusals.DomainNotFound():
+            return ApiError(404, "domain_not_found", exc.message)
+        case refusals.DomainExists():
+            return ApiError(
+                409, "domain_exists", exc.message, {"id": exc.own_id} if exc.own_id else None
+            )
+        case refusals.DomainBusy():
+            busy = (
+                "domain_provisioning"
+                if exc.status is DomainStatus.PROVISIONING
+                else "domain_deleting"
+            )
+            return ApiError(409, busy, exc.message)
+        case refusals.DomainInUse():
+            return ApiError(
+                409, "domain_in_use", exc.message, {"active_mailboxes": exc.active_mailboxes}
+            )
+        case refusals.RateLimited():
+            seconds = exc.retry_after
+            return ApiError(
+                429,
+                "rate_limited",
+                exc.message,
+                {"retry_after": seconds},
+                headers={"Retry-After": str(seconds)},
+            )
+        case refusals.IdempotencyKeyReused():
+            return ApiError(422, "idempotency_key_reused", exc.message, {"id": exc.domain_id})
+        case refusals.ProvisioningFailed():
+            return ApiError(
+                502, "provisioning_failed", exc.message, {"id": exc.domain_id, "cause": exc.cause}
+            )
+        case refusals.MailboxNotFound():
+            return ApiError(404, "mailbox_not_found", exc.message)
+        case refusals.MailboxExists():
+            return ApiError(
+                409, "mailbox_exists", exc.message, {"id": exc.own_id} if exc.own_id else None
+            )
+        case refusals.MailboxDomainMissing():
+            return ApiError(
+                409,
+                "domain_not_found",
+                exc.message.replace("Add it and", "Add it with POST /api/v1/domains and"),
+                {"domain": exc.domain},
+            )
+        case refusals.MailboxDomainNotReady():
+            return _not_ready(exc)
+    return ApiError(409, "conflict", exc.message)
+
+
+def _not_ready(exc: refusals.MailboxDomainNotReady) -> ApiError:
+    details: dict[str, Any] = {
+        "domain_id": exc.domain_id,
+        "domain": exc.domain,
+        "state": exc.status.value,
+    }
+    if exc.status is DomainStatus.DELETING:
+        return ApiError(409, "domain_deleting", exc.message, details)
+    return ApiError(
+        409,
+        "domain_not_verified",
+        exc.message.replace(
+            "verify it", f"verify it (POST /api/v1/domains/{exc.domain_id}/verify)"
+        ),
+        {**details, "verification_status": public_status(exc.status)},
+    )
+
+
+def on_refused(request: Request[Any, Any, Any], exc: refusals.Refused) -> Response[Any]:
+    return on_api_error(request, _problem(exc))
+
+
 EXCEPTION_HANDLERS: Any = {
     ApiError: on_api_error,
+    refusals.Refused: on_refused,
     ValidationException: on_validation_error,
     HTTPException: on_http_exception,
     Exception: on_unexpected,

@@ -1,39 +1,37 @@
-"""The REST endpoints: thin controllers whose guards read as seed 001's permission table."""
+"""The domain endpoints: thin, with guards that read as seed 001's permission table.
+
+Each route decodes, calls one use case and says what its result means in HTTP: the status
+(201 or 202, 200 or 202), the `Location` of work still under way.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar import Controller, MediaType, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from domainflow.api.auth import principal_of, requires
 from domainflow.api.domain.records import to_bind
-from domainflow.api.domains import Answer, DomainService
-from domainflow.api.errors import ApiError, request_id_of
-from domainflow.api.presenters import records_view
-from domainflow.api.schemas import (
+from domainflow.api.domains.schemas import (
     CreateDomain,
     DeletionView,
     DnsRecordsView,
     DomainPage,
     DomainView,
-    Envelope,
-    Meta,
     TimelinePage,
     VerificationView,
+    deletion_view,
+    domain_view,
+    records_view,
+    timeline_view,
+    verification_view,
 )
+from domainflow.api.domains.service import AddDomain, DomainService
+from domainflow.api.http.envelope import AnyRequest, Envelope, request_id_of, respond
+from domainflow.api.http.guards import principal_of, requires
+from domainflow.api.http.problems import ApiError
 
-AnyRequest = Request[Any, Any, Any]
-
-
-def envelope(request: AnyRequest, answer: Answer) -> Response[Any]:
-    headers = {"Location": answer.location} if answer.location else None
-    return Response(
-        Envelope(ok=True, data=answer.data, meta=Meta(request_id=request_id_of(request))),
-        status_code=answer.status,
-        headers=headers,
-    )
+PATH = "/api/v1/domains"
 
 
 def service_of(request: AnyRequest) -> DomainService:
@@ -42,8 +40,8 @@ def service_of(request: AnyRequest) -> DomainService:
 
 
 class DomainController(Controller):
-    path = "/api/v1/domains"
-    tags = ["domains"]  # noqa: RUF012 - Litestar declares it as a plain attribute
+    path = PATH
+    tags = ("domains",)
 
     @post("/", guards=[requires("domain.create")], operation_id="createDomain", status_code=201)
     async def create(
@@ -53,13 +51,16 @@ class DomainController(Controller):
 
         201 once provisioned; 202 when provisioning outlives the wait bound.
         """
-        answer = await service_of(request).create(
+        service = service_of(request)
+        added = await service.add(
             principal_of(request),
-            data,
+            AddDomain(data.domain, data.region, data.external_id, data.metadata, data.mail_from),
             request_id_of(request),
             request.headers.get("idempotency-key"),
         )
-        return envelope(request, answer)
+        view = domain_view(added.domain, service.records(added.domain))
+        location = f"{PATH}/{added.domain.public_id}"
+        return respond(request, view, 201 if added.settled else 202, location=location)
 
     @get("/", guards=[requires("domain.read")], operation_id="listDomains")
     async def list_domains(
@@ -70,16 +71,19 @@ class DomainController(Controller):
         status: FromQuery[str | None] = None,
     ) -> Response[Envelope[DomainPage]]:
         """List the team's domains, oldest first, a page at a time (filter by `status`)."""
-        page = await service_of(request).list(principal_of(request), cursor, limit, status)
-        return envelope(request, Answer(200, page))
+        service = service_of(request)
+        page = await service.list(principal_of(request), cursor, limit, status)
+        items = [domain_view(d, service.records(d)) for d in page.items]
+        return respond(request, DomainPage(items, page.next_cursor, page.has_more))
 
     @get("/{public_id:str}", guards=[requires("domain.read")], operation_id="getDomain")
     async def get_domain(
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[DomainView]]:
         """One domain with its records, status and last verification results."""
-        view = await service_of(request).get(principal_of(request), public_id)
-        return envelope(request, Answer(200, view))
+        service = service_of(request)
+        domain = await service.get(principal_of(request), public_id)
+        return respond(request, domain_view(domain, service.records(domain)))
 
     @get("/{public_id:str}/timeline", guards=[requires("domain.read")], operation_id="getTimeline")
     async def timeline(
@@ -91,7 +95,8 @@ class DomainController(Controller):
     ) -> Response[Envelope[TimelinePage]]:
         """What happened to the domain, newest first: every change, with why and which request."""
         page = await service_of(request).timeline(principal_of(request), public_id, cursor, limit)
-        return envelope(request, Answer(200, page))
+        items = [timeline_view(e) for e in page.items]
+        return respond(request, TimelinePage(items, page.next_cursor, page.has_more))
 
     @get(
         "/{public_id:str}/dns-records",
@@ -106,14 +111,14 @@ class DomainController(Controller):
     ) -> Response[Any]:
         """The records to place, as JSON or (`format=bind`) a BIND zone-file fragment."""
         service = service_of(request)
-        row = await service.records(principal_of(request), public_id)
-        records = service.records_of(row)
+        domain = await service.get(principal_of(request), public_id)
+        records = service.records(domain)
         if format == "bind":
             return Response(to_bind(records), media_type=MediaType.TEXT)
         if format != "json":
             raise ApiError(400, "invalid_request", "format must be 'json' or 'bind'.")
         view: DnsRecordsView = records_view(records)
-        return envelope(request, Answer(200, view))
+        return respond(request, view)
 
     @post(
         "/{public_id:str}/verify",
@@ -125,10 +130,11 @@ class DomainController(Controller):
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[VerificationView]]:
         """Check the records now: MX, ownership, SPF, DMARC over DoH; DKIM from SES."""
-        answer = await service_of(request).verify(
+        domain = await service_of(request).verify(
             principal_of(request), public_id, request_id_of(request)
         )
-        return envelope(request, answer)
+        view = verification_view(domain)
+        return respond(request, view, 202 if view.verification_in_progress else 200)
 
     @delete(
         "/{public_id:str}",
@@ -140,7 +146,10 @@ class DomainController(Controller):
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[DeletionView]]:
         """Remove the domain from the mail server, SES and here (409 while mailboxes use it)."""
-        answer = await service_of(request).delete(
+        deletion = await service_of(request).delete(
             principal_of(request), public_id, request_id_of(request)
         )
-        return envelope(request, answer)
+        view = deletion_view(deletion.domain, done=deletion.done)
+        if deletion.done:
+            return respond(request, view)
+        return respond(request, view, 202, location=f"{PATH}/{public_id}")

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from domainflow.api.auth import principal_of, requires
-from domainflow.api.controllers import envelope
-from domainflow.api.domains import Answer
-from domainflow.api.mailboxes import CreateMailbox, MailboxPage, MailboxService, MailboxView
-from domainflow.api.schemas import Envelope
+from domainflow.api.http.envelope import AnyRequest, Envelope, respond
+from domainflow.api.http.guards import principal_of, requires
+from domainflow.api.mailboxes.schemas import (
+    CreateMailbox,
+    MailboxPage,
+    MailboxView,
+    mailbox_view,
+)
+from domainflow.api.mailboxes.service import CreateMailbox as Create
+from domainflow.api.mailboxes.service import MailboxService
 
-AnyRequest = Request[Any, Any, Any]
+PATH = "/api/v1/mailboxes"
 
 
 def service_of(request: AnyRequest) -> MailboxService:
-    # Stateless over the app's pool, so no lifespan wiring is needed.
-    return MailboxService(request.app.state.db, request.app.state.settings)
+    service: MailboxService = request.app.state.mailboxes
+    return service
 
 
 class MailboxController(Controller):
-    path = "/api/v1/mailboxes"
+    path = PATH
     tags = ("mailboxes",)
 
     @post("/", guards=[requires("mailbox.create")], operation_id="createMailbox", status_code=201)
@@ -30,8 +35,8 @@ class MailboxController(Controller):
         self, request: AnyRequest, data: JSONBody[CreateMailbox]
     ) -> Response[Envelope[MailboxView]]:
         """Add a mailbox on a verified domain of the team, or under the team's shared suffix."""
-        answer = await service_of(request).create(principal_of(request), data)
-        return envelope(request, answer)
+        row = await service_of(request).create(principal_of(request), Create(data.address))
+        return respond(request, mailbox_view(row), 201, location=f"{PATH}/{row.public_id}")
 
     @get("/", guards=[requires("mailbox.read")], operation_id="listMailboxes")
     async def list_mailboxes(
@@ -43,15 +48,16 @@ class MailboxController(Controller):
     ) -> Response[Envelope[MailboxPage]]:
         """List the team's mailboxes, oldest first, a page at a time (filter by `domain_id`)."""
         page = await service_of(request).list(principal_of(request), cursor, limit, domain_id)
-        return envelope(request, Answer(200, page))
+        items = [mailbox_view(r) for r in page.items]
+        return respond(request, MailboxPage(items, page.next_cursor, page.has_more))
 
     @get("/{public_id:str}", guards=[requires("mailbox.read")], operation_id="getMailbox")
     async def get_mailbox(
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[MailboxView]]:
         """One mailbox."""
-        view = await service_of(request).get(principal_of(request), public_id)
-        return envelope(request, Answer(200, view))
+        row = await service_of(request).get(principal_of(request), public_id)
+        return respond(request, mailbox_view(row))
 
     @delete(
         "/{public_id:str}",
@@ -63,5 +69,5 @@ class MailboxController(Controller):
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[MailboxView]]:
         """Delete the mailbox (its address becomes free; its domain may then be deleted)."""
-        view = await service_of(request).delete(principal_of(request), public_id)
-        return envelope(request, Answer(200, view))
+        row = await service_of(request).delete(principal_of(request), public_id)
+        return respond(request, mailbox_view(row))

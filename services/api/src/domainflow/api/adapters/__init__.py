@@ -1,1 +1,0 @@
-"""The api's outside systems: its own PostgreSQL database."""

@@ -1,0 +1,89 @@
+"""The domain as the api owns it: a typed entity whose every status move goes through `state`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from domainflow.api.domain import state as sm
+from domainflow.contracts import (
+    CheckOutcome,
+    DkimStatus,
+    DomainStatus,
+    RecordCheck,
+    VerificationOutcome,
+)
+
+
+@dataclass
+class Domain:
+    """One custom sending domain of one team. `pk` is the row id (0 before it is stored)."""
+
+    pk: int
+    public_id: str
+    team_pk: int
+    team_public_id: str
+    name: str  # normalized, A-label form
+    status: DomainStatus
+    region: str
+    request_id: str  # the request that added it
+    created_at: datetime
+    consecutive_failures: int = 0
+    degraded: bool = False
+    external_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    mail_from_domain: str | None = None
+    dkim_tokens: tuple[str, ...] = ()
+    ses_dkim_status: DkimStatus = DkimStatus.PENDING
+    last_checks: tuple[RecordCheck, ...] | None = None
+    last_outcome: VerificationOutcome | None = None
+    failure_reason: str | None = None
+    verified_at: datetime | None = None
+    last_checked_at: datetime | None = None
+    #: The verification a caller waits on: its request's event id and when it was asked.
+    verify_event_id: uuid.UUID | None = None
+    verify_requested_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+    @property
+    def state(self) -> sm.DomainState:
+        return sm.DomainState(self.status, self.consecutive_failures, self.degraded)
+
+    def apply(self, happened: sm.DomainInput) -> sm.Transition:
+        """Move as the state machine says (or raise `TransitionRefused`, changing nothing)."""
+        move = sm.transition(self.state, happened)
+        self.status = move.new_state.status
+        self.consecutive_failures = move.new_state.consecutive_failures
+        self.degraded = move.new_state.degraded
+        return move
+
+    @property
+    def verification_in_progress(self) -> bool:
+        return self.status is DomainStatus.PROVISIONING or self.verify_requested_at is not None
+
+    def verification_outstanding(self, now: datetime, stale_seconds: float) -> bool:
+        """A verification was requested and is not yet presumed lost."""
+        if self.verify_event_id is None or self.verify_requested_at is None:
+            return False
+        return (now - self.verify_requested_at).total_seconds() < stale_seconds
+
+    def await_verification(self, request_event_id: uuid.UUID, now: datetime) -> None:
+        self.verify_event_id = request_event_id
+        self.verify_requested_at = now
+
+    def answer_verification(self, request_event_id: uuid.UUID | None) -> None:
+        """Only the answer to the request a caller waits on releases it; a scheduled probe
+        landing meanwhile does not."""
+        if request_event_id is not None and self.verify_event_id == request_event_id:
+            self.verify_event_id = None
+            self.verify_requested_at = None
+
+    def failing(self) -> frozenset[tuple[str, str | None]]:
+        """The records that did not pass at the last probe, each with its reason code."""
+        return frozenset(
+            (c.record.value, c.reason)
+            for c in self.last_checks or ()
+            if c.outcome is not CheckOutcome.PASS
+        )

@@ -1,0 +1,1 @@
+"""The domains resource: its controller, use cases, repository and schemas."""

@@ -1,0 +1,269 @@
+"""SQL for domains: the entity, its timeline, idempotency keys and the counts operators watch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+
+from domainflow.api.domain.errors import NameTaken
+from domainflow.api.domain.model import Domain
+from domainflow.contracts import DkimStatus, DomainStatus, RecordCheck, VerificationOutcome
+from domainflow.kit.database import Connection
+from domainflow.kit.metrics import Gauge
+
+_SELECT: Final = """
+SELECT d.*, t.public_id AS team_public_id
+FROM domains d JOIN teams t ON t.id = d.team_id
+"""
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    id: int
+    at: datetime
+    happening: str
+    status_before: str | None
+    status_after: str
+    reason: str
+    outcome: str | None
+    ses_dkim_status: str | None
+    checks: list[dict[str, Any]] | None
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RememberedRequest:
+    """What an Idempotency-Key was first used for."""
+
+    request_hash: str
+    domain_id: str
+
+
+def _checks(raw: list[dict[str, Any]] | None) -> tuple[RecordCheck, ...] | None:
+    if raw is None:
+        return None
+    return tuple(RecordCheck.model_validate(c) for c in raw)
+
+
+def _domain(r: asyncpg.Record) -> Domain:
+    return Domain(
+        pk=r["id"],
+        public_id=r["public_id"],
+        team_pk=r["team_id"],
+        team_public_id=r["team_public_id"],
+        name=r["domain"],
+        status=DomainStatus(r["status"]),
+        region=r["region"],
+        request_id=r["request_id"],
+        created_at=r["created_at"],
+        consecutive_failures=r["consecutive_failures"],
+        degraded=r["degraded"],
+        external_id=r["external_id"],
+        metadata=r["metadata"] or {},
+        mail_from_domain=r["mail_from_domain"],
+        dkim_tokens=tuple(r["dkim_tokens"] or ()),
+        ses_dkim_status=DkimStatus(r["ses_dkim_status"]),
+        last_checks=_checks(r["last_checks"]),
+        last_outcome=VerificationOutcome(r["last_outcome"]) if r["last_outcome"] else None,
+        failure_reason=r["failure_reason"],
+        verified_at=r["verified_at"],
+        last_checked_at=r["last_checked_at"],
+        verify_event_id=r["verify_event_id"],
+        verify_requested_at=r["verify_requested_at"],
+        deleted_at=r["deleted_at"],
+    )
+
+
+class DomainRepository:
+    """The api's domains in PostgreSQL, over one connection (and its transaction, if any)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def get(
+        self, public_id: str, *, for_update: bool = False, include_deleted: bool = False
+    ) -> Domain | None:
+        sql = _SELECT + " WHERE d.public_id = $1"
+        if not include_deleted:
+            sql += " AND d.status <> 'deleted'"
+        if for_update:
+            sql += " FOR UPDATE OF d"
+        r = await self._conn.fetchrow(sql, public_id)
+        return _domain(r) if r else None
+
+    async def of_team(self, team_pk: int, public_id: str) -> Domain | None:
+        r = await self._conn.fetchrow(
+            _SELECT + " WHERE d.public_id = $1 AND d.team_id = $2 AND d.status <> 'deleted'",
+            public_id,
+            team_pk,
+        )
+        return _domain(r) if r else None
+
+    async def holding(self, name: str) -> Domain | None:
+        """The live domain that holds `name`, whichever team's it is."""
+        r = await self._conn.fetchrow(
+            _SELECT + " WHERE d.domain = $1 AND d.status <> 'deleted'", name
+        )
+        return _domain(r) if r else None
+
+    async def list_of_team(
+        self, team_pk: int, *, after_pk: int, limit: int, statuses: list[str] | None
+    ) -> list[Domain]:
+        rows = await self._conn.fetch(
+            _SELECT + " WHERE d.team_id = $1 AND d.status <> 'deleted' AND d.id > $2"
+            " AND ($3::text[] IS NULL OR d.status = ANY($3::text[])) ORDER BY d.id LIMIT $4",
+            team_pk,
+            after_pk,
+            statuses,
+            limit,
+        )
+        return [_domain(r) for r in rows]
+
+    async def add(self, domain: Domain) -> Domain:
+        """Insert a new domain; `NameTaken` when another live domain holds the name."""
+        try:
+            pk = await self._conn.fetchval(
+                "INSERT INTO domains (public_id, team_id, domain, status, region, external_id,"
+                " metadata, mail_from_domain, request_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                domain.public_id,
+                domain.team_pk,
+                domain.name,
+                domain.status.value,
+                domain.region,
+                domain.external_id,
+                domain.metadata,
+                domain.mail_from_domain,
+                domain.request_id,
+            )
+        except asyncpg.UniqueViolationError:
+            raise NameTaken(domain.name) from None
+        stored = await self.get(domain.public_id, include_deleted=True)
+        assert stored is not None
+        assert stored.pk == pk
+        return stored
+
+    async def save(self, domain: Domain) -> None:
+        """Write every field that changes over a domain's life, and touch `updated_at`."""
+        await self._conn.execute(
+            "UPDATE domains SET status = $2, consecutive_failures = $3, degraded = $4,"
+            " mail_from_domain = $5, dkim_tokens = $6, ses_dkim_status = $7, last_checks = $8,"
+            " last_outcome = $9, failure_reason = $10, verified_at = $11,"
+            " last_checked_at = $12, verify_event_id = $13, verify_requested_at = $14,"
+            " deleted_at = $15, updated_at = now() WHERE id = $1",
+            domain.pk,
+            domain.status.value,
+            domain.consecutive_failures,
+            domain.degraded,
+            domain.mail_from_domain,
+            list(domain.dkim_tokens),
+            domain.ses_dkim_status.value,
+            None
+            if domain.last_checks is None
+            else [c.model_dump(mode="json") for c in domain.last_checks],
+            domain.last_outcome.value if domain.last_outcome else None,
+            domain.failure_reason,
+            domain.verified_at,
+            domain.last_checked_at,
+            domain.verify_event_id,
+            domain.verify_requested_at,
+            domain.deleted_at,
+        )
+
+    async def active_mailboxes(self, domain: Domain) -> int:
+        count: int = await self._conn.fetchval(
+            "SELECT count(*) FROM mailboxes WHERE domain_id = $1 AND deleted_at IS NULL",
+            domain.pk,
+        )
+        return count
+
+    # --- the timeline ------------------------------------------------------------------------
+
+    async def note(
+        self,
+        domain: Domain,
+        *,
+        happening: str,
+        status_before: str | None,
+        reason: str,
+        request_id: str,
+        outcome: str | None = None,
+        ses_dkim_status: str | None = None,
+        checks: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A line on the domain's timeline, with its status now as the status after."""
+        await self._conn.execute(
+            "INSERT INTO domain_timeline (domain_id, happening, status_before, status_after,"
+            " reason, outcome, ses_dkim_status, checks, request_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            domain.pk,
+            happening,
+            status_before,
+            domain.status.value,
+            reason,
+            outcome,
+            ses_dkim_status,
+            checks,
+            request_id,
+        )
+
+    async def timeline(
+        self, domain: Domain, *, before_id: int | None, limit: int
+    ) -> list[TimelineEntry]:
+        """Newest first; `before_id` continues a previous page."""
+        rows = await self._conn.fetch(
+            "SELECT id, at, happening, status_before, status_after, reason, outcome,"
+            " ses_dkim_status, checks, request_id FROM domain_timeline"
+            " WHERE domain_id = $1 AND ($2::bigint IS NULL OR id < $2)"
+            " ORDER BY id DESC LIMIT $3",
+            domain.pk,
+            before_id,
+            limit,
+        )
+        return [TimelineEntry(**dict(r)) for r in rows]
+
+    # --- idempotency keys ----------------------------------------------------------------------
+
+    async def remembered(self, team_pk: int, key: str) -> RememberedRequest | None:
+        r = await self._conn.fetchrow(
+            "SELECT request_hash, domain_public_id FROM idempotency_keys"
+            " WHERE team_id = $1 AND key = $2",
+            team_pk,
+            key,
+        )
+        return RememberedRequest(r["request_hash"], r["domain_public_id"]) if r else None
+
+    async def remember(self, team_pk: int, key: str, request_hash: str, domain_id: str) -> None:
+        try:
+            await self._conn.execute(
+                "INSERT INTO idempotency_keys (team_id, key, request_hash, domain_public_id)"
+                " VALUES ($1, $2, $3, $4)",
+                team_pk,
+                key,
+                request_hash,
+                domain_id,
+            )
+        except asyncpg.UniqueViolationError:
+            raise NameTaken(key) from None
+
+
+#: What `/metrics` reports of domains (see kit/metrics.py).
+DOMAIN_GAUGES: Final = (
+    Gauge(
+        "domainflow_domains",
+        "Domains in each state (deleted ones are not counted).",
+        "SELECT s.status, count(d.id) AS value"
+        " FROM (VALUES ('provisioning'), ('pending'), ('verified'), ('failed'), ('deleting'))"
+        " AS s (status) LEFT JOIN domains d ON d.status = s.status GROUP BY s.status",
+        ("status",),
+    ),
+    Gauge(
+        "domainflow_verifications_waiting_seconds",
+        "Age of the oldest verify request still unanswered; it grows while the verifier lags.",
+        "SELECT coalesce(extract(epoch FROM now() - min(verify_requested_at)), 0) AS value"
+        " FROM domains WHERE verify_event_id IS NOT NULL",
+    ),
+)

@@ -1,0 +1,259 @@
+"""The domains resource's shapes: the request it takes and the views it answers with.
+
+Request and response shapes are typed structs (API.md); the `*_view` functions turn the
+entity and the use cases' results into them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from domainflow.api.domain.model import Domain
+from domainflow.api.domain.names import display_name
+from domainflow.api.domain.state import public_status
+from domainflow.api.domains.repository import TimelineEntry
+from domainflow.contracts import DnsRecords, RecordCheck
+
+
+class CreateDomain(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /domains` body. Only `domain` is required."""
+
+    domain: Any = None  # checked by hand so each mistake gets its own reason
+    region: str | None = None
+    external_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    mail_from: str | None = None
+
+
+class MxView(msgspec.Struct):
+    priority: int
+    target: str
+    name: str
+
+
+class RecordView(msgspec.Struct):
+    name: str
+    value: str
+
+
+class MailFromView(msgspec.Struct):
+    mx: MxView
+    spf: RecordView
+
+
+class DnsRecordsView(msgspec.Struct):
+    mx: list[MxView]
+    spf: RecordView
+    dmarc: RecordView
+    dkim: list[RecordView]
+    verification: RecordView
+    mail_from: MailFromView | None = None
+
+
+class RecordCheckView(msgspec.Struct):
+    record: str
+    outcome: str
+    ok: bool
+    name: str
+    expected: str
+    found: list[str]
+    reason: str | None
+    message: str
+
+
+class DomainView(msgspec.Struct):
+    id: str
+    domain: str
+    verification_status: str
+    state: str
+    ses_dkim_status: str
+    verified_at: str | None
+    created_at: str
+    last_checked_at: str | None
+    verification_in_progress: bool
+    region: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    mail_from_domain: str | None
+    dns_records: DnsRecordsView | None
+    last_checks: list[RecordCheckView] | None = None
+    display_domain: str | None = None
+
+
+class DomainPage(msgspec.Struct):
+    items: list[DomainView]
+    next_cursor: str | None
+    has_more: bool
+
+
+class ChecksView(msgspec.Struct):
+    mx: bool
+    verification_txt: bool
+    spf: bool
+    dmarc: bool
+
+
+class VerificationView(msgspec.Struct):
+    status: str
+    ses_dkim_status: str
+    checks: ChecksView
+    outcome: str | None
+    verification_in_progress: bool
+    details: list[RecordCheckView]
+    last_checked_at: str | None
+
+
+class DeletionView(msgspec.Struct):
+    id: str
+    domain: str
+    state: str
+    deleted: bool
+    dns_cleanup: str
+
+
+class TimelineEntryView(msgspec.Struct):
+    at: str
+    happening: str  # requested, provisioned, verification_completed, deletion_requested, ...
+    status_before: str | None
+    status_after: str
+    reason: str
+    outcome: str | None  # a probe's verdict
+    ses_dkim_status: str | None
+    failing_checks: list[RecordCheckView] | None  # what did not pass, with expected and found
+    request_id: str  # the request (or scheduled cycle) that caused it: grep the logs with it
+
+
+class TimelinePage(msgspec.Struct):
+    items: list[TimelineEntryView]
+    next_cursor: str | None
+    has_more: bool
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def records_view(records: DnsRecords) -> DnsRecordsView:
+    mail_from = None
+    if records.mail_from is not None:
+        mf = records.mail_from
+        mail_from = MailFromView(
+            mx=MxView(priority=mf.mx.priority, target=mf.mx.target, name=mf.mx.name),
+            spf=RecordView(name=mf.spf.name, value=mf.spf.value),
+        )
+    return DnsRecordsView(
+        mx=[MxView(priority=m.priority, target=m.target, name=m.name) for m in records.mx],
+        spf=RecordView(name=records.spf.name, value=records.spf.value),
+        dmarc=RecordView(name=records.dmarc.name, value=records.dmarc.value),
+        dkim=[RecordView(name=d.name, value=d.value) for d in records.dkim],
+        verification=RecordView(name=records.verification.name, value=records.verification.value),
+        mail_from=mail_from,
+    )
+
+
+def check_view(c: RecordCheck) -> RecordCheckView:
+    return RecordCheckView(
+        record=c.record.value,
+        outcome=c.outcome.value,
+        ok=c.outcome.value == "pass",
+        name=c.name,
+        expected=c.expected,
+        found=list(c.found),
+        reason=c.reason,
+        message=c.message,
+    )
+
+
+def raw_check_views(raw: list[dict[str, Any]] | None) -> list[RecordCheckView] | None:
+    """Checks as a timeline line stored them (what did not pass, as the probe saw it)."""
+    if raw is None:
+        return None
+    return [
+        RecordCheckView(
+            record=c["record"],
+            outcome=c["outcome"],
+            ok=c["outcome"] == "pass",
+            name=c.get("name", ""),
+            expected=c.get("expected", ""),
+            found=list(c.get("found", [])),
+            reason=c.get("reason"),
+            message=c.get("message", ""),
+        )
+        for c in raw
+    ]
+
+
+def domain_view(domain: Domain, records: DnsRecords) -> DomainView:
+    shown = display_name(domain.name)
+    checks = domain.last_checks
+    return DomainView(
+        id=domain.public_id,
+        domain=domain.name,
+        verification_status=public_status(domain.status),
+        state=domain.status.value,
+        ses_dkim_status=domain.ses_dkim_status.value,
+        verified_at=iso(domain.verified_at),
+        created_at=iso(domain.created_at) or "",
+        last_checked_at=iso(domain.last_checked_at),
+        verification_in_progress=domain.verification_in_progress,
+        region=domain.region,
+        external_id=domain.external_id,
+        metadata=domain.metadata,
+        mail_from_domain=domain.mail_from_domain,
+        dns_records=records_view(records),
+        last_checks=None if checks is None else [check_view(c) for c in checks],
+        display_domain=shown if shown != domain.name else None,
+    )
+
+
+def verification_view(domain: Domain) -> VerificationView:
+    details = [check_view(c) for c in domain.last_checks or ()]
+    passed = {d.record: d.ok for d in details}
+    return VerificationView(
+        status=public_status(domain.status),
+        ses_dkim_status=domain.ses_dkim_status.value,
+        checks=ChecksView(
+            mx=passed.get("mx", False),
+            verification_txt=passed.get("verification_txt", False),
+            spf=passed.get("spf", False),
+            dmarc=passed.get("dmarc", False),
+        ),
+        outcome=domain.last_outcome.value if domain.last_outcome else None,
+        verification_in_progress=domain.verification_in_progress,
+        details=details,
+        last_checked_at=iso(domain.last_checked_at),
+    )
+
+
+def deletion_view(domain: Domain, *, done: bool) -> DeletionView:
+    return DeletionView(
+        id=domain.public_id,
+        domain=domain.name,
+        state=domain.status.value,
+        deleted=done,
+        dns_cleanup=(
+            "The domain was removed from the mail server and Amazon SES. The DNS "
+            "records in your zone are yours to remove at your DNS provider."
+        ),
+    )
+
+
+def timeline_view(entry: TimelineEntry) -> TimelineEntryView:
+    at = iso(entry.at)
+    assert at is not None
+    return TimelineEntryView(
+        at=at,
+        happening=entry.happening,
+        status_before=entry.status_before,
+        status_after=entry.status_after,
+        reason=entry.reason,
+        outcome=entry.outcome,
+        ses_dkim_status=entry.ses_dkim_status,
+        failing_checks=raw_check_views(entry.checks),
+        request_id=entry.request_id,
+    )

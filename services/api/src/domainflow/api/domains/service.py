@@ -1,0 +1,469 @@
+"""The use cases for domains: add, read, list, verify, delete, and the deletion operators start.
+
+They take typed commands, return typed results and raise the domain's errors
+(`domain/errors.py`); nothing here knows HTTP. Requests that start asynchronous work write the
+domain change and the request event in one unit of work (the outbox), then wait a bounded
+time for the answer to land (`Changes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from domainflow.api.domain import state as sm
+from domainflow.api.domain.errors import (
+    DomainBusy,
+    DomainExists,
+    DomainInUse,
+    DomainNotFound,
+    IdempotencyKeyReused,
+    InvalidDomainInput,
+    InvalidIdempotencyKey,
+    InvalidRequest,
+    NameTaken,
+    ProvisioningFailed,
+    RateLimited,
+)
+from domainflow.api.domain.events import records_for, status_changed
+from domainflow.api.domain.keys import Principal
+from domainflow.api.domain.model import Domain
+from domainflow.api.domain.names import DomainNameInvalid, normalize_domain
+from domainflow.api.domain.pages import Page, decode_cursor, page
+from domainflow.api.domain.records import mail_from_domain_for
+from domainflow.api.domains.repository import TimelineEntry
+from domainflow.api.settings import ApiSettings
+from domainflow.api.unit_of_work import UnitOfWork, Work
+from domainflow.contracts import (
+    DeletionRequested,
+    DnsRecords,
+    DomainRequested,
+    DomainStatus,
+    VerifyRequested,
+)
+from domainflow.kit.ids import new_id
+
+T = TypeVar("T")
+
+_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d{1,2}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_MAX_METADATA_BYTES = 8192
+_MAX_EXTERNAL_ID = 255
+_LISTED_STATUSES = frozenset(s.value for s in DomainStatus) - {DomainStatus.DELETED.value}
+
+
+class Changes(Protocol):
+    """Wakes a waiting request when its domain changes, on whichever replica changed it."""
+
+    async def wait_for(
+        self,
+        public_id: str,
+        load: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        timeout: float,  # noqa: ASYNC109 - a deadline for the whole wait, reloads included
+    ) -> T: ...
+
+
+@dataclass(frozen=True)
+class AddDomain:
+    """A request to add a domain, as the client sent it (`domain` unchecked: each mistake in
+    it gets its own reason)."""
+
+    domain: object
+    region: str | None = None
+    external_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    mail_from: str | None = None
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key is held to: the same key must come with the same request."""
+        return hashlib.sha256(msgspec.json.encode(self)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Added:
+    """The domain; `settled` when provisioning ended within the wait bound."""
+
+    domain: Domain
+    settled: bool
+
+
+@dataclass(frozen=True)
+class Deletion:
+    domain: Domain
+    done: bool  # gone from SES and the mail server already
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """An AddDomain whose every field passed."""
+
+    name: str
+    region: str
+    mail_from: str | None
+    external_id: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class DomainService:
+    def __init__(self, uow: UnitOfWork, settings: ApiSettings, changes: Changes) -> None:
+        self._uow = uow
+        self._settings = settings
+        self._changes = changes
+
+    # --- add ---------------------------------------------------------------------------------
+
+    async def add(
+        self,
+        principal: Principal,
+        command: AddDomain,
+        request_id: str,
+        idempotency_key: str | None = None,
+    ) -> Added:
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InvalidIdempotencyKey()
+        fingerprint = command.fingerprint()
+        if idempotency_key is not None:
+            replay = await self._replay(principal, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+        checked = self._check(command)
+        await self._spend_budget(principal)
+        public_id = new_id("mdom")
+        try:
+            await self._insert(
+                principal, checked, public_id, request_id, idempotency_key, fingerprint
+            )
+        except (DomainExists, NameTaken) as refused:
+            # The name (or key) is taken: by the first request with this very key, it is a replay.
+            if idempotency_key is not None:
+                replay = await self._replay(principal, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+            if isinstance(refused, DomainExists):
+                raise
+            async with self._uow.read() as work:
+                winner = await work.domains.holding(checked.name)
+            if winner is None:
+                raise
+            raise _exists(principal, winner) from None
+        return await self._settled(public_id)
+
+    def _check(self, command: AddDomain) -> _Checked:
+        try:
+            name = normalize_domain(command.domain)
+            mail_from = (
+                mail_from_domain_for(name, command.mail_from)
+                if command.mail_from is not None
+                else None
+            )
+        except DomainNameInvalid as bad:
+            field = "mail_from" if bad.code == "mail_from_invalid" else "domain"
+            raise InvalidDomainInput(bad.code, bad.message, field) from None
+        shared = self._settings.shared_mailbox_domain.strip().rstrip(".").lower()
+        if name == shared or name.endswith("." + shared):
+            # The operator's shared mailbox domain and every team's suffix beneath it are ours.
+            raise InvalidDomainInput(
+                "domain_reserved",
+                f"{name} is under {shared}, which is ours: create mailboxes under your team's "
+                f"suffix of {shared} directly, or add a domain you own.",
+                "domain",
+            )
+        region = self._region(command.region)
+        external_id, metadata = _extras(command)
+        return _Checked(name, region, mail_from, external_id, metadata)
+
+    def _region(self, raw: str | None) -> str:
+        region = raw if raw is not None else self._settings.default_region
+        if not _REGION.fullmatch(region):
+            raise InvalidDomainInput(
+                "region_invalid",
+                f"'{region}' is not an SES region name; use one such as 'us-east-1'.",
+                "region",
+            )
+        allowed = self._settings.allowed_regions
+        if allowed and region not in allowed:
+            raise InvalidDomainInput(
+                "region_not_offered",
+                f"Region '{region}' is not offered here; choose one of: {', '.join(allowed)}.",
+                "region",
+            )
+        return region
+
+    async def _insert(
+        self,
+        principal: Principal,
+        checked: _Checked,
+        public_id: str,
+        request_id: str,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> None:
+        async with self._uow.transaction() as work:
+            existing = await work.domains.holding(checked.name)
+            if existing is not None:
+                raise _exists(principal, existing)
+            domain = await work.domains.add(
+                Domain(
+                    pk=0,
+                    public_id=public_id,
+                    team_pk=principal.team_pk,
+                    team_public_id=principal.team_public_id,
+                    name=checked.name,
+                    status=DomainStatus.PROVISIONING,
+                    region=checked.region,
+                    request_id=request_id,
+                    created_at=datetime.now(UTC),
+                    external_id=checked.external_id,
+                    metadata=checked.metadata,
+                    mail_from_domain=checked.mail_from,
+                )
+            )
+            await work.domains.note(
+                domain,
+                happening="requested",
+                status_before=None,
+                reason=f"added in {checked.region}",
+                request_id=request_id,
+            )
+            if idempotency_key is not None:
+                await work.domains.remember(
+                    principal.team_pk, idempotency_key, fingerprint, public_id
+                )
+            await work.emit(
+                DomainRequested(
+                    correlation_id=request_id,
+                    team_id=principal.team_public_id,
+                    domain_id=public_id,
+                    domain=checked.name,
+                    region=checked.region,
+                    mail_from_domain=checked.mail_from,
+                )
+            )
+
+    async def _replay(self, principal: Principal, key: str, fingerprint: str) -> Added | None:
+        """The answer to a request already made with this Idempotency-Key, if there was one."""
+        async with self._uow.read() as work:
+            seen = await work.domains.remembered(principal.team_pk, key)
+        if seen is None:
+            return None
+        if seen.request_hash != fingerprint:
+            raise IdempotencyKeyReused(seen.domain_id)
+        return await self._settled(seen.domain_id)
+
+    async def _settled(self, public_id: str) -> Added:
+        """Wait (bounded) for provisioning to end, and say how it ended."""
+        domain = await self._changes.wait_for(
+            public_id,
+            lambda: self._load(public_id),
+            lambda d: d.status is not DomainStatus.PROVISIONING,
+            self._settings.create_wait_seconds,
+        )
+        if domain.status is DomainStatus.DELETED:
+            raise ProvisioningFailed(public_id, domain.failure_reason)
+        return Added(domain, settled=domain.status is not DomainStatus.PROVISIONING)
+
+    async def _spend_budget(self, principal: Principal) -> None:
+        """Each of these requests costs shared SES requests: past the team's budget, refuse."""
+        rate = self._settings.domain_write_rate
+        if rate <= 0:  # no budget configured
+            return
+        async with self._uow.transaction() as work:
+            decision = await work.teams.spend(
+                principal.team_pk,
+                "domain_writes",
+                rate=rate,
+                burst=self._settings.domain_write_burst,
+            )
+        if not decision.admitted:
+            raise RateLimited(math.ceil(decision.retry_after), rate)
+
+    # --- read ----------------------------------------------------------------------------------
+
+    async def _load(self, public_id: str) -> Domain:
+        async with self._uow.read() as work:
+            domain = await work.domains.get(public_id, include_deleted=True)
+        assert domain is not None  # domains are never removed, only marked deleted
+        return domain
+
+    async def get(self, principal: Principal, public_id: str) -> Domain:
+        async with self._uow.read() as work:
+            domain = await work.domains.of_team(principal.team_pk, public_id)
+        if domain is None:
+            raise DomainNotFound(public_id)
+        return domain
+
+    def records(self, domain: Domain) -> DnsRecords:
+        return records_for(domain, self._settings.records)
+
+    async def list(
+        self, principal: Principal, cursor: str | None, limit: int, status: str | None
+    ) -> Page[Domain]:
+        after_pk = decode_cursor("d", cursor) if cursor else 0
+        statuses = None
+        if status:
+            statuses = [s.strip() for s in status.split(",") if s.strip()]
+            unknown = [s for s in statuses if s not in _LISTED_STATUSES]
+            if unknown:
+                raise InvalidRequest(
+                    "invalid_request",
+                    f"Unknown status {unknown[0]!r}; filter by "
+                    f"{', '.join(sorted(_LISTED_STATUSES))}.",
+                    "status",
+                )
+        async with self._uow.read() as work:
+            domains = await work.domains.list_of_team(
+                principal.team_pk, after_pk=after_pk, limit=limit + 1, statuses=statuses
+            )
+        return page(domains, limit, "d", lambda d: d.pk)
+
+    async def timeline(
+        self, principal: Principal, public_id: str, cursor: str | None, limit: int
+    ) -> Page[TimelineEntry]:
+        domain = await self.get(principal, public_id)
+        before_id = decode_cursor("t", cursor) if cursor else None
+        async with self._uow.read() as work:
+            entries = await work.domains.timeline(domain, before_id=before_id, limit=limit + 1)
+        return page(entries, limit, "t", lambda e: e.id)
+
+    # --- verify ----------------------------------------------------------------------------------
+
+    async def verify(self, principal: Principal, public_id: str, request_id: str) -> Domain:
+        """Ask the verifier to check the domain now (one verification at a time per domain),
+        and wait a bounded time for its answer; `verification_in_progress` if it is late."""
+        await self.get(principal, public_id)  # not found for another team's domain
+        await self._spend_budget(principal)
+        async with self._uow.transaction() as work:
+            # The state is checked under the row lock, so a racing DELETE is seen.
+            domain = await work.domains.get(public_id, for_update=True)
+            if domain is None:
+                raise DomainNotFound(public_id)
+            _refuse_while_busy(domain, "verify")
+            now = datetime.now(UTC)
+            if not domain.verification_outstanding(now, self._settings.verify_stale_seconds):
+                request = VerifyRequested(
+                    correlation_id=request_id,
+                    team_id=principal.team_public_id,
+                    domain_id=public_id,
+                    domain=domain.name,
+                    region=domain.region,
+                    records=self.records(domain),
+                )
+                domain.await_verification(request.event_id, now)
+                await work.domains.save(domain)
+                await work.emit(request)
+        return await self._changes.wait_for(
+            public_id,
+            lambda: self._load(public_id),
+            lambda d: d.verify_requested_at is None,
+            self._settings.verify_wait_seconds,
+        )
+
+    # --- delete ----------------------------------------------------------------------------------
+
+    async def delete(self, principal: Principal, public_id: str, request_id: str) -> Deletion:
+        await self.get(principal, public_id)
+        await self._spend_budget(principal)
+        async with self._uow.transaction() as work:
+            domain = await work.domains.get(public_id, for_update=True)
+            if domain is None:
+                raise DomainNotFound(public_id)
+            await start_deletion(
+                work, self._settings, domain, request_id=request_id, reason="deletion requested"
+            )
+        domain = await self._changes.wait_for(
+            public_id,
+            lambda: self._load(public_id),
+            lambda d: d.status is DomainStatus.DELETED,
+            self._settings.create_wait_seconds,
+        )
+        return Deletion(domain, done=domain.status is DomainStatus.DELETED)
+
+
+async def start_deletion(
+    work: Work, settings: ApiSettings, domain: Domain, *, request_id: str, reason: str
+) -> None:
+    """Move a locked domain to `deleting` and ask the provisioner to undo it (or refuse why).
+
+    Shared by a team's DELETE and an operator's release: both keep the same rules.
+    """
+    active = await work.domains.active_mailboxes(domain)
+    if active:
+        raise DomainInUse(domain.name, active)
+    old = domain.status
+    try:
+        move = domain.apply(sm.DeletionRequested())
+    except sm.TransitionRefused:
+        raise DomainBusy(
+            old, "The domain is still being provisioned; delete it once it is pending."
+        ) from None
+    if not move.changed_status:
+        return  # already deleting: a repeated request joins the first
+    await work.domains.save(domain)
+    await work.domains.note(
+        domain,
+        happening="deletion_requested",
+        status_before=old.value,
+        reason=reason,
+        request_id=request_id,
+    )
+    await work.emit(
+        # Subscribers (the verifier first: it stops probing) see the move into `deleting`.
+        status_changed(
+            domain,
+            old,
+            move,
+            reason,
+            records=settings.records,
+            owner_emails=await work.teams.owner_emails(domain.team_pk),
+            correlation_id=request_id,
+            causation_id=None,
+        ),
+        DeletionRequested(
+            correlation_id=request_id,
+            team_id=domain.team_public_id,
+            domain_id=domain.public_id,
+            domain=domain.name,
+            region=domain.region,
+        ),
+    )
+
+
+def _refuse_while_busy(domain: Domain, action: str) -> None:
+    if domain.status is DomainStatus.PROVISIONING:
+        raise DomainBusy(
+            domain.status,
+            f"The domain is still being provisioned; {action} it once it is pending.",
+        )
+    if domain.status is DomainStatus.DELETING:
+        raise DomainBusy(domain.status, "The domain is being deleted.")
+
+
+def _exists(principal: Principal, holder: Domain) -> DomainExists:
+    own = holder.team_pk == principal.team_pk
+    return DomainExists(holder.name, holder.public_id if own else None)
+
+
+def _extras(command: AddDomain) -> tuple[str | None, dict[str, Any]]:
+    external_id = command.external_id
+    if external_id is not None and not 0 < len(external_id) <= _MAX_EXTERNAL_ID:
+        raise InvalidDomainInput(
+            "external_id_invalid",
+            f"external_id must be 1 to {_MAX_EXTERNAL_ID} characters.",
+            "external_id",
+        )
+    metadata = command.metadata or {}
+    if len(msgspec.json.encode(metadata)) > _MAX_METADATA_BYTES:
+        raise InvalidDomainInput(
+            "metadata_too_large",
+            f"metadata must encode to at most {_MAX_METADATA_BYTES} bytes of JSON.",
+            "metadata",
+        )
+    return external_id, metadata

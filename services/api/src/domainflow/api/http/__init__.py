@@ -1,0 +1,1 @@
+"""What every REST slice shares at the HTTP edge: envelope, problems, request ids, guards."""

@@ -1,0 +1,1 @@
+"""The mailboxes resource: its controller, use cases, repository and schemas."""
