@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the sandboxes and tests use, when they are missing:
 # Unbound and dnsdist (the DNS-over-HTTPS sandbox), Postfix with its pgsql map (postmap -q),
-# openssl (the sandbox's certificates). Needs root; a no-op when all are present.
+# openssl (the sandbox's certificates), wrk (make bench). Needs root; a no-op when all are present.
 set -euo pipefail
 
 need=()
@@ -10,6 +10,7 @@ command -v dnsdist >/dev/null 2>&1 || need+=(dnsdist)
 [ -x /usr/sbin/postmap ] || need+=(postfix)
 dpkg -s postfix-pgsql >/dev/null 2>&1 || need+=(postfix-pgsql)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)  # make bench: the read path under load
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

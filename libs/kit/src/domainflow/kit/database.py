@@ -100,6 +100,21 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pool's connection, handed back without asyncpg's reset query.
+
+    asyncpg runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` each time a
+    connection returns to the pool: one more round trip per use, as much as a short read
+    itself. Nothing here leaves session state on a pooled connection: LISTEN has its own
+    connection (kit/listener.py), the migration lock is released in `finally`, no code runs
+    SET without LOCAL or DECLAREs a cursor outside a transaction. An open transaction is
+    still rolled back on release (asyncpg does that apart from the reset query).
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Database:
     """A connection pool with the conventions every service uses (jsonb as Python objects)."""
 
@@ -110,7 +125,12 @@ class Database:
     @classmethod
     async def connect(cls, url: str, *, size: int = 10) -> Database:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=size, init=_init_connection, command_timeout=60
+            url,
+            min_size=1,
+            max_size=size,
+            init=_init_connection,
+            command_timeout=60,
+            connection_class=PooledConnection,
         )
         return cls(pool, url)
 
