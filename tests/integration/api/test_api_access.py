@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from domainflow.api.teams import service as teams
+from domainflow.api.teams.keyring import KeyRing
 from domainflow.api.teams.service import NewKey
+from domainflow.api.unit_of_work import PostgresUnitOfWork
+from domainflow.kit.database import Database
 from tests.integration.api.harness import DOMAINS, MAILBOXES, ApiHarness, auth, unique
 
 pytestmark = pytest.mark.integration
@@ -59,6 +64,35 @@ async def test_a_revoked_key_is_a_401_and_the_teams_other_keys_still_work(
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
     assert (await api.client.get(DOMAINS, headers=auth(kept.plaintext))).status_code == 200
+
+
+async def test_a_key_revoked_elsewhere_stops_working_here(api: ApiHarness) -> None:
+    """Revoked by the CLI (another process, its own connection): this replica, which remembers
+    the key, forgets it when PostgreSQL delivers the revocation's NOTIFY."""
+    key = await api.key()
+    assert (await api.client.get(DOMAINS, headers=auth(key.plaintext))).status_code == 200
+    cli = await Database.connect(api.settings.api_database_url, size=1)
+    try:
+        assert await teams.revoke_key(PostgresUnitOfWork(cli), key.key_id)
+    finally:
+        await cli.close()
+    statuses = []
+    for _ in range(100):  # the notification, not a clock, ends this: it comes in milliseconds
+        statuses.append((await api.client.get(DOMAINS, headers=auth(key.plaintext))).status_code)
+        if statuses[-1] == 401:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[-1] == 401, statuses
+
+
+async def test_a_keys_last_use_is_written(api: ApiHarness) -> None:
+    key = await api.key()
+    sql = "SELECT last_used_at FROM api_keys WHERE key_id = $1"
+    assert await api.fetchval(sql, key.key_id) is None
+    assert (await api.client.get(DOMAINS, headers=auth(key.plaintext))).status_code == 200
+    keyring: KeyRing = api.app.state.keyring
+    await api.call(keyring.flush)  # what its background task does every few seconds
+    assert await api.fetchval(sql, key.key_id) is not None
 
 
 async def test_the_key_must_match_exactly(api: ApiHarness, team: NewKey) -> None:

@@ -189,6 +189,11 @@ def _problem(exc: refusals.Refused) -> ApiError:
             return ApiError(
                 502, "provisioning_failed", exc.message, {"id": exc.domain_id, "cause": exc.cause}
             )
+    return _mailbox_problem(exc)
+
+
+def _mailbox_problem(exc: refusals.Refused) -> ApiError:
+    match exc:
         case refusals.MailboxNotFound():
             return ApiError(404, "mailbox_not_found", exc.message)
         case refusals.MailboxExists():

@@ -55,7 +55,7 @@ class KeyRing:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        await self._flush()
+        await self.flush()
         await self._listener.stop()
 
     async def principal(self, token: str) -> Principal | None:
@@ -103,9 +103,10 @@ class KeyRing:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(_FLUSH_EVERY)
-            await self._flush()
+            await self.flush()
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Write the keys used since the last flush (every few seconds, and at stop)."""
         if not self._to_touch:
             return
         batch, self._to_touch = sorted(self._to_touch), set()

@@ -1,0 +1,224 @@
+"""The api's consumers over the in-memory unit of work: each answer moves the domain once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from domainflow.api.domain.keys import Principal
+from domainflow.api.domains.service import AddDomain, DomainService
+from domainflow.api.handlers import ApiHandlers
+from domainflow.api.settings import ApiSettings
+from domainflow.contracts import (
+    CheckOutcome,
+    DkimStatus,
+    DomainDeleted,
+    DomainDeprovisioned,
+    DomainProvisioned,
+    DomainStatus,
+    DomainStatusChanged,
+    ProvisioningRolledBack,
+    RecordCheck,
+    RecordKind,
+    VerificationCompleted,
+    VerificationOutcome,
+    VerificationTrigger,
+)
+from tests.unit.api.fakes import FakeChanges, FakeUnitOfWork
+
+ACME = Principal(1, "team_acme", "key_acme", ("*",))
+SETTINGS = ApiSettings(domain_write_rate=0.0)
+TOKENS = ["a" * 32, "b" * 32, "c" * 32]
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+@pytest.fixture
+def handlers(uow: FakeUnitOfWork) -> ApiHandlers:
+    return ApiHandlers(uow, SETTINGS)
+
+
+async def added(uow: FakeUnitOfWork, name: str = "acme.com") -> str:
+    async with uow.transaction() as work:
+        team = await work.teams.add("team_acme", "acme")
+        await work.teams.set_member(team, "owner@acme.com", "owner")
+    domains = DomainService(uow, SETTINGS, FakeChanges())
+    return (await domains.add(ACME, AddDomain(name), "req_add")).domain.public_id
+
+
+def provisioned(public_id: str, name: str = "acme.com") -> DomainProvisioned:
+    return DomainProvisioned(
+        correlation_id="req_add",
+        team_id="team_acme",
+        domain_id=public_id,
+        domain=name,
+        region="us-east-1",
+        dkim_tokens=TOKENS,
+    )
+
+
+def verdict(
+    public_id: str,
+    outcome: VerificationOutcome,
+    *,
+    answers: uuid.UUID | None = None,
+    trigger: VerificationTrigger = VerificationTrigger.SCHEDULED,
+) -> VerificationCompleted:
+    check = CheckOutcome.PASS if outcome is VerificationOutcome.PASSED else CheckOutcome.FAIL
+    return VerificationCompleted(
+        correlation_id="req_probe",
+        causation_id=answers,
+        team_id="team_acme",
+        domain_id=public_id,
+        domain="acme.com",
+        trigger=trigger,
+        outcome=outcome,
+        ses_dkim_status=DkimStatus.SUCCESS,
+        checks=[
+            RecordCheck(record=k, outcome=check, name="acme.com", expected="x") for k in RecordKind
+        ],
+        checked_at=datetime.now(UTC),
+    )
+
+
+def status_changes(uow: FakeUnitOfWork) -> list[tuple[str | None, str]]:
+    return [
+        (e.old_status.value if e.old_status else None, e.new_status.value)
+        for e in uow.state.published
+        if isinstance(e, DomainStatusChanged)
+    ]
+
+
+async def test_provisioned_makes_the_domain_pending_with_its_tokens_once(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    event = provisioned(public_id)
+    await handlers.on_provisioned(event)
+    await handlers.on_provisioned(event)  # redelivered: already applied
+    domain = uow.state.domains[public_id]
+    assert (domain.status, domain.dkim_tokens) == (DomainStatus.PENDING, tuple(TOKENS))
+    assert status_changes(uow) == [("provisioning", "pending")]
+    changed = next(e for e in uow.state.published if isinstance(e, DomainStatusChanged))
+    assert changed.owner_emails == ["owner@acme.com"]
+    assert changed.records is not None
+    assert changed.records.dkim[0].name == f"{'a' * 32}._domainkey.acme.com"
+
+
+async def test_an_event_for_an_unknown_domain_changes_nothing(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    await handlers.on_provisioned(provisioned("mdom_unknown"))
+    assert uow.state.published == []
+
+
+async def test_a_rollback_deletes_the_domain_with_its_cause(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_rolled_back(
+        ProvisioningRolledBack(
+            correlation_id="req_add",
+            team_id="team_acme",
+            domain_id=public_id,
+            domain="acme.com",
+            failed_step="ses_identity",
+            reason="refused",
+        )
+    )
+    domain = uow.state.domains[public_id]
+    assert domain.status is DomainStatus.DELETED
+    assert domain.failure_reason == "ses_identity: refused"
+    assert domain.deleted_at is not None
+    assert not any(isinstance(e, DomainDeleted) for e in uow.state.published)
+
+
+async def test_a_passed_probe_verifies_and_releases_the_waiting_request(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    asked = uuid.uuid4()
+    uow.state.domains[public_id].await_verification(asked, datetime.now(UTC))
+    # A scheduled probe landing meanwhile does not release the request...
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.FAILED))
+    assert uow.state.domains[public_id].verify_event_id == asked
+    # ...its own answer does.
+    await handlers.on_verification_completed(
+        verdict(
+            public_id, VerificationOutcome.PASSED, answers=asked, trigger=VerificationTrigger.MANUAL
+        )
+    )
+    domain = uow.state.domains[public_id]
+    assert (domain.status, domain.verify_event_id) == (DomainStatus.VERIFIED, None)
+    assert domain.verified_at is not None
+    assert domain.last_outcome is VerificationOutcome.PASSED
+    assert status_changes(uow)[-1] == ("pending", "verified")
+    lines = [e.happening for _, e in uow.state.timeline]
+    assert lines.count("verification_completed") == 2  # the failing probe, then the asked one
+
+
+async def test_an_inconclusive_probe_changes_no_status(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.INCONCLUSIVE))
+    assert uow.state.domains[public_id].status is DomainStatus.PENDING
+    assert status_changes(uow) == [("provisioning", "pending")]
+
+
+async def test_a_probe_of_a_deleting_domain_is_ignored_but_releases_its_request(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    asked = uuid.uuid4()
+    domain = uow.state.domains[public_id]
+    domain.await_verification(asked, datetime.now(UTC))
+    domain.status = DomainStatus.DELETING
+    await handlers.on_verification_completed(
+        verdict(public_id, VerificationOutcome.PASSED, answers=asked)
+    )
+    domain = uow.state.domains[public_id]
+    assert (domain.status, domain.verify_event_id) == (DomainStatus.DELETING, None)
+    assert domain.last_outcome is None  # the verdict itself is not recorded
+
+
+async def test_deprovisioned_ends_a_deletion_and_says_so(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    uow.state.domains[public_id].status = DomainStatus.DELETING
+    await handlers.on_deprovisioned(
+        DomainDeprovisioned(
+            correlation_id="req_del", team_id="team_acme", domain_id=public_id, domain="acme.com"
+        )
+    )
+    assert uow.state.domains[public_id].status is DomainStatus.DELETED
+    deleted = [e for e in uow.state.published if isinstance(e, DomainDeleted)]
+    assert [e.domain_id for e in deleted] == [public_id]
+    changed = [e for e in uow.state.published if isinstance(e, DomainStatusChanged)][-1]
+    assert changed.records is None  # a deleted domain has no records to place
+
+
+async def test_a_redelivered_failure_counts_once(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    """Two deliveries of one failing probe of a verified domain would fail it (two failures in
+    a row) and email its owners; the inbox makes the second a no-op."""
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.PASSED))
+    failing = verdict(public_id, VerificationOutcome.FAILED)
+    await handlers.on_verification_completed(failing)
+    await handlers.on_verification_completed(failing)
+    domain = uow.state.domains[public_id]
+    assert (domain.status, domain.consecutive_failures) == (DomainStatus.PENDING, 1)
+    assert status_changes(uow)[-1] == ("verified", "pending")
