@@ -62,20 +62,35 @@ async def test_each_bad_domain_gets_its_own_reason(
     assert response.status_code == 400, response.text
     payload = response.json()
     assert payload["ok"] is False
-    assert payload["error"]["code"] == "domain_invalid"
-    assert payload["error"]["details"] == {"reason": reason, "field": "domain"}
+    missing = reason.endswith("_missing")
+    assert payload["error"]["code"] == ("missing_parameter" if missing else "invalid_parameter")
+    assert payload["error"]["retryable"] is False
+    assert payload["error"]["reason"] == reason
+    assert payload["error"]["errors"] == [
+        {"code": reason, "field": "domain", "message": payload["error"]["message"]}
+    ]
+    assert payload["error"]["param"] == "domain"
     assert payload["error"]["message"]
     assert payload["meta"]["request_id"] == response.headers["x-request-id"]
     listed = await api.client.get(DOMAINS, headers=auth(team.plaintext))
-    assert listed.json()["data"]["items"] == []
+    assert listed.json()["data"] == []
 
 
 async def test_the_longest_valid_name_is_accepted(api: ApiHarness, team: NewKey) -> None:
-    name = _LONG_NAME[: -len("d" * 61)] + unique("x") + "d" * 50
-    assert len(name) == 253
+    """253 octets is DNS's limit for a name; every domain also needs its MAIL FROM subdomain
+    (`send.` + the name) to fit in it, so the longest name accepted is 248."""
+    name = _LONG_NAME[: -len("d" * 61)] + unique("x") + "d" * 45
+    assert len(name) == 248
     response = await api.client.post(DOMAINS, json={"domain": name}, headers=auth(team.plaintext))
     assert response.status_code == 202, response.text
     assert response.json()["data"]["domain"] == name
+    assert response.json()["data"]["dns_records"]["mail_from"]["spf"]["name"] == f"send.{name}"
+
+    longer = name + "d"
+    response = await api.client.post(DOMAINS, json={"domain": longer}, headers=auth(team.plaintext))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["reason"] == "domain_too_long"
+    assert "248" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +110,10 @@ async def test_bad_optional_fields_name_their_field(
         DOMAINS, json={"domain": f"{unique('m')}.example.com", **body}, headers=auth(team.plaintext)
     )
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["details"] == {"reason": reason, "field": field}
+    assert (response.json()["error"]["reason"], response.json()["error"]["param"]) == (
+        reason,
+        field,
+    )
 
 
 async def test_a_unicode_name_is_stored_as_its_a_label(api: ApiHarness, team: NewKey) -> None:
@@ -136,7 +154,7 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(
     )
 
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["reason"] == code
     assert "JSON" in response.json()["error"]["message"]  # says what to send
 
 
@@ -149,7 +167,7 @@ async def test_unknown_body_fields_are_refused(api: ApiHarness, team: NewKey) ->
 
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["code"] == "invalid_request"
+    assert error["reason"] == "invalid_request"
     assert "name" in error["message"]
 
 
@@ -162,7 +180,7 @@ async def test_a_body_over_the_limit_is_a_413(api: ApiHarness, team: NewKey) -> 
     )
 
     assert response.status_code == 413, response.text
-    assert response.json()["error"]["code"] == "request_too_large"
+    assert response.json()["error"]["reason"] == "request_too_large"
 
 
 async def test_a_duplicate_in_the_same_team_is_a_409_naming_the_existing_domain(
@@ -176,7 +194,7 @@ async def test_a_duplicate_in_the_same_team_is_a_409_naming_the_existing_domain(
 
     assert response.status_code == 409
     error = response.json()["error"]
-    assert error["code"] == "domain_exists"
+    assert error["reason"] == "domain_exists"
     assert error["details"] == {"id": first["id"]}
 
 
@@ -192,9 +210,9 @@ async def test_a_name_another_team_holds_is_a_409_that_hides_its_id(
 
     assert response.status_code == 409
     error = response.json()["error"]
-    assert error["code"] == "domain_exists"
+    assert error["reason"] == "domain_exists"
     assert first["id"] not in response.text
-    assert error["details"] == {}
+    assert "details" not in error
 
 
 @pytest.mark.parametrize("round_", range(5))
@@ -210,7 +228,7 @@ async def test_concurrent_posts_of_one_name_accept_exactly_one(
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [202, 409, 409, 409, 409, 409], [r.text for r in responses]
     assert all(
-        r.json()["error"]["code"] == "domain_exists" for r in responses if r.status_code == 409
+        r.json()["error"]["reason"] == "domain_exists" for r in responses if r.status_code == 409
     )
     assert await api.fetchval("SELECT count(*) FROM domains WHERE domain = $1", name) == 1
 

@@ -26,8 +26,9 @@ async def _walk(api: ApiHarness, key: str, query: str, limit: int) -> list[list[
         params = f"?limit={limit}{query}" + (f"&cursor={cursor}" if cursor else "")
         response = await api.client.get(DOMAINS + params, headers=auth(key))
         assert response.status_code == 200, response.text
-        page = response.json()["data"]
-        pages.append(page["items"])
+        body = response.json()
+        pages.append(body["data"])
+        page = body["pagination"]
         assert page["has_more"] is (page["next_cursor"] is not None)
         cursor = page["next_cursor"]
         if cursor is None:
@@ -46,7 +47,7 @@ async def test_cursor_pagination_walks_every_domain_exactly_once(
     pages = await _walk(api, team.plaintext, "", limit)
 
     seen = [d["id"] for page in pages for d in page]
-    assert seen == created  # each once, oldest first
+    assert seen == created[::-1]  # each once, newest first
     assert all(len(page) == limit for page in pages[:-1])
     assert 0 < len(pages[-1]) <= limit
 
@@ -66,14 +67,14 @@ async def test_bad_page_parameters_are_400s(
 ) -> None:
     response = await api.client.get(DOMAINS + query, headers=auth(team.plaintext))
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["reason"] == code
 
 
 async def test_a_cursor_beyond_any_id_is_a_400_not_a_500(api: ApiHarness, team: NewKey) -> None:
     huge = base64.urlsafe_b64encode(b"d:99999999999999999999").decode().rstrip("=")
     response = await api.client.get(f"{DOMAINS}?cursor={huge}", headers=auth(team.plaintext))
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_cursor"
+    assert response.json()["error"]["reason"] == "invalid_cursor"
 
 
 async def test_status_filter(api: ApiHarness) -> None:
@@ -96,7 +97,7 @@ async def test_status_filter(api: ApiHarness) -> None:
     assert await ids("pending") == [pending["id"]]
     assert await ids("verified") == [verified["id"]]
     assert await ids("failed") == [failed["id"]]
-    assert await ids("pending,verified") == [pending["id"], verified["id"]]
+    assert await ids("pending,verified") == [verified["id"], pending["id"]]
     assert await ids("deleting") == []
     everything = await _walk(api, team.plaintext, "", 100)
     assert len(everything[0]) == 4
@@ -106,7 +107,7 @@ async def test_status_filter(api: ApiHarness) -> None:
 async def test_unknown_statuses_are_refused(api: ApiHarness, team: NewKey, status: str) -> None:
     response = await api.client.get(f"{DOMAINS}?status={status}", headers=auth(team.plaintext))
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_request"
+    assert response.json()["error"]["reason"] == "invalid_request"
 
 
 # --- request ids -------------------------------------------------------------------------
@@ -273,13 +274,13 @@ async def test_a_provisioning_domain_refuses_verify_and_delete(
     delete = await api.client.delete(path, headers=auth(team.plaintext))
 
     assert verify.status_code == 409
-    assert verify.json()["error"]["code"] == "domain_provisioning"
+    assert verify.json()["error"]["reason"] == "domain_provisioning"
     assert delete.status_code == 409
-    assert delete.json()["error"]["code"] == "domain_provisioning"
+    assert delete.json()["error"]["reason"] == "domain_provisioning"
     assert await api.status_of(domain["id"]) == "provisioning"
 
 
-async def test_verify_of_a_pending_domain_waits_then_answers_202_once(
+async def test_verify_of_a_pending_domain_waits_then_answers_503_once(
     api: ApiHarness, team: NewKey
 ) -> None:
     domain = await api.pending_domain(team)
@@ -291,8 +292,10 @@ async def test_verify_of_a_pending_domain_waits_then_answers_202_once(
     asked = await api.fetchval(sql, domain["id"])
     second = await api.client.post(path, headers=auth(team.plaintext))
 
-    assert (first.status_code, second.status_code) == (202, 202)
-    assert first.json()["data"]["verification_in_progress"] is True
+    assert (first.status_code, second.status_code) == (503, 503)
+    assert first.json()["error"]["reason"] == "verification_pending"
+    assert first.json()["error"]["retryable"] is True
+    assert first.headers["retry-after"] == "5"
     # One verification at a time: the second request joined the first.
     assert asked is not None
     assert await api.fetchval(sql, domain["id"]) == asked
@@ -302,12 +305,14 @@ async def test_a_deleting_domain_refuses_verify(api: ApiHarness, team: NewKey) -
     domain = await api.pending_domain(team)
     path = f"{DOMAINS}/{domain['id']}"
     deleting = await api.client.delete(path, headers=auth(team.plaintext))
-    assert deleting.status_code == 202
+    assert deleting.status_code == 200
+    assert deleting.json()["data"]["deleted"] is True
     assert deleting.json()["data"]["state"] == "deleting"
 
     verify = await api.client.post(f"{path}/verify", headers=auth(team.plaintext))
 
     assert verify.status_code == 409
-    assert verify.json()["error"]["code"] == "domain_deleting"
+    assert verify.json()["error"]["reason"] == "domain_deleting"
     again = await api.client.delete(path, headers=auth(team.plaintext))
-    assert again.status_code == 202  # a repeated DELETE answers like the first
+    assert again.status_code == 200  # a repeated DELETE answers like the first
+    assert again.json()["data"] == deleting.json()["data"]

@@ -24,7 +24,7 @@ async def test_a_retried_request_with_the_same_key_gets_the_same_domain(
     assert again.status_code in (201, 202), again.text
     assert again.json()["data"]["id"] == first.json()["data"]["id"]
     listed = await api.client.get(f"{DOMAINS}?limit=100", headers=auth(team.plaintext))
-    names = [d["domain"] for d in listed.json()["data"]["items"]]
+    names = [d["domain"] for d in listed.json()["data"]]
     assert names.count(body["domain"]) == 1
 
 
@@ -33,7 +33,7 @@ async def test_without_a_key_the_retry_is_a_conflict(api: ApiHarness, team: NewK
     await api.client.post(DOMAINS, json=body, headers=auth(team.plaintext))
     again = await api.client.post(DOMAINS, json=body, headers=auth(team.plaintext))
     assert again.status_code == 409
-    assert again.json()["error"]["code"] == "domain_exists"
+    assert again.json()["error"]["reason"] == "domain_exists"
 
 
 async def test_a_key_reused_for_another_request_is_refused(api: ApiHarness, team: NewKey) -> None:
@@ -44,8 +44,9 @@ async def test_a_key_reused_for_another_request_is_refused(api: ApiHarness, team
     other = await api.client.post(
         DOMAINS, json={"domain": f"{unique('idem')}.example.com"}, headers=headers
     )
-    assert other.status_code == 422, other.text
-    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert other.status_code == 409, other.text
+    assert other.json()["error"]["code"] == "idempotency_conflict"
+    assert other.json()["error"]["reason"] == "idempotency_key_reused"
 
 
 async def test_concurrent_requests_with_one_key_create_one_domain(
@@ -68,4 +69,4 @@ async def test_a_malformed_key_is_a_400(api: ApiHarness, team: NewKey) -> None:
         headers={**auth(team.plaintext), "Idempotency-Key": "has spaces in it"},
     )
     assert answer.status_code == 400
-    assert answer.json()["error"]["code"] == "invalid_idempotency_key"
+    assert answer.json()["error"]["reason"] == "invalid_idempotency_key"

@@ -63,7 +63,7 @@ async def test_a_held_name_is_released_and_its_rightful_owner_adds_it(api: ApiHa
 
     refused = await api.client.post(DOMAINS, json={"domain": name}, headers=auth(owner.plaintext))
     assert refused.status_code == 409
-    assert refused.json()["error"]["code"] == "domain_exists"
+    assert refused.json()["error"]["reason"] == "domain_exists"
 
     shown = holding_view(await api.call(operators.holder, api.uow, name))
     assert (shown["id"], shown["state"]) == (held["id"], "pending")

@@ -66,7 +66,7 @@ class FakeDomains:
         domain = self._s.domains.get(public_id)
         if domain is None or (domain.status is DomainStatus.DELETED and not include_deleted):
             return None
-        return replace(domain)
+        return replace(domain, mailbox_count=self._mailboxes(domain))
 
     async def of_team(self, team_pk: int, public_id: str) -> Domain | None:
         domain = await self.get(public_id)
@@ -79,20 +79,29 @@ class FakeDomains:
         return None
 
     async def list_of_team(
-        self, team_pk: int, *, after_pk: int, limit: int, statuses: list[str] | None
-    ) -> list[Domain]:
+        self, team_pk: int, *, after: str | None, limit: int, statuses: list[str] | None
+    ) -> list[Domain] | None:
+        before_pk = None
+        if after is not None:
+            anchor = self._s.domains.get(after)
+            if anchor is None or anchor.team_pk != team_pk:
+                return None
+            before_pk = anchor.pk
         found = sorted(
             (
                 d
                 for d in self._s.domains.values()
                 if d.team_pk == team_pk
                 and d.status is not DomainStatus.DELETED
-                and d.pk > after_pk
+                and (before_pk is None or d.pk < before_pk)
                 and (statuses is None or d.status.value in statuses)
             ),
-            key=lambda d: d.pk,
+            key=lambda d: -d.pk,
         )
-        return [replace(d) for d in found[:limit]]
+        return [replace(d, mailbox_count=self._mailboxes(d)) for d in found[:limit]]
+
+    def _mailboxes(self, domain: Domain) -> int:
+        return sum(1 for m in self._s.mailboxes if m.domain_id == domain.pk and not m.deleted_at)
 
     async def add(self, domain: Domain) -> Domain:
         if await self.holding(domain.name) is not None:
@@ -226,7 +235,7 @@ class FakeMailboxes:
     async def lock_team_domain(self, team_id: int, name: str) -> LockedDomain | None:
         for d in self._s.domains.values():
             if d.team_pk == team_id and d.name == name and d.status is not DomainStatus.DELETED:
-                return LockedDomain(d.pk, d.public_id, d.name, d.status.value)
+                return LockedDomain(d.pk, d.public_id, d.name, d.status.value, d.mode.value)
         return None
 
     async def add(

@@ -26,6 +26,7 @@ from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.settings import ApiSettings
 from domainflow.contracts import (
     DeletionRequested,
+    DomainMode,
     DomainRequested,
     DomainStatus,
     DomainStatusChanged,
@@ -225,11 +226,14 @@ async def test_list_pages_filters_and_refuses_what_it_cannot_read(
         for i in range(5)
     ]
     set_status(uow, ids[1], DomainStatus.VERIFIED)
+    newest_first = ids[::-1]
     first = await domains.list(ACME, None, 2, None)
-    assert [d.public_id for d in first.items] == ids[:2]
+    assert [d.public_id for d in first.items] == newest_first[:2]
     assert first.has_more
+    assert first.next_cursor is not None
+    assert str(uow.state.domains[ids[3]].pk) not in first.next_cursor  # no row ids shown
     rest = await domains.list(ACME, first.next_cursor, 10, None)
-    assert [d.public_id for d in rest.items] == ids[2:]
+    assert [d.public_id for d in rest.items] == newest_first[2:]
     assert (rest.has_more, rest.next_cursor) == (False, None)
     verified = await domains.list(ACME, None, 10, "verified")
     assert [d.public_id for d in verified.items] == [ids[1]]
@@ -238,6 +242,8 @@ async def test_list_pages_filters_and_refuses_what_it_cannot_read(
     assert unknown.value.field == "status"
     with pytest.raises(InvalidCursor):
         await domains.list(ACME, "not-a-cursor", 10, None)
+    with pytest.raises(InvalidCursor):  # another team's cursor continues nothing here
+        await domains.list(GLOBEX, first.next_cursor, 10, None)
 
 
 async def test_the_timeline_reads_newest_first(domains: DomainService, uow: FakeUnitOfWork) -> None:
@@ -347,3 +353,29 @@ async def test_a_refused_request_leaves_no_trace(
         await domains.add(ACME, AddDomain("acme.com"), "req_2", str(uuid.uuid4()))
     assert (len(uow.state.published), len(uow.state.timeline)) == before[:2]
     assert uow.state.remembered == {}
+
+
+async def test_every_domain_gets_a_mail_from_and_a_mode(
+    domains: DomainService, uow: FakeUnitOfWork
+) -> None:
+    plain = await domains.add(ACME, AddDomain("acme.com"), "r1")
+    assert plain.domain.mail_from_domain == "send.acme.com"
+    assert plain.domain.mode is DomainMode.SEND_RECEIVE
+    own = await domains.add(
+        GLOBEX, AddDomain("globex.com", mail_from="bounce", mode="send_only"), "r2"
+    )
+    assert (own.domain.mail_from_domain, own.domain.mode) == (
+        "bounce.globex.com",
+        DomainMode.SEND_ONLY,
+    )
+    requested = [e for e in uow.state.published if isinstance(e, DomainRequested)]
+    assert [(e.mail_from_domain, e.mode) for e in requested] == [
+        ("send.acme.com", DomainMode.SEND_RECEIVE),
+        ("bounce.globex.com", DomainMode.SEND_ONLY),
+    ]
+    records = domains.records(own.domain)
+    assert records.mail_from is not None
+    assert records.mail_from.mx.target == "feedback-smtp.us-east-1.amazonses.com"
+    with pytest.raises(InvalidDomainInput) as bad:
+        await domains.add(ACME, AddDomain("other.com", mode="receive_only"), "r3")
+    assert (bad.value.reason, bad.value.field) == ("mode_invalid", "mode")

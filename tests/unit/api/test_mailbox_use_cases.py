@@ -10,6 +10,7 @@ from domainflow.api.domain.errors import (
     InvalidCursor,
     MailboxDomainMissing,
     MailboxDomainNotReady,
+    MailboxDomainSendOnly,
     MailboxExists,
     MailboxNotFound,
 )
@@ -18,7 +19,7 @@ from domainflow.api.domain.mailboxes import shared_suffix_domain
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.mailboxes.service import CreateMailbox, MailboxService
 from domainflow.api.settings import ApiSettings
-from domainflow.contracts import DomainStatus
+from domainflow.contracts import DomainMode, DomainStatus
 from tests.unit.api.fakes import FakeChanges, FakeUnitOfWork
 
 ACME = Principal(1, "team_acme", "key_acme", ("*",))
@@ -107,3 +108,13 @@ async def test_mailboxes_are_read_listed_and_deleted_by_their_team(
     with pytest.raises(MailboxNotFound):
         await mailboxes.delete(ACME, rows[0].public_id)
     assert not (await domains.delete(ACME, public_id, "req")).done
+
+
+async def test_a_send_only_domain_hosts_no_mailbox(
+    mailboxes: MailboxService, uow: FakeUnitOfWork
+) -> None:
+    public_id = await domain(uow, "acme.com", DomainStatus.VERIFIED)
+    uow.state.domains[public_id].mode = DomainMode.SEND_ONLY
+    with pytest.raises(MailboxDomainSendOnly) as refused:
+        await mailboxes.create(ACME, CreateMailbox("a@acme.com"))
+    assert refused.value.domain_id == public_id

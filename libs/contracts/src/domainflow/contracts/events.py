@@ -30,6 +30,13 @@ class DomainStatus(StrEnum):
     DELETED = "deleted"
 
 
+class DomainMode(StrEnum):
+    """What a domain is for: sending only, or sending and receiving (the mail server's row)."""
+
+    SEND_ONLY = "send_only"
+    SEND_RECEIVE = "send_receive"
+
+
 class DkimStatus(StrEnum):
     """SES's DKIM status in the seed's lower-case form."""
 
@@ -147,6 +154,8 @@ class DomainRequested(Event):
     domain: str  # ASCII (IDNA A-label) form
     region: str
     mail_from_domain: str | None = None
+    #: send_only: SES only, no mail-server row (added later if the domain is upgraded).
+    mode: DomainMode = DomainMode.SEND_RECEIVE
 
 
 class DomainProvisioned(Event):

@@ -41,6 +41,9 @@ class ApiSettings(ServiceSettings):
     dmarc_policy: str = "quarantine"
     verification_prefix: str = "_sendmux"
     verification_value_prefix: str = "sendmux-verify="
+    #: The label of every domain's custom MAIL FROM subdomain (`send.mail.acme.com`), unless
+    #: the request names its own (`mail_from`).
+    mail_from_label: str = "send"
     #: The operator's own domain under which each team gets a mailbox suffix (seed 001).
     shared_mailbox_domain: str = "myagent.mx"
 
@@ -54,4 +57,5 @@ class ApiSettings(ServiceSettings):
             dmarc_policy=self.dmarc_policy,
             verification_prefix=self.verification_prefix,
             verification_value_prefix=self.verification_value_prefix,
+            mail_from_label=self.mail_from_label,
         )

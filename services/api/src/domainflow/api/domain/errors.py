@@ -174,3 +174,15 @@ class MailboxDomainNotReady(Refused):
         self.domain_id = domain_id
         self.domain = domain
         self.status = status
+
+
+class MailboxDomainSendOnly(Refused):
+    """The domain sends only: nothing receives mail for it, so it hosts no mailbox."""
+
+    def __init__(self, domain_id: str, domain: str) -> None:
+        super().__init__(
+            f"{domain} is a send-only domain: it receives no mail, so it hosts no mailboxes. "
+            "Upgrade it to send_receive first."
+        )
+        self.domain_id = domain_id
+        self.domain = domain

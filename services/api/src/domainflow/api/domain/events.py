@@ -19,7 +19,8 @@ def records_for(domain: Domain, settings: RecordSettings) -> DnsRecords:
         domain.dkim_tokens,
         domain.region,
         settings,
-        domain.mail_from_domain,
+        # Domains added before every domain got one show the default it would have.
+        domain.mail_from_domain or f"{settings.mail_from_label}.{domain.name}",
     )
 
 

@@ -11,6 +11,7 @@ from domainflow.api.domain import state as sm
 from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
+    DomainMode,
     DomainStatus,
     RecordCheck,
     VerificationOutcome,
@@ -30,6 +31,7 @@ class Domain:
     region: str
     request_id: str  # the request that added it
     created_at: datetime
+    mode: DomainMode = DomainMode.SEND_RECEIVE
     consecutive_failures: int = 0
     degraded: bool = False
     external_id: str | None = None
@@ -46,6 +48,15 @@ class Domain:
     verify_event_id: uuid.UUID | None = None
     verify_requested_at: datetime | None = None
     deleted_at: datetime | None = None
+    # What SES last said of the identity (null until a verification has asked).
+    ses_dkim_signing_enabled: bool | None = None
+    ses_identity_verification_status: str | None = None
+    ses_mail_from_status: DkimStatus | None = None
+    ses_verified_for_sending: bool | None = None
+    ses_identity_checked_at: datetime | None = None
+    #: Read-only, from the store: live mailboxes on it, and when it last changed.
+    mailbox_count: int = 0
+    updated_at: datetime | None = None
 
     @property
     def state(self) -> sm.DomainState:

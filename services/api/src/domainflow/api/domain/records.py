@@ -44,6 +44,8 @@ class RecordSettings:
     mail_from_spf: str = "v=spf1 include:amazonses.com ~all"
     mail_from_mx_target: str = "feedback-smtp.{region}.amazonses.com"
     mail_from_mx_priority: int = 10
+    #: The MAIL FROM subdomain's label when a domain names none (`send.mail.acme.com`).
+    mail_from_label: str = "send"
 
     def __post_init__(self) -> None:
         # Operator mistakes should stop the service at start-up, not reach a customer's zone.

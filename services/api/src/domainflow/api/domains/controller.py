@@ -16,18 +16,26 @@ from domainflow.api.domains.schemas import (
     CreateDomain,
     DeletionView,
     DnsRecordsView,
-    DomainPage,
     DomainView,
     TimelinePage,
     VerificationView,
     deletion_view,
     domain_view,
+    etag_of,
     records_view,
     timeline_view,
     verification_view,
 )
 from domainflow.api.domains.service import AddDomain, DomainService
-from domainflow.api.http.envelope import AnyRequest, Envelope, request_id_of, respond
+from domainflow.api.http.envelope import (
+    AnyRequest,
+    Envelope,
+    Listing,
+    etag_matches,
+    request_id_of,
+    respond,
+    respond_list,
+)
 from domainflow.api.http.guards import principal_of, requires
 from domainflow.api.http.problems import ApiError
 
@@ -54,7 +62,14 @@ class DomainController(Controller):
         service = service_of(request)
         added = await service.add(
             principal_of(request),
-            AddDomain(data.domain, data.region, data.external_id, data.metadata, data.mail_from),
+            AddDomain(
+                data.domain,
+                data.region,
+                data.external_id,
+                data.metadata,
+                data.mail_from,
+                data.mode,
+            ),
             request_id_of(request),
             request.headers.get("idempotency-key"),
         )
@@ -69,21 +84,40 @@ class DomainController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
         status: FromQuery[str | None] = None,
-    ) -> Response[Envelope[DomainPage]]:
-        """List the team's domains, oldest first, a page at a time (filter by `status`)."""
+    ) -> Response[Listing[DomainView]]:
+        """List the team's domains, newest first, a page at a time (filter by `status`)."""
         service = service_of(request)
         page = await service.list(principal_of(request), cursor, limit, status)
         items = [domain_view(d, service.records(d)) for d in page.items]
-        return respond(request, DomainPage(items, page.next_cursor, page.has_more))
+        return respond_list(request, items, page.has_more, page.next_cursor)
 
     @get("/{public_id:str}", guards=[requires("domain.read")], operation_id="getDomain")
     async def get_domain(
         self, request: AnyRequest, public_id: FromPath[str]
-    ) -> Response[Envelope[DomainView]]:
-        """One domain with its records, status and last verification results."""
+    ) -> Response[Envelope[DomainView]] | Response[None]:
+        """One domain with its records, status and last verification results.
+
+        Carries a weak `ETag`; `If-None-Match` with it answers 304 with no body.
+        """
         service = service_of(request)
         domain = await service.get(principal_of(request), public_id)
-        return respond(request, domain_view(domain, service.records(domain)))
+        view = domain_view(domain, service.records(domain))
+        etag = etag_of(view)
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(None, status_code=304, headers={"ETag": etag})
+        return respond(request, view, etag=etag)
+
+    @get(
+        "/{public_id:str}/zone-file",
+        guards=[requires("domain.read")],
+        operation_id="getDomainZoneFile",
+        media_type=MediaType.TEXT,
+    )
+    async def zone_file(self, request: AnyRequest, public_id: FromPath[str]) -> str:
+        """The records to place, as a BIND zone-file fragment to paste at a DNS provider."""
+        service = service_of(request)
+        domain = await service.get(principal_of(request), public_id)
+        return to_bind(service.records(domain))
 
     @get("/{public_id:str}/timeline", guards=[requires("domain.read")], operation_id="getTimeline")
     async def timeline(
@@ -116,7 +150,9 @@ class DomainController(Controller):
         if format == "bind":
             return Response(to_bind(records), media_type=MediaType.TEXT)
         if format != "json":
-            raise ApiError(400, "invalid_request", "format must be 'json' or 'bind'.")
+            raise ApiError(
+                400, "format_invalid", "format must be 'json' or 'bind'.", param="format"
+            )
         view: DnsRecordsView = records_view(records)
         return respond(request, view)
 
@@ -129,12 +165,24 @@ class DomainController(Controller):
     async def verify(
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[VerificationView]]:
-        """Check the records now: MX, ownership, SPF, DMARC over DoH; DKIM from SES."""
+        """Check the records now: MX, ownership, SPF, DMARC, MAIL FROM over DoH; DKIM from SES.
+
+        503 (retry) when the check outlives the wait bound: a retry joins it.
+        """
         domain = await service_of(request).verify(
             principal_of(request), public_id, request_id_of(request)
         )
         view = verification_view(domain)
-        return respond(request, view, 202 if view.verification_in_progress else 200)
+        if view.verification_in_progress:
+            raise ApiError(
+                503,
+                "verification_pending",
+                "The check is still running; retry in a few seconds to get its answer "
+                "(a retry joins it rather than starting another).",
+                {"id": public_id},
+                headers={"Retry-After": "5"},
+            )
+        return respond(request, view)
 
     @delete(
         "/{public_id:str}",
@@ -145,11 +193,12 @@ class DomainController(Controller):
     async def delete_domain(
         self, request: AnyRequest, public_id: FromPath[str]
     ) -> Response[Envelope[DeletionView]]:
-        """Remove the domain from the mail server, SES and here (409 while mailboxes use it)."""
+        """Remove the domain from the mail server, SES and here (409 while mailboxes use it).
+
+        Once accepted the deletion is certain: `state` says whether SES and the mail server
+        are already clear (`deleted`) or being cleared (`deleting`).
+        """
         deletion = await service_of(request).delete(
             principal_of(request), public_id, request_id_of(request)
         )
-        view = deletion_view(deletion.domain, done=deletion.done)
-        if deletion.done:
-            return respond(request, view)
-        return respond(request, view, 202, location=f"{PATH}/{public_id}")
+        return respond(request, deletion_view(deletion.domain))

@@ -10,12 +10,20 @@ import asyncpg
 
 from domainflow.api.domain.errors import NameTaken
 from domainflow.api.domain.model import Domain
-from domainflow.contracts import DkimStatus, DomainStatus, RecordCheck, VerificationOutcome
+from domainflow.contracts import (
+    DkimStatus,
+    DomainMode,
+    DomainStatus,
+    RecordCheck,
+    VerificationOutcome,
+)
 from domainflow.kit.database import Connection
 from domainflow.kit.metrics import Gauge
 
 _SELECT: Final = """
-SELECT d.*, t.public_id AS team_public_id
+SELECT d.*, t.public_id AS team_public_id,
+       (SELECT count(*) FROM mailboxes m
+        WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count
 FROM domains d JOIN teams t ON t.id = d.team_id
 """
 
@@ -74,6 +82,16 @@ def _domain(r: asyncpg.Record) -> Domain:
         verify_event_id=r["verify_event_id"],
         verify_requested_at=r["verify_requested_at"],
         deleted_at=r["deleted_at"],
+        mode=DomainMode(r["mode"]),
+        ses_dkim_signing_enabled=r["ses_dkim_signing_enabled"],
+        ses_identity_verification_status=r["ses_identity_verification_status"],
+        ses_mail_from_status=DkimStatus(r["ses_mail_from_status"])
+        if r["ses_mail_from_status"]
+        else None,
+        ses_verified_for_sending=r["ses_verified_for_sending"],
+        ses_identity_checked_at=r["ses_identity_checked_at"],
+        mailbox_count=r["mailbox_count"],
+        updated_at=r["updated_at"],
     )
 
 
@@ -110,11 +128,22 @@ class DomainRepository:
         return _domain(r) if r else None
 
     async def list_of_team(
-        self, team_pk: int, *, after_pk: int, limit: int, statuses: list[str] | None
-    ) -> list[Domain]:
+        self, team_pk: int, *, after: str | None, limit: int, statuses: list[str] | None
+    ) -> list[Domain] | None:
+        """The team's live domains, newest first, after the one whose public id is `after`;
+        None when `after` names no domain of the team (a cursor it was never given)."""
+        if after is not None:
+            after_pk = await self._conn.fetchval(
+                "SELECT id FROM domains WHERE public_id = $1 AND team_id = $2", after, team_pk
+            )
+            if after_pk is None:
+                return None
+        else:
+            after_pk = None
         rows = await self._conn.fetch(
-            _SELECT + " WHERE d.team_id = $1 AND d.status <> 'deleted' AND d.id > $2"
-            " AND ($3::text[] IS NULL OR d.status = ANY($3::text[])) ORDER BY d.id LIMIT $4",
+            _SELECT + " WHERE d.team_id = $1 AND d.status <> 'deleted'"
+            " AND ($2::bigint IS NULL OR d.id < $2)"
+            " AND ($3::text[] IS NULL OR d.status = ANY($3::text[])) ORDER BY d.id DESC LIMIT $4",
             team_pk,
             after_pk,
             statuses,
@@ -127,8 +156,8 @@ class DomainRepository:
         try:
             pk = await self._conn.fetchval(
                 "INSERT INTO domains (public_id, team_id, domain, status, region, external_id,"
-                " metadata, mail_from_domain, request_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                " metadata, mail_from_domain, request_id, mode)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                 domain.public_id,
                 domain.team_pk,
                 domain.name,
@@ -138,6 +167,7 @@ class DomainRepository:
                 domain.metadata,
                 domain.mail_from_domain,
                 domain.request_id,
+                domain.mode.value,
             )
         except asyncpg.UniqueViolationError:
             raise NameTaken(domain.name) from None
@@ -153,7 +183,10 @@ class DomainRepository:
             " mail_from_domain = $5, dkim_tokens = $6, ses_dkim_status = $7, last_checks = $8,"
             " last_outcome = $9, failure_reason = $10, verified_at = $11,"
             " last_checked_at = $12, verify_event_id = $13, verify_requested_at = $14,"
-            " deleted_at = $15, updated_at = now() WHERE id = $1",
+            " deleted_at = $15, mode = $16, ses_dkim_signing_enabled = $17,"
+            " ses_identity_verification_status = $18, ses_mail_from_status = $19,"
+            " ses_verified_for_sending = $20, ses_identity_checked_at = $21, updated_at = now()"
+            " WHERE id = $1",
             domain.pk,
             domain.status.value,
             domain.consecutive_failures,
@@ -171,6 +204,12 @@ class DomainRepository:
             domain.verify_event_id,
             domain.verify_requested_at,
             domain.deleted_at,
+            domain.mode.value,
+            domain.ses_dkim_signing_enabled,
+            domain.ses_identity_verification_status,
+            domain.ses_mail_from_status.value if domain.ses_mail_from_status else None,
+            domain.ses_verified_for_sending,
+            domain.ses_identity_checked_at,
         )
 
     async def active_mailboxes(self, domain: Domain) -> int:

@@ -6,8 +6,9 @@ entity and the use cases' results into them.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -15,13 +16,24 @@ from domainflow.api.domain.model import Domain
 from domainflow.api.domain.names import display_name
 from domainflow.api.domain.state import public_status
 from domainflow.api.domains.repository import TimelineEntry
-from domainflow.contracts import DnsRecords, RecordCheck
+from domainflow.contracts import DnsRecords, DomainMode, DomainStatus, RecordCheck
+
+DOMAIN_PATTERN = (
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+    r"(?:[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?|xn--[a-z0-9-]{1,59})$"
+)
+
+Mode = Literal["send_only", "send_receive"]
+PublicStatus = Literal["pending", "verified", "failed"]
+State = Literal["provisioning", "pending", "verified", "failed", "deleting"]
+SesStatus = Literal["pending", "success", "failed", "temporary_failure", "not_started"]
 
 
 class CreateDomain(msgspec.Struct, forbid_unknown_fields=True):
     """`POST /domains` body. Only `domain` is required."""
 
     domain: Any = None  # checked by hand so each mistake gets its own reason
+    mode: str | None = None
     region: str | None = None
     external_id: str | None = None
     metadata: dict[str, Any] | None = None
@@ -50,12 +62,12 @@ class DnsRecordsView(msgspec.Struct):
     dmarc: RecordView
     dkim: list[RecordView]
     verification: RecordView
-    mail_from: MailFromView | None = None
+    mail_from: MailFromView
 
 
 class RecordCheckView(msgspec.Struct):
     record: str
-    outcome: str
+    outcome: Literal["pass", "fail", "inconclusive"]
     ok: bool
     name: str
     expected: str
@@ -65,28 +77,31 @@ class RecordCheckView(msgspec.Struct):
 
 
 class DomainView(msgspec.Struct):
+    """A domain as Sendmux's Management API shows it; ours follow from `state` on."""
+
     id: str
     domain: str
-    verification_status: str
-    state: str
-    ses_dkim_status: str
-    verified_at: str | None
+    mode: Mode
+    verification_status: PublicStatus
     created_at: str
+    verified_at: str | None
+    mailbox_count: int
+    ses_dkim_status: SesStatus
+    ses_dkim_signing_enabled: bool | None
+    ses_identity_verification_status: str | None
+    ses_mail_from_status: SesStatus | None
+    ses_verified_for_sending: bool | None
+    ses_identity_checked_at: str | None
+    dns_records: DnsRecordsView
+    state: State
     last_checked_at: str | None
     verification_in_progress: bool
     region: str
     external_id: str | None
     metadata: dict[str, Any]
     mail_from_domain: str | None
-    dns_records: DnsRecordsView | None
-    last_checks: list[RecordCheckView] | None = None
-    display_domain: str | None = None
-
-
-class DomainPage(msgspec.Struct):
-    items: list[DomainView]
-    next_cursor: str | None
-    has_more: bool
+    last_checks: list[RecordCheckView] | None
+    display_domain: str | None
 
 
 class ChecksView(msgspec.Struct):
@@ -94,23 +109,30 @@ class ChecksView(msgspec.Struct):
     verification_txt: bool
     spf: bool
     dmarc: bool
+    mail_from_mx: bool
+    mail_from_spf: bool
 
 
 class VerificationView(msgspec.Struct):
-    status: str
-    ses_dkim_status: str
+    status: PublicStatus
     checks: ChecksView
-    outcome: str | None
-    verification_in_progress: bool
+    ses_dkim_status: SesStatus
+    ses_dkim_signing_enabled: bool | None
+    ses_identity_verification_status: str | None
+    ses_mail_from_status: SesStatus | None
+    ses_verified_for_sending: bool | None
+    ses_identity_checked_at: str | None
     details: list[RecordCheckView]
+    outcome: Literal["passed", "failed", "inconclusive"] | None
+    verification_in_progress: bool
     last_checked_at: str | None
 
 
 class DeletionView(msgspec.Struct):
     id: str
-    domain: str
-    state: str
     deleted: bool
+    domain: str
+    state: Literal["deleting", "deleted"]
     dns_cleanup: str
 
 
@@ -139,13 +161,12 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def records_view(records: DnsRecords) -> DnsRecordsView:
-    mail_from = None
-    if records.mail_from is not None:
-        mf = records.mail_from
-        mail_from = MailFromView(
-            mx=MxView(priority=mf.mx.priority, target=mf.mx.target, name=mf.mx.name),
-            spf=RecordView(name=mf.spf.name, value=mf.spf.value),
-        )
+    mf = records.mail_from
+    assert mf is not None, "every domain has a MAIL FROM (records_for fills in the default)"
+    mail_from = MailFromView(
+        mx=MxView(priority=mf.mx.priority, target=mf.mx.target, name=mf.mx.name),
+        spf=RecordView(name=mf.spf.name, value=mf.spf.value),
+    )
     return DnsRecordsView(
         mx=[MxView(priority=m.priority, target=m.target, name=m.name) for m in records.mx],
         spf=RecordView(name=records.spf.name, value=records.spf.value),
@@ -188,24 +209,39 @@ def raw_check_views(raw: list[dict[str, Any]] | None) -> list[RecordCheckView] |
     ]
 
 
+def _ses(domain: Domain) -> dict[str, Any]:
+    return {
+        "ses_dkim_status": domain.ses_dkim_status.value,
+        "ses_dkim_signing_enabled": domain.ses_dkim_signing_enabled,
+        "ses_identity_verification_status": domain.ses_identity_verification_status,
+        "ses_mail_from_status": domain.ses_mail_from_status.value
+        if domain.ses_mail_from_status
+        else None,
+        "ses_verified_for_sending": domain.ses_verified_for_sending,
+        "ses_identity_checked_at": iso(domain.ses_identity_checked_at),
+    }
+
+
 def domain_view(domain: Domain, records: DnsRecords) -> DomainView:
     shown = display_name(domain.name)
     checks = domain.last_checks
     return DomainView(
         id=domain.public_id,
         domain=domain.name,
+        mode=domain.mode.value,
         verification_status=public_status(domain.status),
-        state=domain.status.value,
-        ses_dkim_status=domain.ses_dkim_status.value,
-        verified_at=iso(domain.verified_at),
         created_at=iso(domain.created_at) or "",
+        verified_at=iso(domain.verified_at),
+        mailbox_count=domain.mailbox_count,
+        **_ses(domain),
+        dns_records=records_view(records),
+        state=cast(State, domain.status.value),
         last_checked_at=iso(domain.last_checked_at),
         verification_in_progress=domain.verification_in_progress,
         region=domain.region,
         external_id=domain.external_id,
         metadata=domain.metadata,
         mail_from_domain=domain.mail_from_domain,
-        dns_records=records_view(records),
         last_checks=None if checks is None else [check_view(c) for c in checks],
         display_domain=shown if shown != domain.name else None,
     )
@@ -214,30 +250,40 @@ def domain_view(domain: Domain, records: DnsRecords) -> DomainView:
 def verification_view(domain: Domain) -> VerificationView:
     details = [check_view(c) for c in domain.last_checks or ()]
     passed = {d.record: d.ok for d in details}
+    send_only = domain.mode is DomainMode.SEND_ONLY
     return VerificationView(
         status=public_status(domain.status),
-        ses_dkim_status=domain.ses_dkim_status.value,
         checks=ChecksView(
-            mx=passed.get("mx", False),
+            # A send-only domain receives nothing: its MX is not asked for, so not failing.
+            mx=send_only or passed.get("mx", False),
             verification_txt=passed.get("verification_txt", False),
             spf=passed.get("spf", False),
             dmarc=passed.get("dmarc", False),
+            mail_from_mx=passed.get("mail_from_mx", False),
+            mail_from_spf=passed.get("mail_from_spf", False),
         ),
+        **_ses(domain),
+        details=details,
         outcome=domain.last_outcome.value if domain.last_outcome else None,
         verification_in_progress=domain.verification_in_progress,
-        details=details,
         last_checked_at=iso(domain.last_checked_at),
     )
 
 
-def deletion_view(domain: Domain, *, done: bool) -> DeletionView:
+def etag_of(view: DomainView) -> str:
+    """A weak validator of the domain as GET shows it: it changes exactly when the
+    representation does (a write of the row, a mailbox more or less, new operator records)."""
+    return f'W/"{hashlib.sha256(msgspec.json.encode(view)).hexdigest()[:20]}"'
+
+
+def deletion_view(domain: Domain) -> DeletionView:
     return DeletionView(
         id=domain.public_id,
+        deleted=True,
         domain=domain.name,
-        state=domain.status.value,
-        deleted=done,
+        state="deleted" if domain.status is DomainStatus.DELETED else "deleting",
         dns_cleanup=(
-            "The domain was removed from the mail server and Amazon SES. The DNS "
+            "The domain is removed from the mail server and Amazon SES. The DNS "
             "records in your zone are yours to remove at your DNS provider."
         ),
     )

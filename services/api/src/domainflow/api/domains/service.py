@@ -25,6 +25,7 @@ from domainflow.api.domain.errors import (
     DomainInUse,
     DomainNotFound,
     IdempotencyKeyReused,
+    InvalidCursor,
     InvalidDomainInput,
     InvalidIdempotencyKey,
     InvalidRequest,
@@ -36,7 +37,7 @@ from domainflow.api.domain.events import records_for, status_changed
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.names import DomainNameInvalid, normalize_domain
-from domainflow.api.domain.pages import Page, decode_cursor, page
+from domainflow.api.domain.pages import Page, decode_cursor, decode_key_cursor, keyed_page, page
 from domainflow.api.domain.records import mail_from_domain_for
 from domainflow.api.domains.repository import TimelineEntry
 from domainflow.api.settings import ApiSettings
@@ -44,6 +45,7 @@ from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import (
     DeletionRequested,
     DnsRecords,
+    DomainMode,
     DomainRequested,
     DomainStatus,
     VerifyRequested,
@@ -55,6 +57,7 @@ T = TypeVar("T")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d{1,2}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _MAX_METADATA_BYTES = 8192
+_MAX_NAME = 253  # octets of a whole domain name (RFC 1035)
 _MAX_EXTERNAL_ID = 255
 _LISTED_STATUSES = frozenset(s.value for s in DomainStatus) - {DomainStatus.DELETED.value}
 
@@ -81,6 +84,7 @@ class AddDomain:
     external_id: str | None = None
     metadata: dict[str, Any] | None = None
     mail_from: str | None = None
+    mode: str | None = None
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is held to: the same key must come with the same request."""
@@ -107,7 +111,8 @@ class _Checked:
 
     name: str
     region: str
-    mail_from: str | None
+    mail_from: str
+    mode: DomainMode
     external_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -159,11 +164,17 @@ class DomainService:
     def _check(self, command: AddDomain) -> _Checked:
         try:
             name = normalize_domain(command.domain)
-            mail_from = (
-                mail_from_domain_for(name, command.mail_from)
-                if command.mail_from is not None
-                else None
-            )
+            # Every domain sends with a custom MAIL FROM: the operator's label unless asked.
+            label = self._settings.mail_from_label
+            if command.mail_from is None and len(name) + len(label) + 1 > _MAX_NAME:
+                raise DomainNameInvalid(
+                    "domain_too_long",
+                    f"A domain is at most {_MAX_NAME - len(label) - 1} characters here, so that "
+                    f"its MAIL FROM subdomain ({label}.{name[:20]}...) fits in {_MAX_NAME}; "
+                    f"this one is {len(name)}.",
+                )
+            chosen = label if command.mail_from is None else command.mail_from
+            mail_from = mail_from_domain_for(name, chosen)
         except DomainNameInvalid as bad:
             field = "mail_from" if bad.code == "mail_from_invalid" else "domain"
             raise InvalidDomainInput(bad.code, bad.message, field) from None
@@ -178,7 +189,7 @@ class DomainService:
             )
         region = self._region(command.region)
         external_id, metadata = _extras(command)
-        return _Checked(name, region, mail_from, external_id, metadata)
+        return _Checked(name, region, mail_from, _mode(command.mode), external_id, metadata)
 
     def _region(self, raw: str | None) -> str:
         region = raw if raw is not None else self._settings.default_region
@@ -224,6 +235,7 @@ class DomainService:
                     external_id=checked.external_id,
                     metadata=checked.metadata,
                     mail_from_domain=checked.mail_from,
+                    mode=checked.mode,
                 )
             )
             await work.domains.note(
@@ -245,6 +257,7 @@ class DomainService:
                     domain=checked.name,
                     region=checked.region,
                     mail_from_domain=checked.mail_from,
+                    mode=checked.mode,
                 )
             )
 
@@ -306,7 +319,7 @@ class DomainService:
     async def list(
         self, principal: Principal, cursor: str | None, limit: int, status: str | None
     ) -> Page[Domain]:
-        after_pk = decode_cursor("d", cursor) if cursor else 0
+        after = decode_key_cursor("d", cursor) if cursor else None
         statuses = None
         if status:
             statuses = [s.strip() for s in status.split(",") if s.strip()]
@@ -320,9 +333,11 @@ class DomainService:
                 )
         async with self._uow.read() as work:
             domains = await work.domains.list_of_team(
-                principal.team_pk, after_pk=after_pk, limit=limit + 1, statuses=statuses
+                principal.team_pk, after=after, limit=limit + 1, statuses=statuses
             )
-        return page(domains, limit, "d", lambda d: d.pk)
+        if domains is None:
+            raise InvalidCursor()
+        return keyed_page(domains, limit, "d", lambda d: d.public_id)
 
     async def timeline(
         self, principal: Principal, public_id: str, cursor: str | None, limit: int
@@ -449,6 +464,18 @@ def _refuse_while_busy(domain: Domain, action: str) -> None:
 def _exists(principal: Principal, holder: Domain) -> DomainExists:
     own = holder.team_pk == principal.team_pk
     return DomainExists(holder.name, holder.public_id if own else None)
+
+
+def _mode(raw: str | None) -> DomainMode:
+    if raw is None:
+        return DomainMode.SEND_RECEIVE
+    try:
+        return DomainMode(raw)
+    except ValueError:
+        choices = " or ".join(f"'{m.value}'" for m in DomainMode)
+        raise InvalidDomainInput(
+            "mode_invalid", f"mode must be {choices}, not {raw!r}.", "mode"
+        ) from None
 
 
 def _extras(command: AddDomain) -> tuple[str | None, dict[str, Any]]:

@@ -22,15 +22,62 @@ class Envelope(msgspec.Struct, Generic[T]):
     meta: Meta
 
 
+class Pagination(msgspec.Struct):
+    has_more: bool
+    next_cursor: str | None
+
+
+class Listing(msgspec.Struct, Generic[T]):
+    """A page of a list: the items as `data`, where to go next beside them."""
+
+    ok: bool
+    data: list[T]
+    pagination: Pagination
+    meta: Meta
+
+
 def request_id_of(request: AnyRequest) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+def etag_matches(header: str | None, etag: str) -> bool:
+    """RFC 9110's weak comparison of `If-None-Match` (a list, or `*`) with our ETag."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(","))
+
+
+def respond_list(
+    request: AnyRequest, items: list[T], has_more: bool, next_cursor: str | None
+) -> Response[Listing[T]]:
+    return Response(
+        Listing(
+            ok=True,
+            data=items,
+            pagination=Pagination(has_more=has_more, next_cursor=next_cursor),
+            meta=Meta(request_id=request_id_of(request)),
+        )
+    )
+
+
 def respond(
-    request: AnyRequest, data: T, status: int = 200, *, location: str | None = None
+    request: AnyRequest,
+    data: T,
+    status: int = 200,
+    *,
+    location: str | None = None,
+    etag: str | None = None,
 ) -> Response[Envelope[T]]:
+    headers = {}
+    if location:
+        headers["Location"] = location
+    if etag:
+        headers["ETag"] = etag
     return Response(
         Envelope(ok=True, data=data, meta=Meta(request_id=request_id_of(request))),
         status_code=status,
-        headers={"Location": location} if location else None,
+        headers=headers or None,
     )

@@ -22,45 +22,95 @@ from domainflow.kit.logging import get_logger
 log = get_logger(__name__)
 
 
+#: The public codes (Sendmux's Management API): what a client branches on. Our precise reason
+#: (`domain_has_scheme`, `domain_in_use`, ...) travels beside it as `reason`.
+_PUBLIC_CODES = {
+    401: "authentication_required",
+    403: "insufficient_permissions",
+    404: "not_found",
+    405: "not_found",  # no such operation on this path (`Allow` says which there are)
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_error",
+    429: "rate_limit_exceeded",
+    503: "service_unavailable",
+}
+_PUBLIC_BY_REASON = {"idempotency_key_reused": "idempotency_conflict"}
+
+
+def public_code(status: int, reason: str) -> str:
+    if reason in _PUBLIC_BY_REASON:
+        return _PUBLIC_BY_REASON[reason]
+    if status in (400, 415):
+        missing = reason.endswith(("_missing", "_required"))
+        return "missing_parameter" if missing else "invalid_parameter"
+    return _PUBLIC_CODES.get(status, "internal_error" if status >= 500 else "invalid_parameter")
+
+
 class ApiError(Exception):
+    """An answer only the edge can give (no key, a bad body), or a refusal mapped to HTTP.
+
+    `reason` is the precise machine code; `param` the offending field, when there is one.
+    """
+
     def __init__(
         self,
         status: int,
-        code: str,
+        reason: str,
         message: str,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        param: str | None = None,
+        errors: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.code = code
+        self.reason = reason
         self.message = message
         self.details = details or {}
         self.headers = headers
+        self.param = param
+        self.errors = errors
+
+    @property
+    def code(self) -> str:
+        return public_code(self.status, self.reason)
 
 
-def error_response(
-    request: Request[Any, Any, Any],
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response[Any]:
+def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": exc.code,
+        "message": exc.message,
+        "retryable": exc.status == 429 or exc.status >= 500,
+        "reason": exc.reason,
+    }
+    if exc.param is not None:
+        error["param"] = exc.param
+    errors = exc.errors
+    if errors is None and exc.status in (400, 422) and exc.param is not None:
+        errors = [{"code": exc.reason, "field": exc.param, "message": exc.message}]
+    if errors:
+        error["errors"] = errors
+    if exc.details:
+        error["details"] = exc.details
+    return {"ok": False, "error": error, "meta": {"request_id": request_id}}
+
+
+def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    headers = dict(exc.headers or {})
+    if exc.status == 503 and "Retry-After" not in headers:
+        headers["Retry-After"] = "5"  # every 503 here passes: say when to come back
     return Response(
-        content={
-            "ok": False,
-            "error": {"code": code, "message": message, "details": details or {}},
-            "meta": {"request_id": request_id_of(request)},
-        },
-        status_code=status,
+        content=error_body(exc, request_id_of(request)),
+        status_code=exc.status,
         media_type=MediaType.JSON,
-        headers=headers,
+        headers=headers or None,
     )
 
 
 def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
-    return error_response(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+    return error_response(request, exc)
 
 
 def on_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -68,13 +118,7 @@ def on_validation_error(request: Request[Any, Any, Any], exc: ValidationExceptio
     problems = exc.extra if isinstance(exc.extra, list) else []
     detail = str(exc.detail)
     if "JSON" in detail or "json" in detail:
-        return error_response(
-            request,
-            400,
-            "invalid_json",
-            "The request body is not valid JSON. Send a JSON object, "
-            'e.g. {"domain": "mail.acme.com"}, with Content-Type: application/json.',
-        )
+        return error_response(request, _invalid_json(None))
     readable = [p for p in problems if isinstance(p, dict)]
     if not readable or any(
         "Expected `object`" in str(p.get("message")) or p.get("message") == "'data'"
@@ -83,25 +127,43 @@ def on_validation_error(request: Request[Any, Any, Any], exc: ValidationExceptio
         # The body as a whole is the wrong shape (empty, null, an array, a string).
         return error_response(
             request,
-            400,
-            "invalid_request",
-            'The request body must be a JSON object, e.g. {"domain": "mail.acme.com"}.',
-            {"problems": problems},
+            ApiError(
+                400,
+                "invalid_request",
+                'The request body must be a JSON object, e.g. {"domain": "mail.acme.com"}.',
+            ),
         )
-    message = "; ".join(f"{p.get('key') or 'body'}: {p.get('message')}" for p in readable)
+    errors = [
+        {
+            "code": "invalid_value",
+            "field": str(p.get("key") or "body"),
+            "message": str(p.get("message")),
+        }
+        for p in readable
+    ]
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return error_response(
         request,
-        400,
-        "invalid_request",
-        message or detail,
-        {"problems": problems},
+        ApiError(
+            400, "invalid_request", message or detail, param=errors[0]["field"], errors=errors
+        ),
     )
 
 
-_STATUS_CODES = {
+def _invalid_json(complaint: str | None) -> ApiError:
+    said = f" ({complaint})" if complaint else ""
+    return ApiError(
+        400,
+        "invalid_json",
+        f"The request body is not valid JSON{said}. Send a JSON object such as "
+        '{"domain": "mail.acme.com"} with Content-Type: application/json.',
+    )
+
+
+_REASONS = {
     401: "unauthorized",
     403: "forbidden",
-    404: "not_found",
+    404: "route_not_found",
     405: "method_not_allowed",
     413: "request_too_large",
     415: "unsupported_media_type",
@@ -110,70 +172,50 @@ _STATUS_CODES = {
 
 def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    code = _STATUS_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+    reason = _REASONS.get(status, "bad_request" if status < 500 else "internal_error")
     message = str(exc.detail)
     if status == 413:
         message = "The request body is too large. Domain requests are a few hundred bytes."
+    elif status == 404:
+        message = "There is no such endpoint; the API lives under /api/v1 (see /schema)."
     elif status == 400:
         # Litestar hands on the JSON decoder's complaint: keep it, and say what to send.
-        return error_response(
-            request,
-            400,
-            "invalid_json",
-            f"The request body is not valid JSON ({message}). Send a JSON object such as "
-            '{"domain": "mail.acme.com"} with Content-Type: application/json.',
-        )
+        return error_response(request, _invalid_json(message))
     if status >= 500:
         log.error("http.server_error", status=status, detail=message)
         message = "Something went wrong on our side; the request id lets us find out what."
-    return error_response(request, status, code, message, headers=exc.headers)
+    return error_response(request, ApiError(status, reason, message, headers=exc.headers))
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("http.unhandled", error=repr(exc))
     return error_response(
         request,
-        HTTP_500_INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "Something went wrong on our side; nothing was changed that is not shown. "
-        "The request id lets us find out what.",
+        ApiError(
+            HTTP_500_INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side; nothing was changed that is not shown. "
+            "The request id lets us find out what.",
+        ),
     )
 
 
 def _problem(exc: refusals.Refused) -> ApiError:
-    """The HTTP answer to a refusal."""
+    """The HTTP answer to a refusal of the domain use cases."""
     match exc:
-        case refusals.InvalidDomainInput():
-            return ApiError(
-                400, "domain_invalid", exc.message, {"reason": exc.reason, "field": exc.field}
-            )
-        case refusals.InvalidAddress():
-            details = {"reason": exc.reason, "field": "address"}
-            return ApiError(
-                400,
-                "address_invalid",
-                exc.message,
-                details | ({"suffix": exc.suffix} if exc.suffix else {}),
-            )
         case refusals.InvalidRequest():
-            return ApiError(400, exc.reason, exc.message)
+            return ApiError(400, exc.reason, exc.message, _suffix(exc), param=exc.field)
         case refusals.DomainNotFound():
             return ApiError(404, "domain_not_found", exc.message)
         case refusals.DomainExists():
-            return ApiError(
-                409, "domain_exists", exc.message, {"id": exc.own_id} if exc.own_id else None
-            )
+            return ApiError(409, "domain_exists", exc.message, _own(exc.own_id))
         case refusals.DomainBusy():
-            busy = (
-                "domain_provisioning"
-                if exc.status is DomainStatus.PROVISIONING
-                else "domain_deleting"
-            )
+            provisioning = exc.status is DomainStatus.PROVISIONING
+            busy = "domain_provisioning" if provisioning else "domain_deleting"
             return ApiError(409, busy, exc.message)
         case refusals.DomainInUse():
-            return ApiError(
-                409, "domain_in_use", exc.message, {"active_mailboxes": exc.active_mailboxes}
-            )
+            details = {"active_mailboxes": exc.active_mailboxes}
+            return ApiError(409, "domain_in_use", exc.message, details)
         case refusals.RateLimited():
             seconds = exc.retry_after
             return ApiError(
@@ -184,12 +226,27 @@ def _problem(exc: refusals.Refused) -> ApiError:
                 headers={"Retry-After": str(seconds)},
             )
         case refusals.IdempotencyKeyReused():
-            return ApiError(422, "idempotency_key_reused", exc.message, {"id": exc.domain_id})
-        case refusals.ProvisioningFailed():
             return ApiError(
-                502, "provisioning_failed", exc.message, {"id": exc.domain_id, "cause": exc.cause}
+                409,
+                "idempotency_key_reused",
+                exc.message,
+                {"id": exc.domain_id},
+                param="Idempotency-Key",
             )
+        case refusals.ProvisioningFailed():
+            failed = {"id": exc.domain_id, "cause": exc.cause}
+            return ApiError(503, "provisioning_failed", exc.message, failed)
     return _mailbox_problem(exc)
+
+
+def _own(own_id: str | None) -> dict[str, Any] | None:
+    return {"id": own_id} if own_id else None
+
+
+def _suffix(exc: refusals.InvalidRequest) -> dict[str, Any] | None:
+    if isinstance(exc, refusals.InvalidAddress) and exc.suffix:
+        return {"suffix": exc.suffix}
+    return None
 
 
 def _mailbox_problem(exc: refusals.Refused) -> ApiError:
@@ -197,18 +254,20 @@ def _mailbox_problem(exc: refusals.Refused) -> ApiError:
         case refusals.MailboxNotFound():
             return ApiError(404, "mailbox_not_found", exc.message)
         case refusals.MailboxExists():
-            return ApiError(
-                409, "mailbox_exists", exc.message, {"id": exc.own_id} if exc.own_id else None
-            )
+            return ApiError(409, "mailbox_exists", exc.message, _own(exc.own_id))
         case refusals.MailboxDomainMissing():
-            return ApiError(
-                409,
-                "domain_not_found",
-                exc.message.replace("Add it and", "Add it with POST /api/v1/domains and"),
-                {"domain": exc.domain},
-            )
+            message = exc.message.replace("Add it and", "Add it with POST /api/v1/domains and")
+            return ApiError(409, "domain_not_found", message, {"domain": exc.domain})
         case refusals.MailboxDomainNotReady():
             return _not_ready(exc)
+        case refusals.MailboxDomainSendOnly():
+            upgrade = f"Upgrade it to send_receive first (PATCH /api/v1/domains/{exc.domain_id})."
+            return ApiError(
+                409,
+                "domain_send_only",
+                exc.message.replace("Upgrade it to send_receive first.", upgrade),
+                {"domain_id": exc.domain_id, "domain": exc.domain},
+            )
     return ApiError(409, "conflict", exc.message)
 
 
@@ -220,18 +279,17 @@ def _not_ready(exc: refusals.MailboxDomainNotReady) -> ApiError:
     }
     if exc.status is DomainStatus.DELETING:
         return ApiError(409, "domain_deleting", exc.message, details)
+    verify = f"verify it (POST /api/v1/domains/{exc.domain_id}/verify)"
     return ApiError(
         409,
         "domain_not_verified",
-        exc.message.replace(
-            "verify it", f"verify it (POST /api/v1/domains/{exc.domain_id}/verify)"
-        ),
+        exc.message.replace("verify it", verify),
         {**details, "verification_status": public_status(exc.status)},
     )
 
 
 def on_refused(request: Request[Any, Any, Any], exc: refusals.Refused) -> Response[Any]:
-    return on_api_error(request, _problem(exc))
+    return error_response(request, _problem(exc))
 
 
 EXCEPTION_HANDLERS: Any = {

@@ -7,11 +7,10 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from domainflow.api.http.envelope import AnyRequest, Envelope, respond
+from domainflow.api.http.envelope import AnyRequest, Envelope, Listing, respond, respond_list
 from domainflow.api.http.guards import principal_of, requires
 from domainflow.api.mailboxes.schemas import (
     CreateMailbox,
-    MailboxPage,
     MailboxView,
     mailbox_view,
 )
@@ -45,11 +44,11 @@ class MailboxController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
         domain_id: FromQuery[str | None] = None,
-    ) -> Response[Envelope[MailboxPage]]:
+    ) -> Response[Listing[MailboxView]]:
         """List the team's mailboxes, oldest first, a page at a time (filter by `domain_id`)."""
         page = await service_of(request).list(principal_of(request), cursor, limit, domain_id)
         items = [mailbox_view(r) for r in page.items]
-        return respond(request, MailboxPage(items, page.next_cursor, page.has_more))
+        return respond_list(request, items, page.has_more, page.next_cursor)
 
     @get("/{public_id:str}", guards=[requires("mailbox.read")], operation_id="getMailbox")
     async def get_mailbox(

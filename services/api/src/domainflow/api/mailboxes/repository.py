@@ -42,6 +42,7 @@ class LockedDomain:
     public_id: str
     domain: str
     status: str
+    mode: str
 
 
 _MAILBOX_SELECT = """
@@ -63,12 +64,16 @@ class MailboxRepository:
         Mailbox inserts share the lock with each other and do not queue behind one another.
         """
         r = await self._conn.fetchrow(
-            "SELECT id, public_id, domain, status FROM domains"
+            "SELECT id, public_id, domain, status, mode FROM domains"
             " WHERE team_id = $1 AND domain = $2 AND status <> 'deleted' FOR SHARE",
             team_id,
             name,
         )
-        return LockedDomain(r["id"], r["public_id"], r["domain"], r["status"]) if r else None
+        return (
+            LockedDomain(r["id"], r["public_id"], r["domain"], r["status"], r["mode"])
+            if r
+            else None
+        )
 
     async def add(
         self, *, public_id: str, team_id: int, domain_id: int | None, address: str

@@ -25,12 +25,6 @@ class MailboxView(msgspec.Struct):
     deleted_at: str | None = None
 
 
-class MailboxPage(msgspec.Struct):
-    items: list[MailboxView]
-    next_cursor: str | None
-    has_more: bool
-
-
 def mailbox_view(row: MailboxRow) -> MailboxView:
     return MailboxView(
         id=row.public_id,

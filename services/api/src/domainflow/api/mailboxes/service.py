@@ -21,6 +21,7 @@ from domainflow.api.domain.errors import (
     InvalidAddress,
     MailboxDomainMissing,
     MailboxDomainNotReady,
+    MailboxDomainSendOnly,
     MailboxExists,
     MailboxNotFound,
     NameTaken,
@@ -35,7 +36,7 @@ from domainflow.api.domain.pages import Page, decode_cursor, page
 from domainflow.api.mailboxes.repository import LockedDomain, MailboxRow
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork, Work
-from domainflow.contracts import DomainStatus
+from domainflow.contracts import DomainMode, DomainStatus
 from domainflow.kit.ids import new_id
 
 
@@ -123,6 +124,8 @@ class MailboxService:
 
 def _require_verified(locked: LockedDomain) -> None:
     status = DomainStatus(locked.status)
+    if locked.mode == DomainMode.SEND_ONLY.value:
+        raise MailboxDomainSendOnly(locked.public_id, locked.domain)
     if status is DomainStatus.DELETING:
         raise MailboxDomainNotReady(
             locked.public_id,
