@@ -20,9 +20,11 @@ from domainflow.api.domain.errors import (
     InvalidRequest,
     ProvisioningFailed,
     RateLimited,
+    StaleVersion,
+    UnsupportedChange,
 )
 from domainflow.api.domain.keys import Principal
-from domainflow.api.domains.service import AddDomain, DomainService
+from domainflow.api.domains.service import AddDomain, ChangeDomain, DomainService
 from domainflow.api.settings import ApiSettings
 from domainflow.contracts import (
     DeletionRequested,
@@ -30,6 +32,7 @@ from domainflow.contracts import (
     DomainRequested,
     DomainStatus,
     DomainStatusChanged,
+    ReceivingRequested,
     VerifyRequested,
 )
 from tests.unit.api.fakes import FakeChanges, FakeUnitOfWork
@@ -379,3 +382,76 @@ async def test_every_domain_gets_a_mail_from_and_a_mode(
     with pytest.raises(InvalidDomainInput) as bad:
         await domains.add(ACME, AddDomain("other.com", mode="receive_only"), "r3")
     assert (bad.value.reason, bad.value.field) == ("mode_invalid", "mode")
+
+
+# --- change (a send-only domain's upgrade) ------------------------------------------------------
+
+
+async def send_only_domain(
+    domains: DomainService, uow: FakeUnitOfWork, status: DomainStatus
+) -> str:
+    added = await domains.add(ACME, AddDomain("acme.com", mode="send_only"), "req_1")
+    set_status(uow, added.domain.public_id, status)
+    return added.domain.public_id
+
+
+async def test_an_upgrade_puts_the_domain_on_the_mail_server_and_back_to_pending(
+    domains: DomainService, uow: FakeUnitOfWork
+) -> None:
+    public_id = await send_only_domain(domains, uow, DomainStatus.VERIFIED)
+    changed = await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
+    assert (changed.mode, changed.status) == (DomainMode.SEND_RECEIVE, DomainStatus.PENDING)
+    asked = [e for e in uow.state.published if isinstance(e, ReceivingRequested)]
+    assert [e.domain for e in asked] == ["acme.com"]
+    moved = [e for e in uow.state.published if isinstance(e, DomainStatusChanged)]
+    assert [(e.old_status, e.new_status) for e in moved] == [
+        (DomainStatus.VERIFIED, DomainStatus.PENDING)
+    ]
+    # Asked again, it is already so: nothing more happens.
+    before = len(uow.state.published)
+    await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r3")
+    assert len(uow.state.published) == before
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"mode": "send_only"}, "mode"),
+        ({"mode": "both"}, "mode"),
+        ({}, "mode"),
+        ({"mode": "send_receive", "region": "eu-west-1"}, "region"),
+        ({"domain": "other.com"}, "domain"),
+    ],
+)
+async def test_only_an_upgrade_of_the_mode_is_a_change(
+    domains: DomainService, uow: FakeUnitOfWork, fields: dict[str, object], field: str
+) -> None:
+    public_id = await send_only_domain(domains, uow, DomainStatus.PENDING)
+    with pytest.raises(UnsupportedChange) as refused:
+        await domains.change(ACME, public_id, ChangeDomain(fields), "r2")
+    assert refused.value.field == field
+    assert uow.state.domains[public_id].mode is DomainMode.SEND_ONLY
+
+
+async def test_a_stale_change_changes_nothing(domains: DomainService, uow: FakeUnitOfWork) -> None:
+    public_id = await send_only_domain(domains, uow, DomainStatus.PENDING)
+    with pytest.raises(StaleVersion):
+        await domains.change(
+            ACME, public_id, ChangeDomain({"mode": "send_receive"}, lambda _: False), "r2"
+        )
+    assert uow.state.domains[public_id].mode is DomainMode.SEND_ONLY
+    changed = await domains.change(
+        ACME, public_id, ChangeDomain({"mode": "send_receive"}, lambda _: True), "r3"
+    )
+    assert changed.mode is DomainMode.SEND_RECEIVE
+
+
+@pytest.mark.parametrize("status", [DomainStatus.PROVISIONING, DomainStatus.DELETING])
+async def test_a_busy_domain_takes_no_change(
+    domains: DomainService, uow: FakeUnitOfWork, status: DomainStatus
+) -> None:
+    public_id = await send_only_domain(domains, uow, status)
+    with pytest.raises(DomainBusy):
+        await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
+    with pytest.raises(DomainNotFound):
+        await domains.change(GLOBEX, public_id, ChangeDomain({"mode": "send_receive"}), "r3")

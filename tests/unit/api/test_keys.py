@@ -28,6 +28,8 @@ from domainflow.api.domain.keys import (
 
 
 def test_permission_names_are_the_seed_table() -> None:
+    """Seed 001's table, and ours beside it: domain.update (a send-only domain's upgrade),
+    which domain.* and root:full include and root:readonly does not."""
     assert (
         frozenset(
             {
@@ -35,6 +37,7 @@ def test_permission_names_are_the_seed_table() -> None:
                 "domain.read",
                 "domain.verify",
                 "domain.delete",
+                "domain.update",
                 "mailbox.create",
                 "mailbox.read",
                 "mailbox.delete",

@@ -18,6 +18,7 @@ from domainflow.api.domain.state import (
     DomainState,
     Provisioned,
     ProvisioningRolledBack,
+    ReceivingRequested,
     Transition,
     TransitionRefused,
     VerificationFailed,
@@ -75,6 +76,12 @@ EXPECTED: dict[tuple[DomainStatus, type[DomainInput]], Expected] = {
         DomainState(FAILED, s.consecutive_failures + 1, s.degraded), changed=False
     ),
     **{(status, VerificationInconclusive): unchanged for status in CHECKED},
+    **{
+        (status, ReceivingRequested): lambda s: moved(
+            DomainState(PENDING), changed=s.status is not PENDING
+        )
+        for status in CHECKED
+    },
     **{(status, DeletionRequested): to_deleting for status in CHECKED},
     (S.DELETING, DeletionRequested): unchanged,
     (S.DELETING, Deprovisioned): lambda s: moved(DomainState(S.DELETED), changed=True),
@@ -89,7 +96,7 @@ SAMPLE_STATES = [
 
 
 def test_all_inputs_holds_one_of_each_kind() -> None:
-    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 7
+    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 8
 
 
 @pytest.mark.parametrize("state", SAMPLE_STATES, ids=repr)

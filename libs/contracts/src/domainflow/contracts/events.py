@@ -158,6 +158,17 @@ class DomainRequested(Event):
     mode: DomainMode = DomainMode.SEND_RECEIVE
 
 
+class ReceivingRequested(Event):
+    """api -> provisioner: a send-only domain now receives too: add it to the mail server."""
+
+    TYPE: ClassVar[str] = "domain.receiving_requested"
+    type: Literal["domain.receiving_requested"] = "domain.receiving_requested"
+    version: Literal[1] = 1
+    domain_id: str
+    domain: str
+    region: str
+
+
 class DomainProvisioned(Event):
     """provisioner -> api: both systems hold the domain; here are SES's DKIM tokens."""
 
@@ -298,6 +309,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
         DomainRequested,
+        ReceivingRequested,
         DomainProvisioned,
         ProvisioningRolledBack,
         VerifyRequested,

@@ -39,6 +39,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
 PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
     "api": (
         "domain.requested",
+        "domain.receiving_requested",
         "domain.verify_requested",
         "domain.deletion_requested",
         "domain.status_changed",

@@ -55,6 +55,23 @@ class InvalidCursor(InvalidRequest):
         )
 
 
+class UnsupportedChange(Refused):
+    """A change a domain cannot take: another field than `mode`, or a downgrade."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StaleVersion(Refused):
+    """The client changed the domain as it was; it has changed since (If-Match)."""
+
+    def __init__(self, public_id: str) -> None:
+        super().__init__(
+            f"Domain {public_id} changed since you read it; read it again and decide anew."
+        )
+
+
 class DomainNotFound(Refused):
     def __init__(self, public_id: str) -> None:
         super().__init__(f"No domain with id '{public_id}'.")

@@ -15,6 +15,7 @@ DOMAIN_CREATE: Final = "domain.create"
 DOMAIN_READ: Final = "domain.read"
 DOMAIN_VERIFY: Final = "domain.verify"
 DOMAIN_DELETE: Final = "domain.delete"
+DOMAIN_UPDATE: Final = "domain.update"  # ours: a send-only domain's upgrade
 MAILBOX_CREATE: Final = "mailbox.create"
 MAILBOX_READ: Final = "mailbox.read"
 MAILBOX_DELETE: Final = "mailbox.delete"
@@ -25,6 +26,7 @@ ALL_PERMISSIONS: Final = frozenset(
         DOMAIN_READ,
         DOMAIN_VERIFY,
         DOMAIN_DELETE,
+        DOMAIN_UPDATE,
         MAILBOX_CREATE,
         MAILBOX_READ,
         MAILBOX_DELETE,

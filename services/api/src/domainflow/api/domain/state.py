@@ -61,6 +61,11 @@ class VerificationInconclusive:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivingRequested:
+    """A send-only domain was upgraded to send and receive: its MX must now verify."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeletionRequested:
     """A client asked for the domain to be deleted."""
 
@@ -76,6 +81,7 @@ DomainInput = (
     | VerificationPassed
     | VerificationFailed
     | VerificationInconclusive
+    | ReceivingRequested
     | DeletionRequested
     | Deprovisioned
 )
@@ -86,6 +92,7 @@ ALL_INPUTS: Final[tuple[DomainInput, ...]] = (
     VerificationPassed(),
     VerificationFailed(),
     VerificationInconclusive(),
+    ReceivingRequested(),
     DeletionRequested(),
     Deprovisioned(),
 )
@@ -105,6 +112,9 @@ TRANSITIONS: Final[Mapping[tuple[DomainStatus, type[DomainInput]], frozenset[Dom
     (_S.PENDING, VerificationInconclusive): frozenset({_S.PENDING}),
     (_S.VERIFIED, VerificationInconclusive): frozenset({_S.VERIFIED}),
     (_S.FAILED, VerificationInconclusive): frozenset({_S.FAILED}),
+    (_S.PENDING, ReceivingRequested): frozenset({_S.PENDING}),
+    (_S.VERIFIED, ReceivingRequested): frozenset({_S.PENDING}),
+    (_S.FAILED, ReceivingRequested): frozenset({_S.PENDING}),
     (_S.PENDING, DeletionRequested): frozenset({_S.DELETING}),
     (_S.VERIFIED, DeletionRequested): frozenset({_S.DELETING}),
     (_S.FAILED, DeletionRequested): frozenset({_S.DELETING}),
@@ -159,6 +169,11 @@ def transition(state: DomainState, event: DomainInput) -> Transition:
         case VerificationInconclusive():
             if status in _CHECKED:
                 return Transition(new_state=state, changed_status=False, notify_owners=False)
+        case ReceivingRequested():
+            if status in _CHECKED:
+                # New checks apply (the MX): pending afresh until they pass; nothing broke,
+                # so no failure is counted and nobody is told.
+                return _moved(state, DomainState(_S.PENDING), notify=False)
         case DeletionRequested():
             if status in _CHECKED:
                 return _moved(state, replace(state, status=_S.DELETING), notify=False)

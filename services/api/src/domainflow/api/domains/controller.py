@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Response, delete, get, post
+from litestar import Controller, MediaType, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from domainflow.api.domain.model import Domain
 from domainflow.api.domain.records import to_bind
 from domainflow.api.domains.schemas import (
     CreateDomain,
@@ -26,7 +27,7 @@ from domainflow.api.domains.schemas import (
     timeline_view,
     verification_view,
 )
-from domainflow.api.domains.service import AddDomain, DomainService
+from domainflow.api.domains.service import AddDomain, ChangeDomain, DomainService
 from domainflow.api.http.envelope import (
     AnyRequest,
     Envelope,
@@ -155,6 +156,34 @@ class DomainController(Controller):
             )
         view: DnsRecordsView = records_view(records)
         return respond(request, view)
+
+    @patch(
+        "/{public_id:str}",
+        guards=[requires("domain.update")],
+        operation_id="patchDomain",
+    )
+    async def patch_domain(
+        self, request: AnyRequest, public_id: FromPath[str], data: JSONBody[dict[str, Any]]
+    ) -> Response[Envelope[DomainView]]:
+        """Upgrade a send-only domain: `{"mode": "send_receive"}` (nothing else can change).
+
+        It is added to the mail server and is pending until its MX verifies. With `If-Match`
+        (the domain's ETag) a domain changed since it was read is refused and left as it is.
+        """
+        service = service_of(request)
+        if_match = request.headers.get("if-match")
+
+        def still(domain: Domain) -> bool:
+            return etag_matches(if_match, etag_of(domain_view(domain, service.records(domain))))
+
+        domain = await service.change(
+            principal_of(request),
+            public_id,
+            ChangeDomain(data, still if if_match else None),
+            request_id_of(request),
+        )
+        view = domain_view(domain, service.records(domain))
+        return respond(request, view, etag=etag_of(view))
 
     @post(
         "/{public_id:str}/verify",

@@ -32,6 +32,8 @@ from domainflow.api.domain.errors import (
     NameTaken,
     ProvisioningFailed,
     RateLimited,
+    StaleVersion,
+    UnsupportedChange,
 )
 from domainflow.api.domain.events import records_for, status_changed
 from domainflow.api.domain.keys import Principal
@@ -48,6 +50,8 @@ from domainflow.contracts import (
     DomainMode,
     DomainRequested,
     DomainStatus,
+    Event,
+    ReceivingRequested,
     VerifyRequested,
 )
 from domainflow.kit.ids import new_id
@@ -89,6 +93,15 @@ class AddDomain:
     def fingerprint(self) -> str:
         """What an Idempotency-Key is held to: the same key must come with the same request."""
         return hashlib.sha256(msgspec.json.encode(self)).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChangeDomain:
+    """A partial update as sent (`fields`), and what the client saw when it decided (`still`:
+    whether the domain is still as it was; None when the client did not say)."""
+
+    fields: dict[str, object]
+    still: Callable[[Domain], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -381,6 +394,67 @@ class DomainService:
             self._settings.verify_wait_seconds,
         )
 
+    # --- change --------------------------------------------------------------------------------
+
+    async def change(
+        self,
+        principal: Principal,
+        public_id: str,
+        change: ChangeDomain,
+        request_id: str,
+    ) -> Domain:
+        """Upgrade a send-only domain to send and receive (the one change a domain takes):
+        it goes on the mail server and is pending until its MX verifies."""
+        _accept_only_mode(change.fields)
+        await self.get(principal, public_id)
+        await self._spend_budget(principal)
+        async with self._uow.transaction() as work:
+            domain = await work.domains.get(public_id, for_update=True)
+            if domain is None:
+                raise DomainNotFound(public_id)
+            if change.still is not None and not change.still(domain):
+                raise StaleVersion(public_id)
+            if domain.mode is DomainMode.SEND_RECEIVE:
+                return domain  # already what was asked: nothing to do
+            _refuse_while_busy(domain, "change")
+            old = domain.status
+            move = domain.apply(sm.ReceivingRequested())
+            domain.mode = DomainMode.SEND_RECEIVE
+            await work.domains.save(domain)
+            reason = "upgraded to send_receive: the MX must verify"
+            await work.domains.note(
+                domain,
+                happening="receiving_requested",
+                status_before=old.value,
+                reason=reason,
+                request_id=request_id,
+            )
+            events: list[Event] = [
+                ReceivingRequested(
+                    correlation_id=request_id,
+                    team_id=domain.team_public_id,
+                    domain_id=domain.public_id,
+                    domain=domain.name,
+                    region=domain.region,
+                )
+            ]
+            if move.changed_status:
+                owners = await work.teams.owner_emails(domain.team_pk)
+                events.append(
+                    status_changed(
+                        domain,
+                        old,
+                        move,
+                        reason,
+                        records=self._settings.records,
+                        owner_emails=owners,
+                        correlation_id=request_id,
+                        causation_id=None,
+                    )
+                )
+            await work.emit(*events)
+        return await self._load(public_id)
+
     # --- delete ----------------------------------------------------------------------------------
 
     async def delete(self, principal: Principal, public_id: str, request_id: str) -> Deletion:
@@ -464,6 +538,22 @@ def _refuse_while_busy(domain: Domain, action: str) -> None:
 def _exists(principal: Principal, holder: Domain) -> DomainExists:
     own = holder.team_pk == principal.team_pk
     return DomainExists(holder.name, holder.public_id if own else None)
+
+
+def _accept_only_mode(fields: dict[str, object]) -> None:
+    others = sorted(set(fields) - {"mode"})
+    if others:
+        raise UnsupportedChange(
+            others[0], f"Only a domain's mode can be changed; {others[0]!r} cannot."
+        )
+    if "mode" not in fields:
+        raise UnsupportedChange("mode", 'Send the change to make, e.g. {"mode": "send_receive"}.')
+    if fields["mode"] != DomainMode.SEND_RECEIVE.value:
+        raise UnsupportedChange(
+            "mode",
+            "A domain can only be upgraded, to 'send_receive'; to stop receiving, delete it "
+            "and add it again as send_only.",
+        )
 
 
 def _mode(raw: str | None) -> DomainMode:

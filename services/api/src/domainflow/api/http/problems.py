@@ -207,6 +207,10 @@ def _problem(exc: refusals.Refused) -> ApiError:
             return ApiError(400, exc.reason, exc.message, _suffix(exc), param=exc.field)
         case refusals.DomainNotFound():
             return ApiError(404, "domain_not_found", exc.message)
+        case refusals.UnsupportedChange():
+            return ApiError(422, "change_unsupported", exc.message, param=exc.field)
+        case refusals.StaleVersion():
+            return ApiError(409, "precondition_failed", exc.message, param="If-Match")
         case refusals.DomainExists():
             return ApiError(409, "domain_exists", exc.message, _own(exc.own_id))
         case refusals.DomainBusy():
