@@ -114,6 +114,8 @@ async def e2e(
         "DOMAINFLOW_MAILSERVER_DATABASE_URL": mailserver_database_url,
         "DOMAINFLOW_DOH_URL": dns_sandbox.doh_url,
         "DOMAINFLOW_DOH_CA_FILE": str(dns_sandbox.ca_file),
+        # The sandbox resolver serves the names set aside for examples, as `make up` does.
+        "DOMAINFLOW_SPECIAL_USE_ALLOWED": '["example", "example.com", "test"]',
         "DOMAINFLOW_API_PORT": str(api_port),
         "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(listening_port()),

@@ -25,6 +25,8 @@ def api_settings(database_url: str, amqp_url: str, **overrides: Any) -> ApiSetti
         # Tests add hundreds of domains a second for one team; test_api_throttle.py turns the
         # team budget on where it is the subject.
         "domain_write_rate": 0.0,
+        # The tests' names are under example.com, as the sandbox resolver's are.
+        "special_use_allowed": ["example", "example.com", "test"],
     }
     return ApiSettings(api_database_url=database_url, amqp_url=amqp_url, **{**chosen, **overrides})
 

@@ -455,3 +455,45 @@ async def test_a_busy_domain_takes_no_change(
         await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
     with pytest.raises(DomainNotFound):
         await domains.change(GLOBEX, public_id, ChangeDomain({"mode": "send_receive"}), "r3")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("mail.localhost", "domain_special_use"),
+        ("x.onion", "domain_special_use"),
+        ("1.0.0.127.in-addr.arpa", "domain_special_use"),
+        ("acme.example", "domain_special_use"),
+        ("sendmux.ai", "domain_reserved"),  # the MX host's registrable domain
+        ("mail.sendmux.ai", "domain_reserved"),  # the MX host itself
+        ("team.myagent.mx", "domain_reserved"),  # the shared mailbox domain
+        ("gmail.com", "domain_reserved"),
+        ("bounce.amazonses.com", "domain_reserved"),
+        ("ops.notify-sender.io", "domain_reserved"),  # the notifier's sender's domain
+    ],
+)
+async def test_names_nobody_may_hold_are_refused(
+    uow: FakeUnitOfWork, changes: FakeChanges, name: str, reason: str
+) -> None:
+    domains = service(uow, changes, notify_from="Ops <alerts@notify-sender.io>")
+    with pytest.raises(InvalidDomainInput) as refused:
+        await domains.add(ACME, AddDomain(name), "req_1")
+    assert (refused.value.reason, refused.value.field) == (reason, "domain")
+    assert uow.state.domains == {}
+
+
+async def test_a_sandbox_may_accept_special_use_names(
+    uow: FakeUnitOfWork, changes: FakeChanges
+) -> None:
+    domains = service(uow, changes, special_use_allowed=["example"])
+    assert (await domains.add(ACME, AddDomain("acme.example"), "r")).domain.name == "acme.example"
+    with pytest.raises(InvalidDomainInput):
+        await domains.add(ACME, AddDomain("acme.test"), "r")
+
+
+@pytest.mark.parametrize("region", ["us-east-9", "eu-west-1\n", "cn-north-1"])
+async def test_only_regions_ses_serves_are_offered(domains: DomainService, region: str) -> None:
+    with pytest.raises(InvalidDomainInput) as refused:
+        await domains.add(ACME, AddDomain("acme.com", region=region), "req_1")
+    assert refused.value.reason in ("region_not_offered", "region_invalid")
+    assert (await domains.add(ACME, AddDomain("acme.com", region="ap-south-2"), "r")).domain

@@ -14,7 +14,10 @@ from domainflow.api.domain.names import (
     REASON_CODES,
     DomainNameInvalid,
     display_name,
+    mixed_scripts,
     normalize_domain,
+    registrable,
+    special_use,
 )
 
 LDH = string.ascii_lowercase + string.digits
@@ -166,8 +169,7 @@ def test_no_suggestion_when_the_cleaned_name_is_still_bad() -> None:
         ("pages.acme.github.io", "pages.acme.github.io"),
         ("bücher.example", "xn--bcher-kva.example"),
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
-        ("ｂücher.example", "xn--bcher-kva.example"),  # UTS-46 maps fullwidth letters
-        ("bücher。example", "xn--bcher-kva.example"),  # and ideographic full stops
+        ("bu\u0308cher.example", "xn--bcher-kva.example"),  # NFD, as some keyboards type it
         ("straße.example", "xn--strae-oqa.example"),  # IDNA 2008 keeps ß (not transitional)
         ("例え.テスト", "xn--r8jz45g.xn--zckzah"),
         ("ab--cd.example.com", "ab--cd.example.com"),
@@ -236,9 +238,12 @@ def test_unicode_names_become_a_labels_and_display_back(front: list[str], tld: s
     raw = ".".join([*front, "registrable", tld])
     ascii_name, refused = attempt(raw)
     if refused is not None:
-        # IDNA 2008 refuses some mixes of scripts inside one label; that is its own reason.
-        assert refused.code == "domain_idna_invalid"
+        # IDNA 2008 refuses some mixes of scripts inside one label, UTS #39 the rest (Latin
+        # with Greek or Cyrillic): each is its own reason, and only a mixed label meets them.
+        assert refused.code in ("domain_idna_invalid", "domain_mixed_script")
+        assert any(mixed_scripts(label) for label in front) or refused.code == "domain_idna_invalid"
         return
+    assert not any(mixed_scripts(label) for label in front)
     assert ascii_name is not None
     assert ascii_name.isascii()
     assert display_name(ascii_name) == raw
@@ -264,3 +269,67 @@ def test_any_text_is_either_a_hostname_or_a_coded_refusal(raw: str) -> None:
         assert not part.startswith("-")
         assert not part.endswith("-")
     assert normalize_domain(name) == name
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("ｂücher.example", '"bücher.example"'),  # fullwidth letters fold into ASCII
+        ("bücher。example", '"bücher.example"'),  # ideographic full stops into dots
+        ("bü\u00adcher.example", '"bücher.example"'),  # a soft hyphen vanishes
+    ],
+)
+def test_characters_idna_would_change_are_refused_with_the_name_they_make(
+    raw: str, shown: str
+) -> None:
+    with pytest.raises(DomainNameInvalid) as caught:
+        normalize_domain(raw)
+    assert caught.value.code == "domain_idna_mapped"
+    assert shown in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "g\u043e\u043egle.com",  # Cyrillic o's among Latin letters
+        "xn--ggle-55da.com",  # the same, sent as its A-label
+        "p\u0430ypal.com",  # one Cyrillic a
+        "\u03b1pple.com",  # a Greek alpha
+    ],
+)
+def test_labels_that_mix_scripts_are_refused(raw: str) -> None:
+    with pytest.raises(DomainNameInvalid) as caught:
+        normalize_domain(raw)
+    assert caught.value.code == "domain_mixed_script"
+
+
+@pytest.mark.parametrize(
+    "raw", ["例え.テスト", "東京タワー.jp", "bücher.example", "한국어.kr", "москва.рф", "abc.com"]
+)
+def test_one_script_or_cjk_with_latin_is_fine(raw: str) -> None:
+    assert normalize_domain(raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "under"),
+    [
+        ("mail.localhost", "localhost"),
+        ("printer.local", "local"),
+        ("x.onion", "onion"),
+        ("1.0.0.127.in-addr.arpa", "arpa"),
+        ("router.home.arpa", "home.arpa"),
+        ("acme.test", "test"),
+        ("mail.example.com", "example.com"),
+        ("a.internal", "internal"),
+    ],
+)
+def test_special_use_names(name: str, under: str) -> None:
+    assert special_use(name) == under
+    assert special_use(name, frozenset({under})) in (None, "arpa")
+    assert special_use("mail.acme.com") is None
+
+
+def test_registrable_names_follow_the_public_suffix_list() -> None:
+    assert registrable("mail.sendmux.ai") == "sendmux.ai"
+    assert registrable("a.b.acme.co.uk") == "acme.co.uk"
+    assert registrable("myagent.mx") == "myagent.mx"

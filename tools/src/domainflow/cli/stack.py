@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 SERVICES = ("api", "provisioner", "verifier", "notifier")
 HEALTH_PORTS = {"provisioner": 8001, "verifier": 8002, "notifier": 8003}
@@ -56,6 +58,37 @@ def is_ready(url: str) -> bool:
         return False
 
 
+_SECRET_NAMES = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def public_settings(env: Mapping[str, str], chosen: Mapping[str, str]) -> dict[str, str]:
+    """The settings `domainflow doctor` may adopt from a running stack: what the stack chose
+    for its sandboxes, and every other DOMAINFLOW_/AWS_ setting that is no secret (a name
+    that says so, or a URL that carries a password)."""
+    kept: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(("DOMAINFLOW_", "AWS_")):
+            continue
+        if name in chosen or not (_SECRET_NAMES.search(name) or _has_password(value)):
+            kept[name] = value
+    return kept
+
+
+def _has_password(value: str) -> bool:
+    try:
+        return urlsplit(value).password is not None
+    except ValueError:
+        return False
+
+
+def write_state(path: Path, settings: Mapping[str, str]) -> None:
+    """Written readable by its owner alone (0600), even though it holds no secret."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(dict(settings), out)
+
+
 class LocalStack:
     """Sandboxes plus service processes, each replica its own OS process."""
 
@@ -65,6 +98,12 @@ class LocalStack:
         self.root.mkdir(parents=True, exist_ok=True)
         self.processes: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self._sandboxes: list[Any] = []
+        #: What the stack chose for its sandboxes (never a secret of the operator's).
+        self._chosen: dict[str, str] = {}
+
+    def _choose(self, **settings: str) -> None:
+        self.env.update(settings)
+        self._chosen.update(settings)
 
     # --- sandboxes ------------------------------------------------------------------------
 
@@ -76,7 +115,7 @@ class LocalStack:
             moto = MotoSandbox(port=int(self.env.get("DOMAINFLOW_SANDBOX_SES_PORT", "4566")))
             moto.start()
             self._sandboxes.append(moto)
-            self.env.update(
+            self._choose(
                 AWS_ENDPOINT_URL=moto.url,
                 AWS_ACCESS_KEY_ID="testing",
                 AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's conventional dummy
@@ -99,11 +138,12 @@ class LocalStack:
             )
             dns.start()
             self._sandboxes.append(dns)
-            self.env.update(DOMAINFLOW_DOH_URL=dns.doh_url, DOMAINFLOW_DOH_CA_FILE=str(dns.ca_file))
+            self._choose(DOMAINFLOW_DOH_URL=dns.doh_url, DOMAINFLOW_DOH_CA_FILE=str(dns.ca_file))
+            # The sandbox resolver serves names set aside for tests and examples: accept them.
+            if "DOMAINFLOW_SPECIAL_USE_ALLOWED" not in self.env:
+                self._choose(DOMAINFLOW_SPECIAL_USE_ALLOWED='["example", "example.com", "test"]')
             print(f"sandbox: DNS-over-HTTPS at {dns.doh_url}", file=sys.stderr)
-        (self.root / "stack.json").write_text(
-            json.dumps({k: v for k, v in self.env.items() if k.startswith(("DOMAINFLOW_", "AWS_"))})
-        )
+        write_state(self.root / "stack.json", public_settings(self.env, self._chosen))
 
     # --- services -------------------------------------------------------------------------
 

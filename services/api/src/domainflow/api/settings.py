@@ -2,6 +2,7 @@
 
 from functools import cached_property
 
+import botocore.session
 from pydantic import Field
 
 from domainflow.api.domain.records import RecordSettings
@@ -32,8 +33,33 @@ class ApiSettings(ServiceSettings):
     verify_stale_seconds: float = 120.0
     #: SES region a domain is provisioned in when the request names none.
     default_region: str = Field(default="us-east-1")
-    #: Regions a request may name; empty allows any well-formed region name.
+    #: Regions a request may name; empty: the regions Amazon SES serves (from botocore's
+    #: endpoint data, so an SES region added later comes with an upgrade of botocore).
     allowed_regions: list[str] = Field(default_factory=list)
+    #: Names no team may add, with everything beneath them, beside the operator's own (the MX
+    #: host's, the shared mailbox domain's and the notification sender's registrable domains).
+    reserved_domains: list[str] = Field(
+        default_factory=lambda: [
+            "amazonses.com",
+            "amazonaws.com",
+            "gmail.com",
+            "googlemail.com",
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "yahoo.com",
+            "icloud.com",
+            "me.com",
+            "aol.com",
+            "proton.me",
+            "protonmail.com",
+        ]
+    )
+    #: Special-use names (RFC 6761: `example`, `test`, ...) this deployment accepts anyway:
+    #: a sandbox whose own resolver serves them. Empty in production.
+    special_use_allowed: list[str] = Field(default_factory=list)
+    #: The notifier's From address (`DOMAINFLOW_NOTIFY_FROM`): its domain is the operator's.
+    notify_from: str = "domainflow <notifications@domainflow.localhost>"
     # The records every customer is told to place (seed 001's values by default).
     mx_target: str = "mail.sendmux.ai"
     mx_priority: int = 10
@@ -46,6 +72,18 @@ class ApiSettings(ServiceSettings):
     mail_from_label: str = "send"
     #: The operator's own domain under which each team gets a mailbox suffix (seed 001).
     shared_mailbox_domain: str = "myagent.mx"
+
+    @cached_property
+    def regions(self) -> frozenset[str]:
+        """The regions a domain may be placed in."""
+        if self.allowed_regions:
+            return frozenset(self.allowed_regions)
+        session = botocore.session.get_session()
+        return frozenset(
+            region
+            for partition in ("aws", "aws-us-gov")
+            for region in session.get_available_regions("sesv2", partition_name=partition)
+        )
 
     @cached_property
     def records(self) -> RecordSettings:

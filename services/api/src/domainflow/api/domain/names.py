@@ -8,9 +8,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
 from typing import Final
 
 import idna
+from confusable_homoglyphs import categories
 from publicsuffixlist import PublicSuffixList
 
 MAX_NAME_OCTETS: Final = 253  # RFC 1035, without the root's trailing dot
@@ -46,8 +48,41 @@ REASON_CODES: Final = frozenset(
         "domain_too_long",
         "domain_single_label",
         "domain_is_public_suffix",
+        "domain_idna_mapped",
+        "domain_mixed_script",
+        "domain_special_use",
+        "domain_reserved",
     }
 )
+
+#: Names set aside for special use (RFC 6761, 6762, 7686, 8375, 9476; ICANN's .internal):
+#: nobody registers them, so nobody can own a domain beneath them.
+SPECIAL_USE: Final = frozenset(
+    {
+        "localhost",
+        "local",
+        "onion",
+        "test",
+        "invalid",
+        "example",
+        "example.com",
+        "example.net",
+        "example.org",
+        "arpa",
+        "home.arpa",
+        "alt",
+        "internal",
+    }
+)
+
+# UTS #39's "highly restrictive" level: one script per label, or Latin with the scripts
+# Chinese, Japanese and Korean are written in together.
+_SCRIPT_SETS: Final = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+_NO_SCRIPT: Final = frozenset({"COMMON", "INHERITED"})
 
 
 class DomainNameInvalid(Exception):  # noqa: N818 - the domain's word for it; callers read `code`
@@ -71,6 +106,35 @@ def normalize_domain(raw: object) -> str:
     `xn--bcher-kva.example`).
     """
     return _normalize(raw, suggest=True)
+
+
+def under(name: str, parent: str) -> bool:
+    """Whether `name` is `parent` or a name beneath it (both normalized)."""
+    return name == parent or name.endswith("." + parent)
+
+
+def special_use(ascii_name: str, allowed: frozenset[str] = frozenset()) -> str | None:
+    """The special-use name `ascii_name` lies under (unless the deployment allows it)."""
+    labels = ascii_name.split(".")
+    for start in range(len(labels)):
+        suffix = ".".join(labels[start:])
+        if suffix in SPECIAL_USE and suffix not in allowed:
+            return suffix
+    return None
+
+
+def registrable(ascii_name: str) -> str:
+    """The name a registrant holds (`sendmux.ai` for `mail.sendmux.ai`), by the public
+    suffix list; the name itself where the list has no answer."""
+    return _suffix_list().privatesuffix(ascii_name) or ascii_name
+
+
+def mixed_scripts(label: str) -> frozenset[str] | None:
+    """The scripts of a Unicode label when they mix in a way UTS #39 does not allow."""
+    scripts = frozenset(categories.unique_aliases(label)) - _NO_SCRIPT
+    if len(scripts) <= 1 or any(scripts <= allowed for allowed in _SCRIPT_SETS):
+        return None
+    return scripts
 
 
 def display_name(ascii_name: str) -> str:
@@ -225,6 +289,14 @@ def _to_ascii(text: str) -> str:
                 f'"{text}" is not a valid internationalized domain name ({exc}); '
                 "check for symbols or mixed scripts, or send its xn-- form.",
             ) from exc
+        if mapped != unicodedata.normalize("NFC", text):  # NFD as some keyboards type it: fine
+            # Fullwidth letters, ideographic full stops, zero-width characters: IDNA folds
+            # them into another name, which is not the one the customer will see in DNS.
+            raise DomainNameInvalid(
+                "domain_idna_mapped",
+                f'"{text}" holds characters that IDNA changes (fullwidth forms, ideographic '
+                f'full stops, invisible characters); send the name as it will be: "{mapped}".',
+            )
         if mapped.endswith("."):
             raise DomainNameInvalid(
                 "domain_trailing_dot",
@@ -250,6 +322,7 @@ def _label_to_ascii(label: str, name: str) -> str:
                 "domain_idna_invalid",
                 f'The label "{label}" is not valid in an internationalized domain name ({exc}).',
             ) from exc
+        _refuse_mixed_scripts(label)
         return "xn--" + label.encode("punycode").decode("ascii")
     if "_" in label:
         raise DomainNameInvalid(
@@ -272,14 +345,25 @@ def _label_to_ascii(label: str, name: str) -> str:
         )
     if label.startswith("xn--"):
         try:
-            idna.ulabel(label)
+            unicode_label = idna.ulabel(label)
         except idna.IDNAError as exc:
             raise DomainNameInvalid(
                 "domain_idna_invalid",
                 f'The label "{label}" is not a valid xn-- (punycode) label ({exc}); send the '
                 "name in its Unicode form and we will encode it.",
             ) from exc
+        _refuse_mixed_scripts(unicode_label)
     return label
+
+
+def _refuse_mixed_scripts(label: str) -> None:
+    scripts = mixed_scripts(label)
+    if scripts is not None:
+        raise DomainNameInvalid(
+            "domain_mixed_script",
+            f'The label "{label}" mixes the {" and ".join(sorted(s.title() for s in scripts))} '
+            "scripts, as look-alike names do (UTS #39); write each label in one script.",
+        )
 
 
 def _check_lengths(ascii_name: str) -> None:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -38,7 +39,13 @@ from domainflow.api.domain.errors import (
 from domainflow.api.domain.events import records_for, status_changed
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domain.model import Domain
-from domainflow.api.domain.names import DomainNameInvalid, normalize_domain
+from domainflow.api.domain.names import (
+    DomainNameInvalid,
+    normalize_domain,
+    registrable,
+    special_use,
+    under,
+)
 from domainflow.api.domain.pages import Page, decode_cursor, decode_key_cursor, keyed_page, page
 from domainflow.api.domain.records import mail_from_domain_for
 from domainflow.api.domains.repository import TimelineEntry
@@ -191,8 +198,15 @@ class DomainService:
         except DomainNameInvalid as bad:
             field = "mail_from" if bad.code == "mail_from_invalid" else "domain"
             raise InvalidDomainInput(bad.code, bad.message, field) from None
-        shared = self._settings.shared_mailbox_domain.strip().rstrip(".").lower()
-        if name == shared or name.endswith("." + shared):
+        self._refuse_names_nobody_may_hold(name)
+        region = self._region(command.region)
+        external_id, metadata = _extras(command)
+        return _Checked(name, region, mail_from, _mode(command.mode), external_id, metadata)
+
+    def _refuse_names_nobody_may_hold(self, name: str) -> None:
+        settings = self._settings
+        shared = settings.shared_mailbox_domain.strip().rstrip(".").lower()
+        if under(name, shared):
             # The operator's shared mailbox domain and every team's suffix beneath it are ours.
             raise InvalidDomainInput(
                 "domain_reserved",
@@ -200,9 +214,32 @@ class DomainService:
                 f"suffix of {shared} directly, or add a domain you own.",
                 "domain",
             )
-        region = self._region(command.region)
-        external_id, metadata = _extras(command)
-        return _Checked(name, region, mail_from, _mode(command.mode), external_id, metadata)
+        set_aside = special_use(name, frozenset(settings.special_use_allowed))
+        if set_aside is not None:
+            raise InvalidDomainInput(
+                "domain_special_use",
+                f"{name} is under {set_aside}, a name set aside for special use (RFC 6761) that "
+                "nobody can own; add a domain registered to you.",
+                "domain",
+            )
+        for held in self._reserved:
+            if under(name, held):
+                raise InvalidDomainInput(
+                    "domain_reserved",
+                    f"{name} is under {held}, which no team can add here (the platform's own "
+                    "domains and well-known mailbox providers); add a domain you own.",
+                    "domain",
+                )
+
+    @cached_property
+    def _reserved(self) -> tuple[str, ...]:
+        """The operator's own registrable domains and the configured reserved ones."""
+        settings = self._settings
+        sender = settings.notify_from.rpartition("@")[2].strip(" >").lower()
+        own = (settings.mx_target, settings.shared_mailbox_domain, sender)
+        names = {registrable(n.strip().rstrip(".").lower()) for n in own if n.strip()}
+        names |= {n.strip().rstrip(".").lower() for n in settings.reserved_domains}
+        return tuple(sorted(n for n in names if n))
 
     def _region(self, raw: str | None) -> str:
         region = raw if raw is not None else self._settings.default_region
@@ -212,11 +249,12 @@ class DomainService:
                 f"'{region}' is not an SES region name; use one such as 'us-east-1'.",
                 "region",
             )
-        allowed = self._settings.allowed_regions
-        if allowed and region not in allowed:
+        offered = self._settings.regions
+        if region not in offered:
             raise InvalidDomainInput(
                 "region_not_offered",
-                f"Region '{region}' is not offered here; choose one of: {', '.join(allowed)}.",
+                f"Region '{region}' is not offered here; choose one of: "
+                f"{', '.join(sorted(offered))}.",
                 "region",
             )
         return region
