@@ -48,7 +48,7 @@ async def healthy_env(
     broker = RabbitBroker(env["DOMAINFLOW_AMQP_URL"], logger=None)
     await broker.connect()
     queues = [
-        consumer_queue(consumer, event_type, delivery_limit=5)
+        consumer_queue(consumer, event_type)
         for consumer, event_types in SUBSCRIPTIONS.items()
         for event_type in event_types
     ]

@@ -69,7 +69,11 @@ class VerificationTrigger(StrEnum):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Tolerant reader: a field a newer writer added is ignored, never refused (writers are
+    # held to the declared fields by mypy's pydantic plugin, `init_forbid_extra`).
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
 
 
 class MxRecord(_Frozen):
@@ -123,12 +127,23 @@ class RecordCheck(_Frozen):
 
 
 class Event(BaseModel):
-    """The envelope every event shares."""
+    """The envelope every event shares.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Versioning: adding a field keeps the version (readers ignore what they do not know);
+    a change of meaning (a field removed, renamed or read differently) is a new version,
+    published beside the old one for a documented window. A reader refuses a version
+    newer than its `VERSION` rather than guess at its meaning.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
 
     TYPE: ClassVar[str]
+    #: The newest version of this event this code reads and writes.
     VERSION: ClassVar[int] = 1
+
+    version: int = Field(default=1, ge=1)
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: datetime = Field(default_factory=_now)
@@ -142,7 +157,6 @@ class DomainRequested(Event):
 
     TYPE: ClassVar[str] = "domain.requested"
     type: Literal["domain.requested"] = "domain.requested"
-    version: Literal[1] = 1
     domain_id: str
     domain: str  # ASCII (IDNA A-label) form
     region: str
@@ -154,7 +168,6 @@ class DomainProvisioned(Event):
 
     TYPE: ClassVar[str] = "domain.provisioned"
     type: Literal["domain.provisioned"] = "domain.provisioned"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -167,7 +180,6 @@ class ProvisioningRolledBack(Event):
 
     TYPE: ClassVar[str] = "domain.provisioning_rolled_back"
     type: Literal["domain.provisioning_rolled_back"] = "domain.provisioning_rolled_back"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     failed_step: str
@@ -179,7 +191,6 @@ class VerifyRequested(Event):
 
     TYPE: ClassVar[str] = "domain.verify_requested"
     type: Literal["domain.verify_requested"] = "domain.verify_requested"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -191,7 +202,6 @@ class VerificationCompleted(Event):
 
     TYPE: ClassVar[str] = "domain.verification_completed"
     type: Literal["domain.verification_completed"] = "domain.verification_completed"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     trigger: VerificationTrigger
@@ -206,7 +216,6 @@ class DeletionRequested(Event):
 
     TYPE: ClassVar[str] = "domain.deletion_requested"
     type: Literal["domain.deletion_requested"] = "domain.deletion_requested"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -217,7 +226,6 @@ class DomainDeprovisioned(Event):
 
     TYPE: ClassVar[str] = "domain.deprovisioned"
     type: Literal["domain.deprovisioned"] = "domain.deprovisioned"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
 
@@ -231,7 +239,6 @@ class DomainStatusChanged(Event):
 
     TYPE: ClassVar[str] = "domain.status_changed"
     type: Literal["domain.status_changed"] = "domain.status_changed"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -252,7 +259,6 @@ class DomainDeleted(Event):
 
     TYPE: ClassVar[str] = "domain.deleted"
     type: Literal["domain.deleted"] = "domain.deleted"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
 
@@ -262,7 +268,6 @@ class NotificationSent(Event):
 
     TYPE: ClassVar[str] = "notification.sent"
     type: Literal["notification.sent"] = "notification.sent"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     transition_event_id: uuid.UUID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -10,11 +11,24 @@ from faststream.specification import AsyncAPI
 
 from domainflow.contracts import EVENT_TYPES, Event
 from domainflow.contracts.topology import PUBLICATIONS, SUBSCRIPTIONS
-from domainflow.kit.messaging import EVENTS, Redelivery, subscribe
+from domainflow.kit.messaging import EVENTS, consumer_queue
 
 
-async def _never_called(event: Event) -> None:  # pragma: no cover - documentation only
-    raise NotImplementedError
+def _documented(router: RabbitRouter, consumer: str, event_cls: type[Event]) -> None:
+    """A subscriber that exists only to be described: the real consumers read the raw body
+    (tolerantly), so FastStream cannot see their payload type."""
+
+    async def never_called(event: Any) -> None:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+    never_called.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=event_cls)]
+    )
+    never_called.__annotations__ = {"event": event_cls, "return": None}
+    never_called.__name__ = f"{consumer}_{event_cls.__name__}"
+    never_called.__doc__ = event_cls.__doc__
+    queue = consumer_queue(consumer, event_cls.TYPE)
+    router.subscriber(queue, EVENTS, title=queue.name)(never_called)
 
 
 def document(delivery_limit: int = 5) -> str:
@@ -23,13 +37,7 @@ def document(delivery_limit: int = 5) -> str:
     for consumer, types in SUBSCRIPTIONS.items():
         router = RabbitRouter()
         for event_type in types:
-            subscribe(
-                router,
-                consumer,
-                EVENT_TYPES[event_type],
-                _never_called,
-                redelivery=Redelivery(limit=delivery_limit),
-            )
+            _documented(router, consumer, EVENT_TYPES[event_type])
         broker.include_router(router)
     for publisher, types in PUBLICATIONS.items():
         for event_type in types:
