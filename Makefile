@@ -60,6 +60,7 @@ asyncapi: venv
 
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
+	$(BIN)/python benchmarks/relay.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

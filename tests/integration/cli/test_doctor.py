@@ -52,8 +52,6 @@ async def healthy_env(
         for consumer, event_types in SUBSCRIPTIONS.items()
         for event_type in event_types
     ]
-    for queue in queues:
-        await broker.declare_queue(queue)
     await declare_topology(broker, queues)
     await broker.stop()
     moto_server.verify_sender("alerts@doctor.example")

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from faststream.rabbit import RabbitRouter
 
-from domainflow.contracts import DomainDeleted
+from domainflow.contracts import DomainDeleted, DomainStatus, DomainStatusChanged
 from domainflow.kit import outbox
 from domainflow.kit.database import Database
 from domainflow.kit.messaging import broker_for, declare_topology, subscribe
@@ -76,5 +76,50 @@ async def test_a_row_committed_during_a_pass_is_relayed_without_waiting_for_the_
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        await broker.stop()
+        await db.close()
+
+
+async def test_a_pipelined_batch_keeps_each_domains_events_in_commit_order(
+    amqp_vhost: Callable[[str], str], database_url: Callable[[str], Awaitable[str]]
+) -> None:
+    db = await Database.prepare(await database_url("relay_order"), kit_migrations(), size=2)
+    broker = broker_for(amqp_vhost("relay-order"), prefetch=1)
+    received: dict[str, list[int]] = {}
+    domains, per_domain = 7, 60  # 420 rows: three batches, each domain in all of them
+
+    async def on_status_changed(event: DomainStatusChanged) -> None:
+        received.setdefault(event.domain_id, []).append(event.consecutive_failures)
+
+    router = RabbitRouter()
+    queue = subscribe(router, "order-test", DomainStatusChanged, on_status_changed)
+    await broker.connect()
+    await declare_topology(broker, [queue])
+    broker.include_router(router)
+    await broker.start()
+    async with db.transaction() as conn:
+        for step in range(per_domain):  # interleaved, as commits of many domains are
+            await outbox.add(
+                conn,
+                *(
+                    DomainStatusChanged(
+                        correlation_id="req", team_id="t", domain_id=f"dom_{d}",
+                        domain=f"d{d}.example", region="us-east-1", old_status=None,
+                        new_status=DomainStatus.PENDING, reason="order",
+                        consecutive_failures=step,  # the commit position within the domain
+                    )
+                    for d in range(domains)
+                ),
+            )  # fmt: skip
+    relay = OutboxRelay(db, broker, batch_size=200)
+    try:
+        while await relay.relay_once():
+            pass
+        for _ in range(600):
+            if sum(len(v) for v in received.values()) >= domains * per_domain:
+                break
+            await asyncio.sleep(0.1)
+        assert received == {f"dom_{d}": list(range(per_domain)) for d in range(domains)}
+    finally:
         await broker.stop()
         await db.close()

@@ -6,11 +6,12 @@ and deletes only the rows it still holds, so any number of replicas can relay an
 crash between commit and publish loses nothing (it publishes twice at worst; inboxes
 make that harmless).
 
-A batch is published pipelined: one chain per domain, the chains concurrently, so the
-broker confirms many events at once instead of one round trip each. Within a chain each
-event waits for the confirm of the one before it, so a domain's events reach every queue
-in commit order, and an event the broker refused stops its domain's chain (the rest of
-that domain waits for the next pass rather than overtaking it).
+A batch is published pipelined: every event of it is sent in commit order on one channel
+and the broker's confirms are awaited together, not one round trip each. RabbitMQ keeps a
+channel's order into each queue, so a domain's events arrive in commit order. When the
+broker refuses one (a full queue), that domain's later events of the batch stay in the
+outbox too and go again after it on the next pass: a subscriber may see one of them twice
+(its inbox, or the sequence number, drops the copy) but never before the one it follows.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractExchange
+from aio_pika.abc import AbstractRobustChannel
 from faststream.rabbit import Channel, RabbitBroker
+from pamqp import commands as spec
 
 from domainflow.contracts import Event
 from domainflow.kit.database import Connection, Database
@@ -64,15 +66,25 @@ def _fields(body: bytes) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def in_domain_chains(rows: Sequence[_Row]) -> list[list[_Row]]:
-    """Rows grouped by the domain they concern, each group in commit order (a row naming no
-    domain is a chain of its own: nothing needs to follow it)."""
-    chains: dict[str, list[_Row]] = {}
-    for row in sorted(rows, key=lambda r: r.id):
-        domain_id = _fields(row.body).get("domain_id")
-        key = domain_id if isinstance(domain_id, str) else f"row:{row.id}"
-        chains.setdefault(key, []).append(row)
-    return list(chains.values())
+def domain_of(row: _Row) -> str:
+    """The domain a row concerns, which its order is kept within (a row naming no domain
+    is a domain of its own: nothing needs to follow it)."""
+    domain_id = _fields(row.body).get("domain_id")
+    return domain_id if isinstance(domain_id, str) else f"row:{row.id}"
+
+
+def confirmed_in_order(rows: Sequence[_Row], confirmed: Sequence[bool]) -> list[int]:
+    """Ids of the rows that may leave the outbox: each confirmed row no earlier row of its
+    domain failed before (those go again, after the failed one)."""
+    blocked: set[str] = set()
+    done: list[int] = []
+    for row, ok in zip(rows, confirmed, strict=True):
+        domain = domain_of(row)
+        if ok and domain not in blocked:
+            done.append(row.id)
+        elif not ok:
+            blocked.add(domain)
+    return done
 
 
 class PublishRefusedError(RuntimeError):
@@ -93,7 +105,7 @@ class OutboxRelay:
         self._db = db
         self._broker = broker
         self._service = service
-        self._exchange: AbstractExchange | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._batch_size = batch_size
         self._lease = lease_seconds
         self._poll = poll_interval
@@ -158,12 +170,8 @@ class OutboxRelay:
         published: list[int] = []
         try:
             if rows:
-                exchange = await self._events_exchange()
-                chains = in_domain_chains(rows)
-                for done in await asyncio.gather(
-                    *(self._publish_chain(exchange, chain) for chain in chains)
-                ):
-                    published.extend(done)
+                confirmed = await self._publish_pipelined(rows)
+                published = confirmed_in_order(rows, confirmed)
                 if len(published) < len(rows):
                     raise PublishRefusedError(
                         f"{len(rows) - len(published)} of {len(rows)} events were not confirmed"
@@ -189,44 +197,48 @@ class OutboxRelay:
             log.debug("outbox.relayed", count=len(published), claimed=len(rows))
         return len(rows)
 
-    async def _events_exchange(self) -> AbstractExchange:
-        """The events exchange on a channel of the relay's own, with publisher confirms: the
-        consumers' channels carry a prefetch and must not queue behind a backlog's publishes."""
-        if self._exchange is None:  # a robust channel: it comes back after a reconnect
-            channel = await self._broker.config.channel_manager.get_channel(
+    async def _publish_pipelined(self, rows: Sequence[_Row]) -> list[bool]:
+        """Send every row in order, then await all the confirms; True for each confirmed.
+
+        The publishes are tasks started in commit order, straight on the channel (whose lock
+        is first come, first served), so their frames go out in that order."""
+        if self._channel is None:  # robust: it comes back by itself after a reconnect
+            self._channel = await self._broker.config.channel_manager.get_channel(
                 Channel(publisher_confirms=True)
             )
-            self._exchange = await channel.get_exchange(EVENTS.name, ensure=False)
-        return self._exchange
-
-    async def _publish_chain(self, exchange: AbstractExchange, chain: list[_Row]) -> list[int]:
-        """Publish one domain's rows in order, each after the broker confirmed the last."""
-        done: list[int] = []
-        for row in chain:
-            fields = _fields(row.body)
-            try:
-                await exchange.publish(
-                    aio_pika.Message(
-                        row.body,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        message_id=str(row.event_id),
-                        correlation_id=row.correlation_id,
-                        type=row.routing_key,
-                        app_id=self._service,
-                        headers=dict(cloud_event_headers(self._service, row.routing_key, fields)),
-                    ),
+        channel = await self._channel.get_underlay_channel()
+        sends = [
+            asyncio.ensure_future(
+                channel.basic_publish(
+                    row.body,
+                    exchange=EVENTS.name,
                     routing_key=row.routing_key,
+                    properties=self._message(row).properties,
                     mandatory=False,
                 )
-            except Exception:  # refused or cut off: this domain's later rows wait with it
+            )
+            for row in rows
+        ]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        confirmed = [isinstance(r, spec.Basic.Ack) for r in results]
+        for row, result in zip(rows, results, strict=True):
+            if not isinstance(result, spec.Basic.Ack):
                 log.warning(
-                    "outbox.publish_failed",
+                    "outbox.publish_refused",
                     event_id=str(row.event_id),
                     routing_key=row.routing_key,
-                    left_for_next_pass=len(chain) - len(done),
-                    exc_info=True,
+                    answer=repr(result),
                 )
-                break
-            done.append(row.id)
-        return done
+        return confirmed
+
+    def _message(self, row: _Row) -> aio_pika.Message:
+        return aio_pika.Message(
+            row.body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(row.event_id),
+            correlation_id=row.correlation_id,
+            type=row.routing_key,
+            app_id=self._service,
+            headers=dict(cloud_event_headers(self._service, row.routing_key, _fields(row.body))),
+        )
