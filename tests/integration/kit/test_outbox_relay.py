@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -17,7 +18,7 @@ from domainflow.contracts import DomainDeleted, DomainStatus, DomainStatusChange
 from domainflow.kit import outbox
 from domainflow.kit.database import Database
 from domainflow.kit.messaging import broker_for, declare_topology, subscribe
-from domainflow.kit.outbox import OutboxRelay
+from domainflow.kit.outbox import OutboxRelay, _Row
 from domainflow.kit.runtime import kit_migrations
 
 pytestmark = pytest.mark.integration
@@ -36,13 +37,12 @@ class RelayRacedByACommit(OutboxRelay):
 
     raced = False
 
-    async def relay_once(self) -> int:
-        relayed = await super().relay_once()
-        if relayed and not self.raced:
+    async def _relay(self, token: uuid.UUID, rows: list[_Row]) -> None:
+        await super()._relay(token, rows)
+        if rows and not self.raced:
             self.raced = True
             await _emit(self._db, "committed-mid-pass")
             await asyncio.sleep(0.2)  # the notification arrives while this pass is running
-        return relayed
 
 
 async def test_a_row_committed_during_a_pass_is_relayed_without_waiting_for_the_poll(
@@ -113,8 +113,7 @@ async def test_a_pipelined_batch_keeps_each_domains_events_in_commit_order(
             )  # fmt: skip
     relay = OutboxRelay(db, broker, batch_size=200)
     try:
-        while await relay.relay_once():
-            pass
+        await relay.drain()  # batches claimed while the one before is being published
         for _ in range(600):
             if sum(len(v) for v in received.values()) >= domains * per_domain:
                 break

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustChannel
 from faststream.rabbit import Channel, RabbitBroker
 from pamqp import commands as spec
@@ -49,13 +51,19 @@ async def add(conn: Connection, *events: Event) -> None:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Row:
     id: int
     event_id: uuid.UUID
     routing_key: str
     correlation_id: str
     body: bytes
+
+    @functools.cached_property
+    def fields(self) -> dict[str, Any]:
+        """The event's flat JSON fields (read once: the domain and the CloudEvents headers
+        both come from them)."""
+        return _fields(self.body)
 
 
 def _fields(body: bytes) -> dict[str, Any]:
@@ -69,7 +77,7 @@ def _fields(body: bytes) -> dict[str, Any]:
 def domain_of(row: _Row) -> str:
     """The domain a row concerns, which its order is kept within (a row naming no domain
     is a domain of its own: nothing needs to follow it)."""
-    domain_id = _fields(row.body).get("domain_id")
+    domain_id = row.fields.get("domain_id")
     return domain_id if isinstance(domain_id, str) else f"row:{row.id}"
 
 
@@ -128,8 +136,7 @@ class OutboxRelay:
                 # (too late for its query) leaves the wake-up set, and the next pass is now.
                 self._wake.clear()
                 try:
-                    while await self.relay_once() == self._batch_size:
-                        pass  # a full batch: there may be more waiting
+                    await self.drain()
                 except Exception:  # the broker or database blinked; the rows stay due
                     log.exception("outbox.relay_failed")
                     await asyncio.sleep(min(self._poll * 2, 5.0))
@@ -138,8 +145,47 @@ class OutboxRelay:
         finally:
             await listener.stop()
 
+    async def drain(self) -> None:
+        """Relay batches until one comes back short of full. The next batch is claimed while
+        this one is being published, so the broker is not kept waiting on the database; it
+        is published only once this one is confirmed, so order holds across batches, and a
+        failure gives it back unpublished."""
+        ahead: asyncio.Future[tuple[uuid.UUID, list[_Row]]] | None = asyncio.ensure_future(
+            self._claim()
+        )
+        try:
+            while ahead is not None:
+                token, rows = await ahead
+                full = len(rows) == self._batch_size
+                ahead = asyncio.ensure_future(self._claim()) if full else None
+                await self._relay(token, rows)
+        finally:
+            if ahead is not None:
+                await self._give_back(ahead)
+
+    async def _give_back(self, claim: asyncio.Future[tuple[uuid.UUID, list[_Row]]]) -> None:
+        """Return a claimed batch, unpublished, to the outbox (due again at once)."""
+        if not claim.done():
+            claim.cancel()  # its transaction rolls back: nothing was claimed
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([claim])
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        token, _ = claim.result()
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET leased_until = NULL, lease_token = NULL WHERE lease_token = $1",
+                token,
+            )
+
     async def relay_once(self) -> int:
         """Publish one batch of due rows; returns how many were claimed."""
+        token, rows = await self._claim()
+        await self._relay(token, rows)
+        return len(rows)
+
+    async def _claim(self) -> tuple[uuid.UUID, list[_Row]]:
+        """Lease the oldest due rows to this relay, in commit order."""
         token = uuid.uuid4()
         async with self._db.transaction() as conn:
             records = await conn.fetch(
@@ -167,6 +213,10 @@ class OutboxRelay:
             ),
             key=lambda r: r.id,
         )
+        return token, rows
+
+    async def _relay(self, token: uuid.UUID, rows: list[_Row]) -> None:
+        """Publish claimed rows, then delete those confirmed and give the others back."""
         published: list[int] = []
         try:
             if rows:
@@ -195,7 +245,6 @@ class OutboxRelay:
                     )
         if rows:
             log.debug("outbox.relayed", count=len(published), claimed=len(rows))
-        return len(rows)
 
     async def _publish_pipelined(self, rows: Sequence[_Row]) -> list[bool]:
         """Send every row in order, then await all the confirms; True for each confirmed.
@@ -206,7 +255,8 @@ class OutboxRelay:
             self._channel = await self._broker.config.channel_manager.get_channel(
                 Channel(publisher_confirms=True)
             )
-        channel = await self._channel.get_underlay_channel()
+        # The concrete aiormq channel: its publish can queue frames without awaiting each.
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
         sends = [
             asyncio.ensure_future(
                 channel.basic_publish(
@@ -215,6 +265,9 @@ class OutboxRelay:
                     routing_key=row.routing_key,
                     properties=self._message(row).properties,
                     mandatory=False,
+                    # Queue the frames without waiting for each to reach the socket: the
+                    # confirm is what is awaited, and the writer sends many in one go.
+                    wait=False,
                 )
             )
             for row in rows
@@ -240,5 +293,5 @@ class OutboxRelay:
             correlation_id=row.correlation_id,
             type=row.routing_key,
             app_id=self._service,
-            headers=dict(cloud_event_headers(self._service, row.routing_key, _fields(row.body))),
+            headers=dict(cloud_event_headers(self._service, row.routing_key, row.fields)),
         )
