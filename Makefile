@@ -57,6 +57,7 @@ format: venv
 
 asyncapi: venv
 	$(BIN)/domainflow asyncapi > docs/asyncapi.json
+	cd tools/asyncapi-check && npm ci --no-audit --no-fund --silent && node validate.mjs ../../docs/asyncapi.json
 
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py

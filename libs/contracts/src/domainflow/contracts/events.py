@@ -68,6 +68,30 @@ class VerificationTrigger(StrEnum):
     SCHEDULED = "scheduled"
 
 
+class ChangeTrigger(StrEnum):
+    """What set a public change in motion: a customer's request, the re-verification
+    schedule, or an operator (the CLI)."""
+
+    REQUEST = "request"
+    SCHEDULE = "schedule"
+    OPERATOR = "operator"
+
+
+class ChangeReason(StrEnum):
+    """Why a domain changed, as a code a subscriber can switch on (the `reason` beside it
+    is the sentence a person reads)."""
+
+    CREATED = "created"
+    PROVISIONED = "provisioned"
+    PROVISIONING_ROLLED_BACK = "provisioning_rolled_back"
+    VERIFICATION_PASSED = "verification_passed"
+    VERIFICATION_FAILED = "verification_failed"
+    RECORDS_BROKE = "records_broke"
+    DELETION_REQUESTED = "deletion_requested"
+    DEPROVISIONED = "deprovisioned"
+    RELEASED_BY_OPERATOR = "released_by_operator"
+
+
 class _Frozen(BaseModel):
     # Tolerant reader: a field a newer writer added is ignored, never refused (writers are
     # held to the declared fields by mypy's pydantic plugin, `init_forbid_extra`).
@@ -124,6 +148,26 @@ class RecordCheck(_Frozen):
     found: list[str] = Field(default_factory=list)
     reason: str | None = None  # machine code: record_missing, value_mismatch, ...
     message: str = ""  # a sentence a person can act on
+
+
+class DomainSnapshot(_Frozen):
+    """The domain as `GET /api/v1/domains/{id}` shows it at the moment of the event, minus
+    personal data: what a subscriber stores, keyed by `id`, keeping the highest `sequence`."""
+
+    id: str
+    domain: str
+    state: DomainStatus
+    verification_status: Literal["pending", "verified", "failed"]
+    region: str
+    external_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    mail_from_domain: str | None = None
+    ses_dkim_status: DkimStatus | None = None
+    dns_records: DnsRecords | None = None
+    last_checks: list[RecordCheck] = Field(default_factory=list)
+    created_at: datetime
+    verified_at: datetime | None = None
+    last_checked_at: datetime | None = None
 
 
 class Event(BaseModel):
@@ -252,15 +296,43 @@ class DomainStatusChanged(Event):
     checks: list[RecordCheck] = Field(default_factory=list)
     ses_dkim_status: DkimStatus | None = None
     owner_emails: list[str] = Field(default_factory=list)
+    #: Added in 1.1 (additive, same version); None from an api that does not fill them yet.
+    #: Per domain, bumped under the domain's lock: a subscriber keeps the highest it saw
+    #: and drops anything older (replica clocks make `occurred_at` no order).
+    sequence: int | None = None
+    reason_code: ChangeReason | None = None
+    trigger: ChangeTrigger | None = None
+    snapshot: DomainSnapshot | None = None
 
 
 class DomainDeleted(Event):
-    """api -> anyone: the domain is gone from every system domainflow manages."""
+    """api -> anyone: the domain is gone from every system domainflow manages (also when
+    provisioning was rolled back: `reason_code` says which)."""
 
     TYPE: ClassVar[str] = "domain.deleted"
     type: Literal["domain.deleted"] = "domain.deleted"
     domain_id: str
     domain: str
+    #: Added in 1.1 (additive, same version); see `DomainStatusChanged`.
+    sequence: int | None = None
+    reason_code: ChangeReason | None = None
+    reason: str | None = None
+    trigger: ChangeTrigger | None = None
+    snapshot: DomainSnapshot | None = None
+
+
+class DomainCreated(Event):
+    """api -> anyone: a team added a domain; its records are in the snapshot once SES
+    has answered (a later `domain.status_changed` carries them otherwise)."""
+
+    TYPE: ClassVar[str] = "domain.created"
+    type: Literal["domain.created"] = "domain.created"
+    domain_id: str
+    domain: str
+    sequence: int
+    reason_code: ChangeReason = ChangeReason.CREATED
+    trigger: ChangeTrigger = ChangeTrigger.REQUEST
+    snapshot: DomainSnapshot
 
 
 class NotificationSent(Event):
@@ -286,6 +358,7 @@ AnyEvent = Annotated[
     | DomainDeprovisioned
     | DomainStatusChanged
     | DomainDeleted
+    | DomainCreated
     | NotificationSent,
     Field(discriminator="type"),
 ]
@@ -302,6 +375,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DomainDeprovisioned,
         DomainStatusChanged,
         DomainDeleted,
+        DomainCreated,
         NotificationSent,
     )
 }

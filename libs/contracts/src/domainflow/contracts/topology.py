@@ -38,6 +38,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
 #: Who publishes what.
 PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
     "api": (
+        "domain.created",
         "domain.requested",
         "domain.verify_requested",
         "domain.deletion_requested",
