@@ -189,3 +189,34 @@ async def test_a_changed_delivery_limit_applies_to_the_existing_queue_without_a_
     assert applied["dead-letter-strategy"] == "at-least-once"
     assert applied["overflow"] == "reject-publish"
     assert (await effective_policy(api, QUEUE + ".dlq")).get("max-length") == 1_000_000
+
+
+async def test_a_queue_an_older_release_declared_with_a_fixed_limit_does_not_stop_start_up(
+    amqp_vhost: Callable[[str], str],
+) -> None:
+    url = amqp_vhost("legacy-queue")
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(
+            QUEUE,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": "domainflow.dead-letter",
+                "x-dead-letter-routing-key": QUEUE,
+                "x-delivery-limit": 5,  # what the release before policies declared
+            },
+        )
+    router = RabbitRouter()
+    queues = [subscribe(router, "notifier", DomainStatusChanged, Recorder())]
+    broker = RabbitBroker(url, logger=None)
+    await broker.connect()
+    try:
+        with capture_logs() as logs:
+            await declare_topology(broker, queues, amqp_url=url, limits=QueueLimits(2))
+    finally:
+        await broker.stop()
+    [warning] = [e for e in logs if e["event"] == "queue.arguments_differ"]
+    assert warning["queue"] == QUEUE
+    assert "delete the queue" in warning["advice"]
