@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 
+import aio_pika
 import pytest
 from faststream.rabbit import RabbitRouter
 
 from domainflow.contracts import DomainDeleted, DomainStatus, DomainStatusChanged
 from domainflow.kit import outbox
 from domainflow.kit.database import Database
+from domainflow.kit.envelope import encode as outbox_body
 from domainflow.kit.messaging import broker_for, declare_topology, subscribe
-from domainflow.kit.outbox import OutboxRelay, _Row
+from domainflow.kit.outbox import OutboxRelay, PublishRefusedError, _Row
+from domainflow.kit.policies import ManagementApi, QueueLimits, effective_policy
 from domainflow.kit.runtime import kit_migrations
 
 pytestmark = pytest.mark.integration
@@ -122,3 +126,89 @@ async def test_a_pipelined_batch_keeps_each_domains_events_in_commit_order(
     finally:
         await broker.stop()
         await db.close()
+
+
+async def test_a_full_queue_refuses_and_the_outbox_keeps_the_domains_events_in_order(
+    amqp_vhost: Callable[[str], str], database_url: Callable[[str], Awaitable[str]]
+) -> None:
+    url = amqp_vhost("relay-full")
+    db = await Database.prepare(await database_url("relay_full"), kit_migrations(), size=2)
+    broker = broker_for(url, prefetch=1)
+    router = RabbitRouter()
+    queue = subscribe(router, "full-test", DomainStatusChanged, _never)
+    await broker.connect()
+    # Room for one message: once it holds one, RabbitMQ refuses (nacks) more.
+    await declare_topology(broker, [queue], amqp_url=url, limits=QueueLimits(max_length=1))
+    await _until_policy_applies(url, queue.name)
+    await _fill(url, _step("dom_other", -1))
+    async with db.transaction() as conn:
+        await outbox.add(conn, *(_step("dom_full", n) for n in range(3)))
+    relay = OutboxRelay(db, broker)
+    try:
+        with pytest.raises(PublishRefusedError):
+            await relay.drain()
+        # Quorum queues apply the limit a little late: some of the three may have got in.
+        # Those refused are kept, due again at once, and only ever the domain's latest.
+        async with db.pool.acquire() as conn:
+            waiting = await conn.fetch(
+                "SELECT body FROM outbox WHERE lease_token IS NULL ORDER BY id"
+            )
+        steps = [json.loads(r["body"])["consecutive_failures"] for r in waiting]
+        assert steps
+        assert steps == list(range(3 - len(steps), 3))
+        received: list[int] = []
+        for _ in range(10):  # the consumer catches up, the relay tries again, until all is in
+            while (step := await _take(url, queue.name)) is not None:
+                received.append(step)
+            with contextlib.suppress(PublishRefusedError):
+                await relay.drain()
+            async with db.pool.acquire() as conn:
+                if await conn.fetchval("SELECT count(*) FROM outbox") == 0:
+                    break
+        while (step := await _take(url, queue.name)) is not None:
+            received.append(step)
+        assert received == [-1, 0, 1, 2]
+    finally:
+        await broker.stop()
+        await db.close()
+
+
+async def _fill(url: str, event: DomainStatusChanged) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("domainflow.events")
+        await exchange.publish(aio_pika.Message(outbox_body(event)), routing_key=event.TYPE)
+
+
+async def _never(event: DomainStatusChanged) -> None:
+    raise AssertionError("not consumed: the test reads the queue itself")
+
+
+def _step(domain_id: str, n: int) -> DomainStatusChanged:
+    return DomainStatusChanged(
+        correlation_id="req", team_id="t", domain_id=domain_id, domain="f.example",
+        region="us-east-1", old_status=None, new_status=DomainStatus.PENDING, reason="full",
+        consecutive_failures=n,
+    )  # fmt: skip
+
+
+async def _take(url: str, queue: str) -> int | None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        work = await channel.declare_queue(queue, passive=True)
+        message = await work.get(fail=False)
+        if message is None:
+            return None
+        await message.ack()
+        return int(json.loads(message.body)["consecutive_failures"])
+
+
+async def _until_policy_applies(url: str, queue: str) -> None:
+    api = ManagementApi.for_amqp(url)
+    for _ in range(300):
+        if (await effective_policy(api, queue)).get("max-length") == 1:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the length limit never applied")

@@ -116,6 +116,12 @@ class ServiceRuntime:
             self.spawn(relay.run(), name="outbox-relay")
         log.info("service.started", service=self.name, queues=[q.name for q in self._queues])
 
+    async def metrics(self, *extra: Gauge) -> str:
+        """`/metrics`: the service's gauges (`self.gauges` and `extra`) read from its database,
+        then the depth, consumers and parked messages of each queue it consumes."""
+        text = await exposition(self.db, [*self.gauges, *extra], self.name)
+        return text + await queue_depths(self.broker, [q.name for q in self._queues], self.name)
+
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
         """Run a loop for the replica's lifetime; a crash is logged, not swallowed silently."""
         task = asyncio.create_task(coro, name=f"{self.name}:{name}")
@@ -144,8 +150,7 @@ class ServiceRuntime:
             )
 
         async def metrics(_: web.Request) -> web.Response:
-            text = await exposition(self.db, self.gauges, self.name)
-            text += await queue_depths(self.broker, [q.name for q in self._queues], self.name)
+            text = await self.metrics()
             return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
         app = web.Application()
