@@ -146,20 +146,30 @@ class OutboxRelay:
             await listener.stop()
 
     async def drain(self) -> None:
-        """Relay batches until one comes back short of full. The next batch is claimed while
-        this one is being published, so the broker is not kept waiting on the database; it
-        is published only once this one is confirmed, so order holds across batches, and a
-        failure gives it back unpublished."""
+        """Relay batches until one comes back short of full. While a batch is published, the
+        next is claimed and the one before is settled (its rows deleted), so the broker is
+        not kept waiting on the database; a batch is published only once the one before it
+        is confirmed, so order holds across batches, and a failure gives it back unpublished."""
         ahead: asyncio.Future[tuple[uuid.UUID, list[_Row]]] | None = asyncio.ensure_future(
             self._claim()
         )
+        settling: asyncio.Future[None] | None = None
         try:
             while ahead is not None:
                 token, rows = await ahead
                 full = len(rows) == self._batch_size
                 ahead = asyncio.ensure_future(self._claim()) if full else None
-                await self._relay(token, rows)
+                published = await self._publish_claimed(token, rows)
+                if settling is not None:
+                    await settling
+                settling = asyncio.ensure_future(self._settle(token, rows, published))
+                if len(published) < len(rows):
+                    await settling  # raises: the rest waits for the next pass, in order
+            if settling is not None:
+                await settling
         finally:
+            if settling is not None and not settling.done():
+                await asyncio.wait([settling])
             if ahead is not None:
                 await self._give_back(ahead)
 
@@ -217,34 +227,45 @@ class OutboxRelay:
 
     async def _relay(self, token: uuid.UUID, rows: list[_Row]) -> None:
         """Publish claimed rows, then delete those confirmed and give the others back."""
-        published: list[int] = []
+        await self._settle(token, rows, await self._publish_claimed(token, rows))
+
+    async def _publish_claimed(self, token: uuid.UUID, rows: list[_Row]) -> list[int]:
+        """Publish claimed rows; the ids of those that may leave the outbox."""
+        if not rows:
+            return []
         try:
-            if rows:
-                confirmed = await self._publish_pipelined(rows)
-                published = confirmed_in_order(rows, confirmed)
-                if len(published) < len(rows):
-                    raise PublishRefusedError(
-                        f"{len(rows) - len(published)} of {len(rows)} events were not confirmed"
-                    )
-        finally:
-            if rows:
-                async with self._db.transaction() as conn:
-                    await conn.execute(
-                        "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lease_token = $2",
-                        published,
-                        token,
-                    )
-                    # Rows this relay could not publish (the broker went away) are due again
-                    # at once: the lease is for a relay that died, not one that is still here
-                    # and will retry as soon as the broker is back.
-                    await conn.execute(
-                        "UPDATE outbox SET leased_until = NULL, lease_token = NULL"
-                        " WHERE lease_token = $2 AND id <> ALL($1::bigint[])",
-                        published,
-                        token,
-                    )
-        if rows:
-            log.debug("outbox.relayed", count=len(published), claimed=len(rows))
+            return confirmed_in_order(rows, await self._publish_pipelined(rows))
+        except BaseException:  # nothing known confirmed: every row is given back
+            await asyncio.shield(self._settle(token, rows, [], quiet=True))
+            raise
+
+    async def _settle(
+        self, token: uuid.UUID, rows: list[_Row], published: list[int], *, quiet: bool = False
+    ) -> None:
+        """Delete the published rows this relay still holds and make the others due again;
+        raises `PublishRefusedError` when some were not published."""
+        if not rows:
+            return
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lease_token = $2",
+                published,
+                token,
+            )
+            # Rows this relay could not publish (the broker went away, or refused them) are
+            # due again at once: the lease is for a relay that died, not one that is still
+            # here and will retry as soon as the broker is back.
+            await conn.execute(
+                "UPDATE outbox SET leased_until = NULL, lease_token = NULL"
+                " WHERE lease_token = $2 AND id <> ALL($1::bigint[])",
+                published,
+                token,
+            )
+        log.debug("outbox.relayed", count=len(published), claimed=len(rows))
+        if len(published) < len(rows) and not quiet:
+            raise PublishRefusedError(
+                f"{len(rows) - len(published)} of {len(rows)} events were not confirmed"
+            )
 
     async def _publish_pipelined(self, rows: Sequence[_Row]) -> list[bool]:
         """Send every row in order, then await all the confirms; True for each confirmed.
