@@ -41,6 +41,8 @@ from domainflow.kit.runtime import kit_migrations
 from domainflow.kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 IN_FLIGHT = 100
+#: The relay's batch, as a replica runs it (DOMAINFLOW_OUTBOX_BATCH_SIZE).
+BATCH = ServiceSettings().outbox_batch_size
 QUEUE = "bench.relay"
 
 
@@ -105,7 +107,7 @@ async def relay_drain(db: Database, url: str) -> float:
     broker = broker_for(url, prefetch=1, name="bench@relay#1", app_id="bench")
     await broker.connect()
     try:
-        relay = OutboxRelay(db, broker, service="bench")
+        relay = OutboxRelay(db, broker, service="bench", batch_size=BATCH)
         started = time.perf_counter()
         await relay.drain()  # what the running relay does on each wake-up
         return time.perf_counter() - started

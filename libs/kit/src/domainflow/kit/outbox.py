@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel
 from faststream.rabbit import Channel, RabbitBroker
@@ -284,7 +283,7 @@ class OutboxRelay:
                     row.body,
                     exchange=EVENTS.name,
                     routing_key=row.routing_key,
-                    properties=self._message(row).properties,
+                    properties=self._properties(row),
                     mandatory=False,
                     # Queue the frames without waiting for each to reach the socket: the
                     # confirm is what is awaited, and the writer sends many in one go.
@@ -305,14 +304,13 @@ class OutboxRelay:
                 )
         return confirmed
 
-    def _message(self, row: _Row) -> aio_pika.Message:
-        return aio_pika.Message(
-            row.body,
+    def _properties(self, row: _Row) -> spec.Basic.Properties:
+        return spec.Basic.Properties(
             content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=2,  # persistent
             message_id=str(row.event_id),
             correlation_id=row.correlation_id,
-            type=row.routing_key,
+            message_type=row.routing_key,
             app_id=self._service,
             headers=dict(cloud_event_headers(self._service, row.routing_key, row.fields)),
         )
