@@ -57,10 +57,12 @@ format: venv
 
 asyncapi: venv
 	$(BIN)/domainflow asyncapi > docs/asyncapi.json
+	cd tools/asyncapi-check && npm ci --no-audit --no-fund --silent && node validate.mjs ../../docs/asyncapi.json
 
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
 	$(BIN)/python benchmarks/read_path.py
+	$(BIN)/python benchmarks/relay.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

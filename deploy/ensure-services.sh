@@ -15,8 +15,12 @@ if ! rabbit_up; then
 fi
 for _ in $(seq 1 60); do
   if pg_up && rabbit_up; then
-    # The management UI is how ops staff watch the queues; enable it when we can.
+    # The management UI is how ops staff watch the queues (and its HTTP API is where each
+    # replica puts its queues' policies); enable it when we can.
     rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 || true
+    # Prometheus scrapes RabbitMQ itself on :15692 (alarms, queue depths); see
+    # deploy/prometheus/domainflow-alerts.yml.
+    rabbitmq-plugins enable --quiet rabbitmq_prometheus >/dev/null 2>&1 || true
     exit 0
   fi
   sleep 1

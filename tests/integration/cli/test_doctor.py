@@ -48,12 +48,10 @@ async def healthy_env(
     broker = RabbitBroker(env["DOMAINFLOW_AMQP_URL"], logger=None)
     await broker.connect()
     queues = [
-        consumer_queue(consumer, event_type, delivery_limit=5)
+        consumer_queue(consumer, event_type)
         for consumer, event_types in SUBSCRIPTIONS.items()
         for event_type in event_types
     ]
-    for queue in queues:
-        await broker.declare_queue(queue)
     await declare_topology(broker, queues)
     await broker.stop()
     moto_server.verify_sender("alerts@doctor.example")

@@ -20,6 +20,7 @@ from domainflow.contracts import DomainStatus, DomainStatusChanged
 from domainflow.kit import dead_letters
 from domainflow.kit.envelope import encode
 from domainflow.kit.messaging import EVENTS, Redelivery, declare_topology, subscribe
+from domainflow.kit.policies import QueueLimits
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +104,9 @@ async def bus(amqp_vhost: Callable[[str], str]) -> AsyncIterator[Bus]:
     ]  # fmt: skip
     broker = RabbitBroker(url, logger=None)
     await broker.connect()
-    await declare_topology(broker, queues)
+    await declare_topology(
+        broker, queues, amqp_url=url, limits=QueueLimits(delivery_limit=DELIVERY_LIMIT)
+    )
     broker.include_router(router)
     await broker.start()
     try:

@@ -194,9 +194,7 @@ async def broker(amqp_url: str) -> AsyncIterator[RabbitBroker]:
     yield rabbit
     # Leave no message behind for the next test's notifier.
     with contextlib.suppress(Exception):
-        queue = await rabbit.declare_queue(
-            consumer_queue("notifier", DomainStatusChanged.TYPE, delivery_limit=DELIVERY_LIMIT)
-        )
+        queue = await rabbit.declare_queue(consumer_queue("notifier", DomainStatusChanged.TYPE))
         await queue.purge()
     await rabbit.stop()
 

@@ -197,6 +197,21 @@ def _parser() -> argparse.ArgumentParser:
     letters.add_argument("queue", nargs="?", help="a consumer queue, with or without .dlq")
     letters.add_argument("--limit", type=_positive, help="at most this many messages")
 
+    subscribers = sub.add_parser(
+        "subscribers", help="platform teams reading domain events from RabbitMQ"
+    )
+    subscribers_sub = subscribers.add_subparsers(dest="subscribers_command", required=True)
+    subscriber_add = subscribers_sub.add_parser(
+        "add", help="a read-only user and a queue of its own, bound to the public events"
+    )
+    subscriber_add.add_argument("name", help="lower-case letters, digits, hyphens")
+    subscriber_add.add_argument(
+        "--max-length",
+        type=_positive,
+        default=100_000,
+        help="events the queue holds before the oldest are dropped (default 100000)",
+    )
+
     domains = sub.add_parser("domains", help="operators: who holds a name; take a name back")
     domains_sub = domains.add_subparsers(dest="domains_command", required=True)
     show = domains_sub.add_parser("show", help="the team holding a name, its state, its timeline")
@@ -242,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from domainflow.cli import dead_letters
 
         return asyncio.run(dead_letters.main(args.action, args.queue, args.limit))
+    if args.command == "subscribers":
+        from domainflow.cli import subscribers as subscribers_command
+
+        return asyncio.run(subscribers_command.add(args.name, args.max_length))
     if args.command == "domains":
         return asyncio.run(_domains(args))
     if args.command == "doctor":

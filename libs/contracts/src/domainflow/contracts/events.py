@@ -75,8 +75,36 @@ class VerificationTrigger(StrEnum):
     SCHEDULED = "scheduled"
 
 
+class ChangeTrigger(StrEnum):
+    """What set a public change in motion: a customer's request, the re-verification
+    schedule, or an operator (the CLI)."""
+
+    REQUEST = "request"
+    SCHEDULE = "schedule"
+    OPERATOR = "operator"
+
+
+class ChangeReason(StrEnum):
+    """Why a domain changed, as a code a subscriber can switch on (the `reason` beside it
+    is the sentence a person reads)."""
+
+    CREATED = "created"
+    PROVISIONED = "provisioned"
+    PROVISIONING_ROLLED_BACK = "provisioning_rolled_back"
+    VERIFICATION_PASSED = "verification_passed"
+    VERIFICATION_FAILED = "verification_failed"
+    RECORDS_BROKE = "records_broke"
+    DELETION_REQUESTED = "deletion_requested"
+    DEPROVISIONED = "deprovisioned"
+    RELEASED_BY_OPERATOR = "released_by_operator"
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Tolerant reader: a field a newer writer added is ignored, never refused (writers are
+    # held to the declared fields by mypy's pydantic plugin, `init_forbid_extra`).
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
 
 
 class MxRecord(_Frozen):
@@ -129,13 +157,44 @@ class RecordCheck(_Frozen):
     message: str = ""  # a sentence a person can act on
 
 
-class Event(BaseModel):
-    """The envelope every event shares."""
+class DomainSnapshot(_Frozen):
+    """The domain as `GET /api/v1/domains/{id}` shows it at the moment of the event, minus
+    personal data: what a subscriber stores, keyed by `id`, keeping the highest `sequence`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    domain: str
+    state: DomainStatus
+    verification_status: Literal["pending", "verified", "failed"]
+    region: str
+    external_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    mail_from_domain: str | None = None
+    ses_dkim_status: DkimStatus | None = None
+    dns_records: DnsRecords | None = None
+    last_checks: list[RecordCheck] = Field(default_factory=list)
+    created_at: datetime
+    verified_at: datetime | None = None
+    last_checked_at: datetime | None = None
+
+
+class Event(BaseModel):
+    """The envelope every event shares.
+
+    Versioning: adding a field keeps the version (readers ignore what they do not know);
+    a change of meaning (a field removed, renamed or read differently) is a new version,
+    published beside the old one for a documented window. A reader refuses a version
+    newer than its `VERSION` rather than guess at its meaning.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_serialization_defaults_required=True
+    )
 
     TYPE: ClassVar[str]
+    #: The newest version of this event this code reads and writes.
     VERSION: ClassVar[int] = 1
+
+    version: int = Field(default=1, ge=1)
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: datetime = Field(default_factory=_now)
@@ -149,7 +208,6 @@ class DomainRequested(Event):
 
     TYPE: ClassVar[str] = "domain.requested"
     type: Literal["domain.requested"] = "domain.requested"
-    version: Literal[1] = 1
     domain_id: str
     domain: str  # ASCII (IDNA A-label) form
     region: str
@@ -174,7 +232,6 @@ class DomainProvisioned(Event):
 
     TYPE: ClassVar[str] = "domain.provisioned"
     type: Literal["domain.provisioned"] = "domain.provisioned"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -187,7 +244,6 @@ class ProvisioningRolledBack(Event):
 
     TYPE: ClassVar[str] = "domain.provisioning_rolled_back"
     type: Literal["domain.provisioning_rolled_back"] = "domain.provisioning_rolled_back"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     failed_step: str
@@ -199,7 +255,6 @@ class VerifyRequested(Event):
 
     TYPE: ClassVar[str] = "domain.verify_requested"
     type: Literal["domain.verify_requested"] = "domain.verify_requested"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -211,7 +266,6 @@ class VerificationCompleted(Event):
 
     TYPE: ClassVar[str] = "domain.verification_completed"
     type: Literal["domain.verification_completed"] = "domain.verification_completed"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     trigger: VerificationTrigger
@@ -226,7 +280,6 @@ class DeletionRequested(Event):
 
     TYPE: ClassVar[str] = "domain.deletion_requested"
     type: Literal["domain.deletion_requested"] = "domain.deletion_requested"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -237,7 +290,6 @@ class DomainDeprovisioned(Event):
 
     TYPE: ClassVar[str] = "domain.deprovisioned"
     type: Literal["domain.deprovisioned"] = "domain.deprovisioned"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
 
@@ -251,7 +303,6 @@ class DomainStatusChanged(Event):
 
     TYPE: ClassVar[str] = "domain.status_changed"
     type: Literal["domain.status_changed"] = "domain.status_changed"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     region: str
@@ -265,16 +316,43 @@ class DomainStatusChanged(Event):
     checks: list[RecordCheck] = Field(default_factory=list)
     ses_dkim_status: DkimStatus | None = None
     owner_emails: list[str] = Field(default_factory=list)
+    #: Added in 1.1 (additive, same version); None from an api that does not fill them yet.
+    #: Per domain, bumped under the domain's lock: a subscriber keeps the highest it saw
+    #: and drops anything older (replica clocks make `occurred_at` no order).
+    sequence: int | None = None
+    reason_code: ChangeReason | None = None
+    trigger: ChangeTrigger | None = None
+    snapshot: DomainSnapshot | None = None
 
 
 class DomainDeleted(Event):
-    """api -> anyone: the domain is gone from every system domainflow manages."""
+    """api -> anyone: the domain is gone from every system domainflow manages (also when
+    provisioning was rolled back: `reason_code` says which)."""
 
     TYPE: ClassVar[str] = "domain.deleted"
     type: Literal["domain.deleted"] = "domain.deleted"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
+    #: Added in 1.1 (additive, same version); see `DomainStatusChanged`.
+    sequence: int | None = None
+    reason_code: ChangeReason | None = None
+    reason: str | None = None
+    trigger: ChangeTrigger | None = None
+    snapshot: DomainSnapshot | None = None
+
+
+class DomainCreated(Event):
+    """api -> anyone: a team added a domain; its records are in the snapshot once SES
+    has answered (a later `domain.status_changed` carries them otherwise)."""
+
+    TYPE: ClassVar[str] = "domain.created"
+    type: Literal["domain.created"] = "domain.created"
+    domain_id: str
+    domain: str
+    sequence: int
+    reason_code: ChangeReason = ChangeReason.CREATED
+    trigger: ChangeTrigger = ChangeTrigger.REQUEST
+    snapshot: DomainSnapshot
 
 
 class NotificationSent(Event):
@@ -282,7 +360,6 @@ class NotificationSent(Event):
 
     TYPE: ClassVar[str] = "notification.sent"
     type: Literal["notification.sent"] = "notification.sent"
-    version: Literal[1] = 1
     domain_id: str
     domain: str
     transition_event_id: uuid.UUID
@@ -301,6 +378,7 @@ AnyEvent = Annotated[
     | DomainDeprovisioned
     | DomainStatusChanged
     | DomainDeleted
+    | DomainCreated
     | NotificationSent,
     Field(discriminator="type"),
 ]
@@ -318,6 +396,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DomainDeprovisioned,
         DomainStatusChanged,
         DomainDeleted,
+        DomainCreated,
         NotificationSent,
     )
 }

@@ -38,6 +38,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
 #: Who publishes what.
 PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
     "api": (
+        "domain.created",
         "domain.requested",
         "domain.receiving_requested",
         "domain.verify_requested",
@@ -53,3 +54,18 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
     "verifier": ("domain.verification_completed",),
     "notifier": ("notification.sent",),
 }
+
+#: What a subscriber outside domainflow may read: the domain's life as the REST API shows
+#: it. Everything else on the exchange is one service asking another (a command, or its
+#: answer): internal, and never publishable by a subscriber (see `kit/subscribers.py`).
+PUBLIC_EVENTS: Final[tuple[str, ...]] = (
+    "domain.created",
+    "domain.status_changed",
+    "domain.deleted",
+    "notification.sent",
+)
+
+
+def subscriber_queue_name(subscriber: str) -> str:
+    """A platform team's own queue: `subscriber.<name>`."""
+    return f"subscriber.{subscriber}"

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from domainflow.contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name, queue_name
+from domainflow.kit.messaging import PARKED_DETAIL_HEADER, PARKED_REASON_HEADER
 
 #: Header a replayed message carries: how many times it has been put back so far.
 REPLAYS_HEADER = "domainflow-replays"
@@ -42,9 +43,13 @@ class ParkedMessage:
     event_type: str | None
     event_id: str | None
     correlation_id: str | None
-    reason: str | None  # RabbitMQ's: delivery_limit, rejected, expired, maxlen
+    #: RabbitMQ's (delivery_limit, rejected, expired, maxlen), or the consumer's when it
+    #: could not read the message at all (not_json, unknown_version, invalid_event, ...).
+    reason: str | None
     replays: int
     body: Any  # the event as JSON, or the raw text when it is not JSON
+    #: The consumer's sentence on why it could not read the message (None: RabbitMQ parked it).
+    detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +57,7 @@ class ParkedMessage:
             "event_id": self.event_id,
             "correlation_id": self.correlation_id,
             "reason": self.reason,
+            "detail": self.detail,
             "replays": self.replays,
             "event": self.body,
         }
@@ -121,16 +127,24 @@ def _describe(message: AbstractIncomingMessage) -> ParkedMessage:
         body: Any = json.loads(message.body)
     except ValueError:
         body = message.body.decode(errors="replace")
-    reason = headers.get("x-first-death-reason")
+    reason = headers.get(PARKED_REASON_HEADER) or headers.get("x-first-death-reason")
     replays = headers.get(REPLAYS_HEADER, 0)
+    body_type = body.get("type") if isinstance(body, dict) else None
     return ParkedMessage(
-        event_type=message.type,
+        event_type=message.type or (body_type if isinstance(body_type, str) else None),
         event_id=message.message_id,
         correlation_id=message.correlation_id,
-        reason=reason.decode() if isinstance(reason, bytes) else (str(reason) if reason else None),
+        reason=_text(reason),
         replays=replays if isinstance(replays, int) else 0,
         body=body,
+        detail=_text(headers.get(PARKED_DETAIL_HEADER)),
     )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value) if value else None
 
 
 async def show(amqp_url: str, name: str, *, limit: int = 20) -> list[ParkedMessage]:
@@ -171,6 +185,8 @@ async def replay(amqp_url: str, name: str, *, limit: int | None = None) -> int:
                 break
             headers = dict(message.headers or {})
             headers.pop("x-delivery-count", None)  # the broker counts afresh on the work queue
+            for parked_by_consumer in (PARKED_REASON_HEADER, PARKED_DETAIL_HEADER):
+                headers.pop(parked_by_consumer, None)  # its next refusal, if any, says anew
             replays = headers.get(REPLAYS_HEADER, 0)
             headers[REPLAYS_HEADER] = (replays if isinstance(replays, int) else 0) + 1
             await channel.default_exchange.publish(

@@ -1,21 +1,27 @@
 """RabbitMQ topology and consumers: durable quorum queues, bounded redelivery, a DLQ each.
 
-Every consumer queue is bound to the events topic exchange by the event's type, dead-letters
-into `domainflow.dead-letter` after `delivery_limit` deliveries, and has a visible
-`<queue>.dlq` there. A failing handler is retried with growing pauses, never dropped
+Every consumer queue is bound to the events topic exchange by the event's type and
+dead-letters into `domainflow.dead-letter`, routed to its own `<queue>.dlq`. How many
+deliveries a message gets, and how long queues may grow, are set by RabbitMQ policy
+(`kit/policies.py`), not by queue arguments, so a changed setting applies to queues that
+already exist. A failing handler is retried with growing pauses, never dropped
 (FastStream's default would drop it: we nack explicitly). A handler that failed because a
 server is away (PostgreSQL restarting) is retried in place until it is back: the outage is
-not the message's fault and must not use up its deliveries.
+not the message's fault and must not use up its deliveries. A message that cannot be read
+at all (not JSON, a version this code does not know, invalid) is logged and parked at once
+with its reason: redelivering it would fail the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aiormq.exceptions import ChannelPreconditionFailed
 from faststream import AckPolicy
 from faststream.rabbit import (
     Channel,
@@ -27,16 +33,21 @@ from faststream.rabbit import (
     RabbitQueue,
     RabbitRouter,
 )
+from pamqp import commands as spec
+from yarl import URL
 
-from domainflow.contracts import Event
+from domainflow.contracts import EVENT_TYPES, Event
 from domainflow.contracts.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
+    SUBSCRIPTIONS,
     dead_letter_queue_name,
     queue_name,
 )
+from domainflow.kit.envelope import UndecodableEventError, decode_as
 from domainflow.kit.logging import bind_context, clear_context, get_logger
 from domainflow.kit.outages import through_outages
+from domainflow.kit.policies import ManagementApi, QueueLimits, apply_policies, consumer_policies
 from domainflow.kit.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -44,34 +55,58 @@ log = get_logger(__name__)
 EVENTS = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
 
+#: Headers a message parked by its consumer (not by RabbitMQ) carries: why, in one word and
+#: in a sentence, and the queue that gave up on it.
+PARKED_REASON_HEADER = "domainflow-parked-reason"
+PARKED_DETAIL_HEADER = "domainflow-parked-detail"
+PARKED_FROM_HEADER = "domainflow-parked-from"
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
 
 
-def broker_for(amqp_url: str, *, prefetch: int, graceful_timeout: float = 10.0) -> RabbitBroker:
+def connection_name(service: str, host: str, replica: str) -> str:
+    """What the management UI shows for a replica's connection: `verifier@web-3#2`."""
+    return f"{service}@{host}#{replica}"
+
+
+def broker_for(
+    amqp_url: str,
+    *,
+    prefetch: int,
+    graceful_timeout: float = 10.0,
+    name: str | None = None,
+    app_id: str = "domainflow",
+) -> RabbitBroker:
     """The broker a service replica uses: each of its consumers holds at most `prefetch`
     unacknowledged messages. Every delivery is handled as a task of its own, so without the
     bound one replica would take a whole backlog at once (all of it in flight against SES
     and the database pool, none of it left for the other replicas)."""
+    # aiormq takes the connection's name from the URL's `name` query parameter.
+    url = str(URL(amqp_url).update_query(name=name)) if name else amqp_url
     return RabbitBroker(
-        amqp_url,
+        url,
         logger=None,
         graceful_timeout=graceful_timeout,
         default_channel=Channel(prefetch_count=prefetch),
+        app_id=app_id,
     )
 
 
-def consumer_queue(consumer: str, event_type: str, *, delivery_limit: int) -> RabbitQueue:
+def consumer_queue(consumer: str, event_type: str) -> RabbitQueue:
+    """A work queue. Only what never changes is an argument (type, where it dead-letters);
+    the delivery limit, length limit and dead-letter strategy come from policy."""
     name = queue_name(consumer, event_type)
     return RabbitQueue(
         name,
         queue_type=QueueType.QUORUM,
         durable=True,
         routing_key=event_type,
+        # Declared by `declare_topology`; the subscriber only looks it up.
+        declare=False,
         arguments={
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
             "x-dead-letter-routing-key": name,
-            "x-delivery-limit": delivery_limit,
         },
     )
 
@@ -84,7 +119,7 @@ def _backoff(delivery_count: int, ceiling: float) -> float:
 class Redelivery:
     """How a consumer retries an event whose handler failed."""
 
-    #: Deliveries before the event is parked in its queue's DLQ.
+    #: Deliveries before the event is parked in its queue's DLQ (applied by policy).
     limit: int = 5
     #: Longest pause before a failed event is handed back for redelivery, in seconds.
     backoff_max: float = 30.0
@@ -104,6 +139,57 @@ class Redelivery:
 DEFAULT_REDELIVERY = Redelivery()
 
 
+def _text(value: Any) -> Any:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def message_properties(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The AMQP properties and headers of a delivery, as a log line can hold them."""
+    return {
+        "message_id": message.message_id,
+        "correlation_id": message.correlation_id,
+        "type": message.type,
+        "app_id": message.app_id,
+        "content_type": message.content_type,
+        "headers": {k: _text(v) for k, v in (message.headers or {}).items()},
+    }
+
+
+async def park(
+    message: AbstractIncomingMessage, queue: str, refusal: UndecodableEventError
+) -> None:
+    """Put an unreadable message in `queue`'s DLQ with its reason; the caller then acks it.
+
+    Published with a confirm before the ack: a crash in between leaves a copy in both
+    places, never in neither."""
+    headers = dict(message.headers or {})
+    headers.update(
+        {
+            PARKED_REASON_HEADER: refusal.code,
+            PARKED_DETAIL_HEADER: refusal.detail[:1000],
+            PARKED_FROM_HEADER: queue,
+        }
+    )
+    parked = aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+    confirmation = await message.channel.basic_publish(
+        message.body,
+        exchange=DEAD_LETTER_EXCHANGE,
+        routing_key=queue,
+        properties=parked.properties,
+    )
+    if confirmation is not None and not isinstance(confirmation, spec.Basic.Ack):
+        raise RuntimeError(f"RabbitMQ refused to park a message in {queue}.dlq")
+
+
 def subscribe(
     router: RabbitRouter,
     consumer: str,
@@ -113,10 +199,25 @@ def subscribe(
     redelivery: Redelivery = DEFAULT_REDELIVERY,
 ) -> RabbitQueue:
     """Register `handler` for `event_cls` on `consumer`'s queue; returns the queue."""
-    queue = consumer_queue(consumer, event_cls.TYPE, delivery_limit=redelivery.limit)
+    queue = consumer_queue(consumer, event_cls.TYPE)
 
-    async def consume(event: Any, message: RabbitMessage) -> None:
+    async def consume(message: RabbitMessage) -> None:
         clear_context()
+        raw = message.raw_message
+        try:
+            event = decode_as(event_cls, raw.body)
+        except UndecodableEventError as refusal:
+            bind_context(service=consumer, event_type=event_cls.TYPE)
+            log.error(
+                "event.undecodable",
+                queue=queue.name,
+                routing_key=raw.routing_key,
+                properties=message_properties(raw),
+                reason=refusal.code,
+                error=refusal.detail,
+            )
+            await park(raw, queue.name, refusal)
+            return
         bind_context(
             service=consumer,
             correlation_id=event.correlation_id,
@@ -125,11 +226,11 @@ def subscribe(
         )
         try:
             await through_outages(
-                "a server the handler needs", lambda: handler(event),
+                "a server the handler needs", lambda: handler(event),  # type: ignore[arg-type]
                 within=redelivery.outage_patience,
             )  # fmt: skip
         except Exception:
-            raw_headers = message.raw_message.headers or {}
+            raw_headers = raw.headers or {}
             count_raw = raw_headers.get("x-delivery-count", 0)
             count = count_raw if isinstance(count_raw, int) else 0
             pause = _backoff(count, redelivery.backoff_max)
@@ -137,19 +238,6 @@ def subscribe(
             await asyncio.sleep(pause)
             raise  # nack: redelivered until the limit, then dead-lettered
 
-    # FastStream reads the payload model from the signature; give it the concrete class.
-    consume.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(
-                "event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=event_cls
-            ),
-            inspect.Parameter(
-                "message", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RabbitMessage
-            ),
-        ],
-        return_annotation=None,
-    )
-    consume.__annotations__ = {"event": event_cls, "message": RabbitMessage, "return": None}
     consume.__name__ = f"{consumer}_{event_cls.__name__}"
     consume.__doc__ = handler.__doc__ or event_cls.__doc__
     router.subscriber(
@@ -157,18 +245,87 @@ def subscribe(
         EVENTS,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=queue.name,
+        decoder=_undecoded,
     )(consume)
     return queue
 
 
-async def declare_topology(broker: RabbitBroker, queues: list[RabbitQueue]) -> None:
-    """Declare the exchanges and, for each consumer queue, its dead-letter queue."""
-    await broker.declare_exchange(EVENTS)
-    dlx = await broker.declare_exchange(DEAD_LETTERS)
-    for queue in queues:
-        dlq = await broker.declare_queue(
-            RabbitQueue(
-                dead_letter_queue_name(queue.name), queue_type=QueueType.QUORUM, durable=True
-            )
+async def _undecoded(message: Any) -> Any:
+    """FastStream's own decoder would fail on a body that is not JSON before `consume` could
+    park it; `consume` reads the raw body itself."""
+    return message.body
+
+
+class SubscriptionMismatchError(LookupError):
+    """A service's handlers and the subscription table disagree."""
+
+
+def subscribe_all(
+    router: RabbitRouter,
+    consumer: str,
+    handlers: Mapping[str, Handler[Any]],
+    *,
+    redelivery: Redelivery = DEFAULT_REDELIVERY,
+) -> list[RabbitQueue]:
+    """Subscribe `consumer` to every event the subscription table gives it, each with its
+    handler from `{event type: handler}`; a handler missing or extra is a start-up error."""
+    wanted = SUBSCRIPTIONS.get(consumer, ())
+    if set(handlers) != set(wanted):
+        raise SubscriptionMismatchError(
+            f"{consumer} subscribes to {sorted(wanted)} (contracts/topology.py) but has"
+            f" handlers for {sorted(handlers)}"
         )
-        await dlq.bind(dlx, routing_key=queue.name)
+    return [
+        subscribe(router, consumer, EVENT_TYPES[t], handlers[t], redelivery=redelivery)
+        for t in wanted
+    ]
+
+
+async def _declare_queue(connection: AbstractConnection, queue: RabbitQueue) -> None:
+    """Declare a work queue; one an older release declared with other arguments (such as a
+    fixed `x-delivery-limit`) is used as it is, with a warning, instead of failing start-up."""
+    arguments = {"x-queue-type": "quorum", **dict(queue.arguments or {})}
+    try:
+        async with connection.channel() as channel:  # a refusal closes the channel: our own
+            await channel.declare_queue(queue.name, durable=True, arguments=arguments)
+    except ChannelPreconditionFailed as error:
+        log.warning(
+            "queue.arguments_differ",
+            queue=queue.name,
+            error=str(error),
+            advice="drain and delete the queue, then restart, for policy alone to govern it",
+        )
+
+
+async def declare_topology(
+    broker: RabbitBroker,
+    queues: list[RabbitQueue],
+    *,
+    amqp_url: str | None = None,
+    management_url: str = "",
+    limits: QueueLimits | None = None,
+) -> None:
+    """Declare the exchanges and, for each consumer queue, the queue bound to the events
+    exchange and its dead-letter queue bound to the dead-letter exchange; with `amqp_url`,
+    first put the policies that bound them (`limits`) for every consumer among `queues`."""
+    if amqp_url is not None:
+        consumers = sorted({q.name.split(".", 1)[0] for q in queues})
+        await apply_policies(
+            ManagementApi.for_amqp(amqp_url, management_url),
+            [p for c in consumers for p in consumer_policies(c, limits or QueueLimits())],
+        )
+    connection = await broker.connect()
+    async with connection.channel() as channel:
+        events = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
+        dlx = await channel.declare_exchange(DEAD_LETTERS.name, "direct", durable=True)
+    for queue in queues:
+        await _declare_queue(connection, queue)
+        async with connection.channel() as channel:
+            work = await channel.declare_queue(queue.name, passive=True)
+            await work.bind(events.name, routing_key=queue.routing_key or queue.name)
+            dlq = await channel.declare_queue(
+                dead_letter_queue_name(queue.name),
+                durable=True,
+                arguments={"x-queue-type": "quorum"},
+            )
+            await dlq.bind(dlx.name, routing_key=queue.name)

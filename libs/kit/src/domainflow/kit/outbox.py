@@ -5,20 +5,34 @@
 and deletes only the rows it still holds, so any number of replicas can relay and a
 crash between commit and publish loses nothing (it publishes twice at worst; inboxes
 make that harmless).
+
+A batch is published pipelined: every event of it is sent in commit order on one channel
+and the broker's confirms are awaited together, not one round trip each. RabbitMQ keeps a
+channel's order into each queue, so a domain's events arrive in commit order. When the
+broker refuses one (a full queue), that domain's later events of the batch stay in the
+outbox too and go again after it on the next pass: a subscriber may see one of them twice
+(its inbox, or the sequence number, drops the copy) but never before the one it follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from faststream.rabbit import RabbitBroker
+import aiormq
+from aio_pika.abc import AbstractRobustChannel
+from faststream.rabbit import Channel, RabbitBroker
+from pamqp import commands as spec
 
 from domainflow.contracts import Event
 from domainflow.kit.database import Connection, Database
-from domainflow.kit.envelope import encode
+from domainflow.kit.envelope import cloud_event_headers, encode
 from domainflow.kit.listener import ChannelListener
 from domainflow.kit.logging import get_logger
 from domainflow.kit.messaging import EVENTS
@@ -36,13 +50,52 @@ async def add(conn: Connection, *events: Event) -> None:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Row:
     id: int
     event_id: uuid.UUID
     routing_key: str
     correlation_id: str
     body: bytes
+
+    @functools.cached_property
+    def fields(self) -> dict[str, Any]:
+        """The event's flat JSON fields (read once: the domain and the CloudEvents headers
+        both come from them)."""
+        return _fields(self.body)
+
+
+def _fields(body: bytes) -> dict[str, Any]:
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def domain_of(row: _Row) -> str:
+    """The domain a row concerns, which its order is kept within (a row naming no domain
+    is a domain of its own: nothing needs to follow it)."""
+    domain_id = row.fields.get("domain_id")
+    return domain_id if isinstance(domain_id, str) else f"row:{row.id}"
+
+
+def confirmed_in_order(rows: Sequence[_Row], confirmed: Sequence[bool]) -> list[int]:
+    """Ids of the rows that may leave the outbox: each confirmed row no earlier row of its
+    domain failed before (those go again, after the failed one)."""
+    blocked: set[str] = set()
+    done: list[int] = []
+    for row, ok in zip(rows, confirmed, strict=True):
+        domain = domain_of(row)
+        if ok and domain not in blocked:
+            done.append(row.id)
+        elif not ok:
+            blocked.add(domain)
+    return done
+
+
+class PublishRefusedError(RuntimeError):
+    """Some events of a batch were not confirmed; they stay in the outbox for the next pass."""
 
 
 class OutboxRelay:
@@ -54,9 +107,12 @@ class OutboxRelay:
         batch_size: int = 200,
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
+        service: str = "domainflow",
     ) -> None:
         self._db = db
         self._broker = broker
+        self._service = service
+        self._channel: AbstractRobustChannel | None = None
         self._batch_size = batch_size
         self._lease = lease_seconds
         self._poll = poll_interval
@@ -79,8 +135,7 @@ class OutboxRelay:
                 # (too late for its query) leaves the wake-up set, and the next pass is now.
                 self._wake.clear()
                 try:
-                    while await self.relay_once() == self._batch_size:
-                        pass  # a full batch: there may be more waiting
+                    await self.drain()
                 except Exception:  # the broker or database blinked; the rows stay due
                     log.exception("outbox.relay_failed")
                     await asyncio.sleep(min(self._poll * 2, 5.0))
@@ -89,8 +144,57 @@ class OutboxRelay:
         finally:
             await listener.stop()
 
+    async def drain(self) -> None:
+        """Relay batches until one comes back short of full. While a batch is published, the
+        next is claimed and the one before is settled (its rows deleted), so the broker is
+        not kept waiting on the database; a batch is published only once the one before it
+        is confirmed, so order holds across batches, and a failure gives it back unpublished."""
+        ahead: asyncio.Future[tuple[uuid.UUID, list[_Row]]] | None = asyncio.ensure_future(
+            self._claim()
+        )
+        settling: asyncio.Future[None] | None = None
+        try:
+            while ahead is not None:
+                token, rows = await ahead
+                full = len(rows) == self._batch_size
+                ahead = asyncio.ensure_future(self._claim()) if full else None
+                published = await self._publish_claimed(token, rows)
+                if settling is not None:
+                    await settling
+                settling = asyncio.ensure_future(self._settle(token, rows, published))
+                if len(published) < len(rows):
+                    await settling  # raises: the rest waits for the next pass, in order
+            if settling is not None:
+                await settling
+        finally:
+            if settling is not None and not settling.done():
+                await asyncio.wait([settling])
+            if ahead is not None:
+                await self._give_back(ahead)
+
+    async def _give_back(self, claim: asyncio.Future[tuple[uuid.UUID, list[_Row]]]) -> None:
+        """Return a claimed batch, unpublished, to the outbox (due again at once)."""
+        if not claim.done():
+            claim.cancel()  # its transaction rolls back: nothing was claimed
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([claim])
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        token, _ = claim.result()
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET leased_until = NULL, lease_token = NULL WHERE lease_token = $1",
+                token,
+            )
+
     async def relay_once(self) -> int:
         """Publish one batch of due rows; returns how many were claimed."""
+        token, rows = await self._claim()
+        await self._relay(token, rows)
+        return len(rows)
+
+    async def _claim(self) -> tuple[uuid.UUID, list[_Row]]:
+        """Lease the oldest due rows to this relay, in commit order."""
         token = uuid.uuid4()
         async with self._db.transaction() as conn:
             records = await conn.fetch(
@@ -118,38 +222,95 @@ class OutboxRelay:
             ),
             key=lambda r: r.id,
         )
-        published: list[int] = []
+        return token, rows
+
+    async def _relay(self, token: uuid.UUID, rows: list[_Row]) -> None:
+        """Publish claimed rows, then delete those confirmed and give the others back."""
+        await self._settle(token, rows, await self._publish_claimed(token, rows))
+
+    async def _publish_claimed(self, token: uuid.UUID, rows: list[_Row]) -> list[int]:
+        """Publish claimed rows; the ids of those that may leave the outbox."""
+        if not rows:
+            return []
         try:
-            for row in rows:  # in commit order: consumers see a domain's events in sequence
-                await self._broker.publish(
+            return confirmed_in_order(rows, await self._publish_pipelined(rows))
+        except BaseException:  # nothing known confirmed: every row is given back
+            await asyncio.shield(self._settle(token, rows, [], quiet=True))
+            raise
+
+    async def _settle(
+        self, token: uuid.UUID, rows: list[_Row], published: list[int], *, quiet: bool = False
+    ) -> None:
+        """Delete the published rows this relay still holds and make the others due again;
+        raises `PublishRefusedError` when some were not published."""
+        if not rows:
+            return
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lease_token = $2",
+                published,
+                token,
+            )
+            # Rows this relay could not publish (the broker went away, or refused them) are
+            # due again at once: the lease is for a relay that died, not one that is still
+            # here and will retry as soon as the broker is back.
+            await conn.execute(
+                "UPDATE outbox SET leased_until = NULL, lease_token = NULL"
+                " WHERE lease_token = $2 AND id <> ALL($1::bigint[])",
+                published,
+                token,
+            )
+        log.debug("outbox.relayed", count=len(published), claimed=len(rows))
+        if len(published) < len(rows) and not quiet:
+            raise PublishRefusedError(
+                f"{len(rows) - len(published)} of {len(rows)} events were not confirmed"
+            )
+
+    async def _publish_pipelined(self, rows: Sequence[_Row]) -> list[bool]:
+        """Send every row in order, then await all the confirms; True for each confirmed.
+
+        The publishes are tasks started in commit order, straight on the channel (whose lock
+        is first come, first served), so their frames go out in that order."""
+        if self._channel is None:  # robust: it comes back by itself after a reconnect
+            self._channel = await self._broker.config.channel_manager.get_channel(
+                Channel(publisher_confirms=True)
+            )
+        # The concrete aiormq channel: its publish can queue frames without awaiting each.
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        sends = [
+            asyncio.ensure_future(
+                channel.basic_publish(
                     row.body,
-                    exchange=EVENTS,
+                    exchange=EVENTS.name,
                     routing_key=row.routing_key,
-                    persist=True,
+                    properties=self._properties(row),
                     mandatory=False,
-                    message_id=str(row.event_id),
-                    correlation_id=row.correlation_id,
-                    message_type=row.routing_key,
-                    content_type="application/json",
+                    # Queue the frames without waiting for each to reach the socket: the
+                    # confirm is what is awaited, and the writer sends many in one go.
+                    wait=False,
                 )
-                published.append(row.id)
-        finally:
-            if rows:
-                async with self._db.transaction() as conn:
-                    await conn.execute(
-                        "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lease_token = $2",
-                        published,
-                        token,
-                    )
-                    # Rows this relay could not publish (the broker went away) are due again
-                    # at once: the lease is for a relay that died, not one that is still here
-                    # and will retry as soon as the broker is back.
-                    await conn.execute(
-                        "UPDATE outbox SET leased_until = NULL, lease_token = NULL"
-                        " WHERE lease_token = $2 AND id <> ALL($1::bigint[])",
-                        published,
-                        token,
-                    )
-        if rows:
-            log.debug("outbox.relayed", count=len(rows))
-        return len(rows)
+            )
+            for row in rows
+        ]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        confirmed = [isinstance(r, spec.Basic.Ack) for r in results]
+        for row, result in zip(rows, results, strict=True):
+            if not isinstance(result, spec.Basic.Ack):
+                log.warning(
+                    "outbox.publish_refused",
+                    event_id=str(row.event_id),
+                    routing_key=row.routing_key,
+                    answer=repr(result),
+                )
+        return confirmed
+
+    def _properties(self, row: _Row) -> spec.Basic.Properties:
+        return spec.Basic.Properties(
+            content_type="application/json",
+            delivery_mode=2,  # persistent
+            message_id=str(row.event_id),
+            correlation_id=row.correlation_id,
+            message_type=row.routing_key,
+            app_id=self._service,
+            headers=dict(cloud_event_headers(self._service, row.routing_key, row.fields)),
+        )

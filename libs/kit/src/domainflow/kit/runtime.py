@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from importlib.resources import files
@@ -21,10 +23,11 @@ from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.logging import configure_logging, get_logger
-from domainflow.kit.messaging import broker_for, declare_topology
-from domainflow.kit.metrics import CONTENT_TYPE, OUTBOX_GAUGES, Gauge, exposition
+from domainflow.kit.messaging import broker_for, connection_name, declare_topology
+from domainflow.kit.metrics import CONTENT_TYPE, OUTBOX_GAUGES, Gauge, exposition, queue_depths
 from domainflow.kit.outages import through_outages
 from domainflow.kit.outbox import OutboxRelay
+from domainflow.kit.policies import QueueLimits
 from domainflow.kit.retention import Trim, inbox_trim, keep_trimmed
 from domainflow.kit.settings import ServiceSettings
 
@@ -41,7 +44,12 @@ class ServiceRuntime:
         self.settings = settings
         self.database_url = database_url
         self._db: Database | None = None
-        self.broker = broker_for(settings.amqp_url, prefetch=settings.consumer_prefetch)
+        self.broker = broker_for(
+            settings.amqp_url,
+            prefetch=settings.consumer_prefetch,
+            name=connection_name(name, socket.gethostname(), settings.replica or str(os.getpid())),
+            app_id=name,
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._health: web.AppRunner | None = None
         self._queues: list[RabbitQueue] = []
@@ -78,7 +86,17 @@ class ServiceRuntime:
     ) -> None:
         """Begin consuming and relaying; call after `open`."""
         self._queues = list(queues)
-        await declare_topology(self.broker, self._queues)
+        await through_outages(
+            "rabbitmq",
+            lambda: declare_topology(
+                self.broker,
+                self._queues,
+                amqp_url=self.settings.amqp_url,
+                management_url=self.settings.rabbitmq_management_url,
+                limits=QueueLimits.of(self.settings),
+            ),
+            within=self.settings.startup_timeout,
+        )
         if router is not None:
             self.broker.include_router(router)
         await self.broker.start()
@@ -93,9 +111,16 @@ class ServiceRuntime:
                 batch_size=self.settings.outbox_batch_size,
                 lease_seconds=self.settings.outbox_lease_seconds,
                 poll_interval=self.settings.outbox_poll_interval,
+                service=self.name,
             )
             self.spawn(relay.run(), name="outbox-relay")
         log.info("service.started", service=self.name, queues=[q.name for q in self._queues])
+
+    async def metrics(self, *extra: Gauge) -> str:
+        """`/metrics`: the service's gauges (`self.gauges` and `extra`) read from its database,
+        then the depth, consumers and parked messages of each queue it consumes."""
+        text = await exposition(self.db, [*self.gauges, *extra], self.name)
+        return text + await queue_depths(self.broker, [q.name for q in self._queues], self.name)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
         """Run a loop for the replica's lifetime; a crash is logged, not swallowed silently."""
@@ -125,7 +150,7 @@ class ServiceRuntime:
             )
 
         async def metrics(_: web.Request) -> web.Response:
-            text = await exposition(self.db, self.gauges, self.name)
+            text = await self.metrics()
             return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
         app = web.Application()

@@ -44,3 +44,13 @@ class ServiceSettings(BaseSettings):
     #: gives up (`0`: one try). Services started together with their servers (a reboot,
     #: `docker compose up`) wait for them instead of dying and leaning on a restart policy.
     startup_timeout: float = Field(default=60.0, ge=0)
+    #: RabbitMQ's management HTTP API, where each replica puts its queues' policies
+    #: (empty: the AMQP host, port 15672, with the AMQP URL's credentials).
+    rabbitmq_management_url: str = ""
+    #: Messages a work queue holds before RabbitMQ refuses more (the outbox keeps them).
+    queue_max_length: int = Field(default=1_000_000, ge=1)
+    #: Messages a dead-letter queue holds before RabbitMQ refuses more.
+    dead_letter_max_length: int = Field(default=1_000_000, ge=1)
+    #: This replica's name in RabbitMQ's connection list, `<service>@<host>#<replica>`
+    #: (empty: the process id).
+    replica: str = ""

@@ -1,4 +1,8 @@
-"""The api's subscriptions: answers from the provisioner and verifier, handled by `ApiHandlers`."""
+"""The api's subscriptions: answers from the provisioner and verifier, handled by `ApiHandlers`.
+
+Which events the api consumes is the subscription table's (`contracts/topology.py`); this
+module only says which handler takes each.
+"""
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
@@ -11,29 +15,21 @@ from domainflow.contracts import (
     ProvisioningRolledBack,
     VerificationCompleted,
 )
-from domainflow.kit.messaging import Redelivery, subscribe
+from domainflow.kit.messaging import Redelivery, subscribe_all
 
 
 def build_router(uow: UnitOfWork, settings: ApiSettings) -> tuple[RabbitRouter, list[RabbitQueue]]:
     handlers = ApiHandlers(uow, settings)
     router = RabbitRouter()
-    redelivery = Redelivery.of(settings)
-    queues = [
-        subscribe(
-            router, CONSUMER, DomainProvisioned, handlers.on_provisioned, redelivery=redelivery
-        ),
-        subscribe(
-            router, CONSUMER, ProvisioningRolledBack, handlers.on_rolled_back, redelivery=redelivery
-        ),
-        subscribe(
-            router,
-            CONSUMER,
-            VerificationCompleted,
-            handlers.on_verification_completed,
-            redelivery=redelivery,
-        ),
-        subscribe(
-            router, CONSUMER, DomainDeprovisioned, handlers.on_deprovisioned, redelivery=redelivery
-        ),
-    ]
+    queues = subscribe_all(
+        router,
+        CONSUMER,
+        {
+            DomainProvisioned.TYPE: handlers.on_provisioned,
+            ProvisioningRolledBack.TYPE: handlers.on_rolled_back,
+            VerificationCompleted.TYPE: handlers.on_verification_completed,
+            DomainDeprovisioned.TYPE: handlers.on_deprovisioned,
+        },
+        redelivery=Redelivery.of(settings),
+    )
     return router, queues

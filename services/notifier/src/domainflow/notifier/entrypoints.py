@@ -1,9 +1,9 @@
-"""The notifier's one subscription: domain status changes."""
+"""The notifier's subscriptions (the table in `contracts/topology.py`): status changes."""
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.contracts import DomainStatusChanged
-from domainflow.kit.messaging import Redelivery, subscribe
+from domainflow.kit.messaging import Redelivery, subscribe_all
 from domainflow.notifier.handlers import CONSUMER, NotifierHandlers
 from domainflow.notifier.settings import NotifierSettings
 
@@ -12,11 +12,10 @@ def build_router(
     handlers: NotifierHandlers, settings: NotifierSettings
 ) -> tuple[RabbitRouter, list[RabbitQueue]]:
     router = RabbitRouter()
-    queue = subscribe(
+    queues = subscribe_all(
         router,
         CONSUMER,
-        DomainStatusChanged,
-        handlers.on_status_changed,
+        {DomainStatusChanged.TYPE: handlers.on_status_changed},
         redelivery=Redelivery.of(settings),
     )
-    return router, [queue]
+    return router, queues

@@ -1,9 +1,10 @@
-"""The verifier's subscriptions: verify requests, status changes, deletions."""
+"""The verifier's subscriptions (the table in `contracts/topology.py`): verify requests,
+status changes, deletions."""
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.contracts import DomainDeleted, DomainStatusChanged, VerifyRequested
-from domainflow.kit.messaging import Redelivery, subscribe
+from domainflow.kit.messaging import Redelivery, subscribe_all
 from domainflow.verifier.handlers import CONSUMER, VerifierHandlers
 from domainflow.verifier.settings import VerifierSettings
 
@@ -12,28 +13,14 @@ def build_router(
     handlers: VerifierHandlers, settings: VerifierSettings
 ) -> tuple[RabbitRouter, list[RabbitQueue]]:
     router = RabbitRouter()
-    redelivery = Redelivery.of(settings)
-    queues = [
-        subscribe(
-            router,
-            CONSUMER,
-            VerifyRequested,
-            handlers.on_verify_requested,
-            redelivery=redelivery,
-        ),
-        subscribe(
-            router,
-            CONSUMER,
-            DomainStatusChanged,
-            handlers.on_status_changed,
-            redelivery=redelivery,
-        ),
-        subscribe(
-            router,
-            CONSUMER,
-            DomainDeleted,
-            handlers.on_domain_deleted,
-            redelivery=redelivery,
-        ),
-    ]
+    queues = subscribe_all(
+        router,
+        CONSUMER,
+        {
+            VerifyRequested.TYPE: handlers.on_verify_requested,
+            DomainStatusChanged.TYPE: handlers.on_status_changed,
+            DomainDeleted.TYPE: handlers.on_domain_deleted,
+        },
+        redelivery=Redelivery.of(settings),
+    )
     return router, queues
