@@ -9,8 +9,9 @@ produces and tests build by hand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
+
+from pydantic import JsonValue
 
 from domainflow.contracts.events import (
     CheckOutcome,
@@ -21,38 +22,21 @@ from domainflow.contracts.events import (
     RecordKind,
     VerificationOutcome,
 )
-
-# -- what a lookup can say ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """NOERROR with records of the asked type (CNAMEs followed): each rdata as text.
-
-    A TXT record is the concatenation of all its character-strings, decoded (`txt_text`).
-    """
-
-    records: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NxDomain:
-    """The name does not exist."""
-
-
-@dataclass(frozen=True, slots=True)
-class NoData:
-    """The name exists (NOERROR) but has no record of the asked type."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unavailable:
-    """No trustworthy answer: timeout, SERVFAIL, REFUSED, connection error, bad HTTP status."""
-
-    reason: str
-
-
-LookupResult = Found | NxDomain | NoData | Unavailable
+from domainflow.verifier.lookups import Found as Found
+from domainflow.verifier.lookups import LookupResult as LookupResult
+from domainflow.verifier.lookups import NoData as NoData
+from domainflow.verifier.lookups import NxDomain as NxDomain
+from domainflow.verifier.lookups import Unavailable as Unavailable
+from domainflow.verifier.spf import (
+    LOOKUP_LIMIT,
+    VOID_LIMIT,
+    Query,
+    SpfEvaluation,
+    SpfNeeds,
+    SpfProblem,
+    evaluate_spf,
+    merged_spf,
+)
 
 
 class Reason(StrEnum):
@@ -67,6 +51,18 @@ class Reason(StrEnum):
     MULTIPLE_DMARC_RECORDS = "multiple_dmarc_records"
     DMARC_POLICY_TOO_WEAK = "dmarc_policy_too_weak"
     RESOLVER_UNAVAILABLE = "resolver_unavailable"
+    SPF_TOO_MANY_LOOKUPS = "spf_too_many_lookups"
+    SPF_VOID_LOOKUP_LIMIT = "spf_void_lookup_limit"
+    SPF_LOOP = "spf_loop"
+    SPF_INVALID = "spf_invalid"
+    PROPAGATING = "propagating"
+    CNAME_CONFLICT = "cname_conflict"
+    DELEGATED_ELSEWHERE = "delegated_elsewhere"
+    AUTHORITY_UNREACHABLE = "authority_unreachable"
+    DKIM_CNAME_MISSING = "dkim_cname_missing"
+    DKIM_CNAME_MISMATCH = "dkim_cname_mismatch"
+    DKIM_PROXIED = "dkim_proxied"
+    DKIM_AWAITING_SES = "dkim_awaiting_ses"
 
 
 def txt_text(strings: Iterable[bytes]) -> str:
@@ -101,6 +97,7 @@ def _check(
     found: Sequence[str],
     reason: Reason | None,
     message: str,
+    details: Mapping[str, JsonValue] | None = None,
 ) -> RecordCheck:
     return RecordCheck(
         record=kind,
@@ -110,6 +107,7 @@ def _check(
         found=list(found),
         reason=None if reason is None else reason.value,
         message=message,
+        details=dict(details or {}),
     )
 
 
@@ -252,6 +250,11 @@ def is_spf(text: str) -> bool:
     return lowered == "v=spf1" or lowered.startswith("v=spf1 ")
 
 
+def spf_records(result: LookupResult) -> list[str]:
+    """The SPF records among a TXT answer."""
+    return [text for text in result.records if is_spf(text)] if isinstance(result, Found) else []
+
+
 def spf_includes(text: str) -> list[str]:
     """The domains of the record's `include:` mechanisms that authorise (`+` or no qualifier)."""
     domains: list[str] = []
@@ -264,54 +267,129 @@ def spf_includes(text: str) -> list[str]:
     return domains
 
 
-def _merged_spf(records: Sequence[str], expected: str) -> str:
-    """One record that keeps every term of `records` and adds what `expected` needs."""
-    terms: list[str] = []
-    endings: list[str] = []
-    for text in [*records, expected]:
-        for term in text.split(" ")[1:]:
-            if not term:
-                continue
-            is_all = term.lower().lstrip("+-~?") == "all"
-            bucket = endings if is_all else terms
-            if term.lower() not in (t.lower() for t in bucket):
-                bucket.append(term)
-    return " ".join(["v=spf1", *terms, *endings[:1]])
+def _spf_details(evaluation: SpfEvaluation) -> dict[str, JsonValue]:
+    details: dict[str, JsonValue] = {
+        "lookups": evaluation.lookups,
+        "void_lookups": evaluation.void_lookups,
+        "lookup_costs": dict(evaluation.costs),
+    }
+    if evaluation.via:
+        details["reached_through"] = dict(evaluation.via)
+    if evaluation.problem_at:
+        details["stopped_at"] = evaluation.problem_at
+    return details
 
 
-def check_spf(expected: NamedRecord, result: LookupResult) -> RecordCheck:
-    """Exactly one SPF record at the name, carrying every `include:` of the expected value."""
+def spf_lookups_needed(
+    expected: NamedRecord, result: LookupResult, answers: Mapping[Query, LookupResult]
+) -> frozenset[Query]:
+    """What `check_spf` still needs looked up to evaluate the record as a receiver would."""
+    spf = spf_records(result)
+    if len(spf) != 1:
+        return frozenset()
+    evaluation = evaluate_spf(expected.name, spf[0], spf_includes(expected.value), answers)
+    return evaluation.queries if isinstance(evaluation, SpfNeeds) else frozenset()
+
+
+def check_spf(
+    expected: NamedRecord,
+    result: LookupResult,
+    answers: Mapping[Query, LookupResult] | None = None,
+) -> RecordCheck:
+    """Exactly one SPF record at the name, which authorises every required `include:` when a
+    receiver evaluates it (nested includes and `redirect=` followed, RFC 7208 limits applied).
+
+    `answers` holds the lookups the evaluation needs (`spf_lookups_needed`, asked until empty).
+    """
     name, value, kind = expected.name, expected.value, RecordKind.SPF
     if isinstance(result, Unavailable):
         return _unavailable(kind, name, value, result)
     found = list(result.records) if isinstance(result, Found) else []
-    spf = [text for text in found if is_spf(text)]
+    spf = spf_records(result)
     if not spf:
         return _check(
             kind, CheckOutcome.FAIL, name, value, found, Reason.RECORD_MISSING,
             f"No SPF record (v=spf1) at {name}. Place the TXT record {value} on {name}.",
         )  # fmt: skip
+    merged = merged_spf(spf, value)
     if len(spf) > 1:
         return _check(
             kind, CheckOutcome.FAIL, name, value, found, Reason.MULTIPLE_SPF_RECORDS,
             f"{name} has {len(spf)} SPF records; only one per hostname is allowed and two are "
-            "an authentication failure. Merge all your include: mechanisms into one record: "
-            f"{_merged_spf(spf, value)}",
+            f"an authentication failure. Merge all your include: mechanisms into one record: "
+            f"{merged}",
+            {"merged_record": merged},
         )  # fmt: skip
-    present = set(spf_includes(spf[0]))
-    missing = [domain for domain in spf_includes(value) if domain not in present]
+    required = spf_includes(value)
+    evaluation = evaluate_spf(name, spf[0], required, answers or {})
+    if isinstance(evaluation, SpfNeeds):
+        raise ValueError(f"check_spf needs answers for {sorted(evaluation.queries)}")
+    details = _spf_details(evaluation)
+    if evaluation.unavailable is not None:
+        return _check(
+            kind, CheckOutcome.INCONCLUSIVE, name, value, found, Reason.RESOLVER_UNAVAILABLE,
+            f"The DNS resolver could not answer a lookup the SPF record at {name} needs "
+            f"({evaluation.unavailable}); this check counts neither way and runs again on the "
+            "next probe.",
+            details,
+        )  # fmt: skip
+    if evaluation.problem is not None:
+        details["merged_record"] = merged
+        reason = Reason(evaluation.problem.value)
+        return _check(
+            kind, CheckOutcome.FAIL, name, value, found, reason,
+            _spf_problem_sentence(name, evaluation, required, merged), details,
+        )  # fmt: skip
+    missing = [domain for domain in required if domain not in evaluation.authorised]
     if missing:
+        details["merged_record"] = merged
         needed = " ".join(f"include:{domain}" for domain in missing)
         return _check(
             kind, CheckOutcome.FAIL, name, value, found, Reason.SPF_INCLUDE_MISSING,
-            f"The SPF record at {name} lacks {needed}. Add "
-            f"{'it' if len(missing) == 1 else 'them'} to the same record: "
-            f"{_merged_spf(spf, value)} — and check for typos, SPF is whitespace-sensitive.",
+            f"The SPF record at {name} lacks {needed} (or reaches it only after an all, or "
+            f"with a -, ~ or ? qualifier). Add {'it' if len(missing) == 1 else 'them'} to the "
+            f"same record: {merged} — and check for typos, SPF is whitespace-sensitive.",
+            details,
         )  # fmt: skip
+    through = "".join(
+        f" It reaches include:{domain} through {chain}." for domain, chain in evaluation.via.items()
+    )
     return _check(
         kind, CheckOutcome.PASS, name, value, found, None,
-        f"The SPF record at {name} includes everything required.",
+        f"The SPF record at {name} authorises every required sender "
+        f"({evaluation.lookups} of {LOOKUP_LIMIT} DNS lookups).{through}",
+        details,
     )  # fmt: skip
+
+
+def _spf_problem_sentence(
+    name: str, evaluation: SpfEvaluation, required: Sequence[str], merged: str
+) -> str:
+    problem, where = evaluation.problem, evaluation.problem_at
+    ours = " ".join(f"include:{domain}" for domain in required)
+    if problem is SpfProblem.TOO_MANY_LOOKUPS:
+        costs = ", ".join(f"{term} costs {cost}" for term, cost in evaluation.costs)
+        return (
+            f"Receivers stop evaluating the SPF record at {name} after {LOOKUP_LIMIT} DNS "
+            f"lookups (a permanent error, so mail fails SPF), and it reaches {ours} only after "
+            f"that: {costs}. Put {ours} first and remove or flatten includes you no longer "
+            f"use: {merged}"
+        )
+    if problem is SpfProblem.VOID_LOOKUP_LIMIT:
+        return (
+            f"The SPF record at {name} makes more than {VOID_LIMIT} lookups that find nothing "
+            f"({evaluation.problem_detail}, at {where}); receivers treat that as a permanent "
+            "error. Remove the terms that name domains without records."
+        )
+    if problem is SpfProblem.LOOP:
+        return (
+            f"The SPF record at {name} loops: {where} ({evaluation.problem_detail}). Receivers "
+            "fail it with a permanent error. Remove the include or redirect that points back."
+        )
+    return (
+        f"Receivers cannot evaluate the SPF record at {name}: {evaluation.problem_detail} "
+        f"(at {where}), a permanent error. Fix or remove that term: {merged}"
+    )
 
 
 # -- DMARC --------------------------------------------------------------------------------
@@ -403,6 +481,8 @@ def verification_outcome(
     Otherwise it passed only if every check passed and SES says DKIM `success`. A DKIM status
     other than success (pending, temporary_failure, ...) is a definite answer from SES: failed.
     """
+    # The DKIM CNAMEs as DNS shows them only explain SES's answer; they never decide.
+    checks = [check for check in checks if check.record != RecordKind.DKIM]
     if dkim is None or any(check.outcome == CheckOutcome.INCONCLUSIVE for check in checks):
         return VerificationOutcome.INCONCLUSIVE
     if dkim == DkimStatus.SUCCESS and all(check.outcome == CheckOutcome.PASS for check in checks):

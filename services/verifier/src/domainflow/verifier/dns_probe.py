@@ -16,7 +16,7 @@ from typing import Protocol
 
 from publicsuffixlist import PublicSuffixList
 
-from domainflow.contracts.events import DnsRecords, RecordCheck
+from domainflow.contracts.events import DnsRecords, NamedRecord, RecordCheck
 from domainflow.verifier.checks import (
     LookupResult,
     NoData,
@@ -26,7 +26,9 @@ from domainflow.verifier.checks import (
     check_spf,
     check_verification,
     doubled_zone_names,
+    spf_lookups_needed,
 )
+from domainflow.verifier.spf import LOOKUP_LIMIT, Query
 
 
 class Resolver(Protocol):
@@ -66,12 +68,32 @@ async def probe_dns(resolver: Resolver, records: DnsRecords) -> list[RecordCheck
         names = doubled_zone_names(records.verification.name, zones_of(records.spf.name))
         answers = await asyncio.gather(*(resolver.lookup(name, "TXT") for name in names))
         elsewhere = dict(zip(names, answers, strict=True))
+    spf_answers = await spf_lookups(resolver, records.spf, spf)
     return [
         check_mx(records.mx, mx),
         check_verification(records.verification, ownership, elsewhere),
-        check_spf(records.spf, spf),
+        check_spf(records.spf, spf, spf_answers),
         check_dmarc(records.dmarc, dmarc),
     ]
+
+
+async def spf_lookups(
+    resolver: Resolver, expected: NamedRecord, result: LookupResult
+) -> dict[Query, LookupResult]:
+    """Every answer a receiver's evaluation of the SPF record needs, asked a level at a time.
+
+    A record that reaches the required includes directly (the common case) needs none.
+    """
+    answers: dict[Query, LookupResult] = {}
+    # Each round adds at least one answer and the walk stops by the 11th lookup or 3rd void
+    # one, so the rounds are few; the bound only guards against a bug looping forever.
+    for _ in range(2 * LOOKUP_LIMIT):
+        needed = sorted(spf_lookups_needed(expected, result, answers))
+        if not needed:
+            break
+        found = await asyncio.gather(*(resolver.lookup(name, kind) for name, kind in needed))
+        answers.update(zip(needed, found, strict=True))
+    return answers
 
 
 def dns_check(resolver: Resolver) -> Callable[[DnsRecords], Awaitable[list[RecordCheck]]]:
