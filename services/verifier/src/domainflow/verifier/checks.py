@@ -58,7 +58,6 @@ class Reason(StrEnum):
     PROPAGATING = "propagating"
     CNAME_CONFLICT = "cname_conflict"
     DELEGATED_ELSEWHERE = "delegated_elsewhere"
-    AUTHORITY_UNREACHABLE = "authority_unreachable"
     DKIM_CNAME_MISSING = "dkim_cname_missing"
     DKIM_CNAME_MISMATCH = "dkim_cname_mismatch"
     DKIM_PROXIED = "dkim_proxied"
@@ -464,6 +463,123 @@ def check_dmarc(expected: NamedRecord, result: LookupResult) -> RecordCheck:
         kind, CheckOutcome.PASS, name, value, found, None,
         f"The DMARC record at {name} enforces p={policy}.",
     )  # fmt: skip
+
+
+# -- what the zone itself says --------------------------------------------------------------
+
+
+def _alias(result: LookupResult) -> str | None:
+    return result.alias if isinstance(result, Found | NoData) else None
+
+
+def cname_conflict(check: RecordCheck, result: LookupResult) -> RecordCheck:
+    """A failing check at a name that is an alias: its CNAME hides every other record there.
+
+    RFC 1034 §3.6.2: a name with a CNAME holds nothing else, so resolvers answer with the
+    target's records (or none) and a TXT or MX placed beside the CNAME is never seen.
+    """
+    alias = _alias(result)
+    if check.outcome != CheckOutcome.FAIL or alias is None:
+        return check
+    target = alias.rstrip(".")
+    return check.model_copy(
+        update={
+            "reason": Reason.CNAME_CONFLICT.value,
+            "message": (
+                f"{check.name} is a CNAME (an alias) for {target}, and a name with a CNAME can "
+                f"hold no other record: DNS answers with {target}'s records, so the "
+                f"{check.record.value.replace('_', ' ').upper()} record you placed at "
+                f"{check.name} is hidden. Remove the CNAME at {check.name}, then place the "
+                f"record: {check.expected}."
+            ),
+            "details": {**check.details, "cname_target": target},
+        }
+    )
+
+
+def negative_caching_time(soa: LookupResult) -> int | None:
+    """How long a resolver may cache "no such record" in a zone: min(SOA TTL, minimum)."""
+    if not isinstance(soa, Found) or not soa.records:
+        return None
+    fields = soa.records[0].split()
+    try:
+        minimum = int(fields[6])
+    except (IndexError, ValueError):
+        return None
+    return minimum if soa.ttl is None else min(soa.ttl, minimum)
+
+
+def propagating(
+    check: RecordCheck,
+    authoritative: RecordCheck,
+    cached: LookupResult,
+    server: str,
+    ttl_bound: int | None = None,
+) -> RecordCheck:
+    """A check the resolver fails but the zone's own nameserver passes: caches lag behind.
+
+    The time left is the TTL on the resolver's answer (a stale record, or a negative answer
+    that carried its SOA), else `ttl_bound`: the zone's negative-caching time, the most a
+    resolver may keep "no such record"; unknown when neither is known.
+    """
+    if check.outcome != CheckOutcome.FAIL or authoritative.outcome != CheckOutcome.PASS:
+        return check
+    ttl = cached.ttl if isinstance(cached, Found | NxDomain | NoData) else None
+    ttl = ttl if ttl is not None else ttl_bound
+    shown = ", ".join(check.found) if check.found else "no record"
+    wait = (
+        f"caches may keep that answer for up to {ttl} s more"
+        if ttl is not None
+        else "caches keep that answer until its TTL runs out"
+    )
+    return check.model_copy(
+        update={
+            "reason": Reason.PROPAGATING.value,
+            "message": (
+                f"The record at {check.name} is published at your zone's nameserver {server}, "
+                f"but the DNS resolver still answers from its cache ({shown}); {wait}. Nothing "
+                "to change: verification passes once caches refresh."
+            ),
+            "details": {
+                **check.details,
+                "ttl_left": ttl,
+                "authority": server,
+                "authoritative": list(authoritative.found),
+            },
+        }
+    )
+
+
+def authority_unreachable(check: RecordCheck, why: str) -> RecordCheck:
+    """The zone's nameservers could not be asked: say so, keep the resolver's verdict."""
+    return check.model_copy(
+        update={
+            "message": f"{check.message} (The zone's own nameservers could not be asked — "
+            f"{why} — so this is the resolver's view only.)",
+            "details": {**check.details, "authority": f"unreachable: {why}"},
+        }
+    )
+
+
+def delegated_zone(
+    check: RecordCheck, apex: str, parent: str, servers: Sequence[str]
+) -> RecordCheck:
+    """A missing record under a subdomain that is its own zone, served by other nameservers."""
+    if check.outcome != CheckOutcome.FAIL or check.reason != Reason.RECORD_MISSING.value:
+        return check
+    hosts = ", ".join(servers)
+    return check.model_copy(
+        update={
+            "reason": Reason.DELEGATED_ELSEWHERE.value,
+            "message": (
+                f"{apex} is delegated: it is its own DNS zone, served by {hosts}, not by "
+                f"{parent}'s nameservers. Records placed in {parent}'s zone for names under "
+                f"{apex} are never seen; place {check.expected} at {check.name} with the "
+                f"provider that runs {hosts}."
+            ),
+            "details": {**check.details, "zone": apex, "nameservers": list(servers)},
+        }
+    )
 
 
 # -- the whole probe ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.adapters.ses import DkimStatuses
 from domainflow.verifier.checks import verification_outcome
 from domainflow.verifier.cycle import ReverifyCycle
-from domainflow.verifier.dns_probe import dns_check
+from domainflow.verifier.dns_probe import AuthorityOptions, dns_check
 from domainflow.verifier.entrypoints import build_router
 from domainflow.verifier.handlers import VerifierHandlers
 from domainflow.verifier.metrics import GAUGES
@@ -59,8 +59,13 @@ async def open_verifier(
             dkim if dkim is not None else await stack.enter_async_context(DkimStatuses())
         )
         limiter = SesRateLimiter(PgSlotStore(db), settings.ses_rate, account=settings.ses_account)
+        authority = (
+            AuthorityOptions(settings.dns_authority_port, settings.dns_authority_timeout)
+            if settings.dns_authority_check
+            else None
+        )
         probe = DomainProbe(
-            dns_check(resolver),
+            dns_check(resolver, authority),
             source,
             limiter,
             verification_outcome,
