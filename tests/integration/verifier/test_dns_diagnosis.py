@@ -10,10 +10,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from domainflow.contracts.events import CheckOutcome, DnsRecords, RecordCheck, RecordKind
+from domainflow.contracts.events import (
+    CheckOutcome,
+    DkimStatus,
+    DnsRecords,
+    DnsWarning,
+    RecordCheck,
+    RecordKind,
+)
 from domainflow.sandbox.dns import AUTHORITY, DnsSandbox
 from domainflow.verifier.adapters.doh import DohResolver
-from domainflow.verifier.dns_probe import AuthorityOptions, probe_dns
+from domainflow.verifier.dns_probe import AuthorityOptions, diagnose_dkim, preflight, probe_dns
 from tests.plugins.dns import SandboxZones, make_records
 
 pytestmark = pytest.mark.integration
@@ -232,3 +239,113 @@ async def test_authority_records_are_not_seen_through_the_resolver(
     dns_zones.set_records(domain, "TXT", ["only at the authority"], side=AUTHORITY)
     assert dns_sandbox.records(side=AUTHORITY)[f"{domain}."]["TXT"] == ['"only at the authority"']
     assert f"{domain}." not in dns_sandbox.records()
+
+
+# -- DKIM as DNS shows it -----------------------------------------------------------------
+
+
+async def dkim_check(doh: DohResolver, records: DnsRecords) -> RecordCheck:
+    return await diagnose_dkim(doh, records, DkimStatus.PENDING)
+
+
+async def test_dkim_in_place_waits_for_ses(dns_zones: SandboxZones, doh: DohResolver) -> None:
+    records = make_records(dns_zones.new_domain())
+    dns_zones.place(records)
+    check = await dkim_check(doh, records)
+    assert check.record == RecordKind.DKIM
+    assert check.reason == "dkim_awaiting_ses", check.message
+    assert check.outcome == CheckOutcome.PASS
+
+
+async def test_dkim_cname_missing(dns_zones: SandboxZones, doh: DohResolver) -> None:
+    records = make_records(dns_zones.new_domain())
+    dns_zones.place(records)
+    dns_zones.remove_name(records.dkim[1].name)
+    check = await dkim_check(doh, records)
+    assert check.reason == "dkim_cname_missing", check.message
+    assert f"No CNAME at {records.dkim[1].name}" in check.message
+    assert check.details["problems"] == ["dkim_cname_missing"]
+
+
+async def test_dkim_cname_pointing_elsewhere(dns_zones: SandboxZones, doh: DohResolver) -> None:
+    records = make_records(dns_zones.new_domain())
+    dns_zones.place(records)
+    dns_zones.set_records(records.dkim[0].name, "CNAME", [records.dkim[2].value + "."])
+    check = await dkim_check(doh, records)
+    assert check.reason == "dkim_cname_mismatch", check.message
+    assert f"points to {records.dkim[2].value}, not {records.dkim[0].value}" in check.message
+
+
+async def test_dkim_proxied(dns_zones: SandboxZones, doh: DohResolver) -> None:
+    records = make_records(dns_zones.new_domain())
+    dns_zones.place(records)
+    dns_zones.set_records(records.dkim[2].name, "CNAME", [])
+    dns_zones.set_records(records.dkim[2].name, "A", ["104.16.0.1"])
+    check = await dkim_check(doh, records)
+    assert check.reason == "dkim_proxied", check.message
+    assert "DNS only" in check.message
+
+
+async def test_dkim_zone_appended_twice(dns_zones: SandboxZones, doh: DohResolver) -> None:
+    domain = dns_zones.new_domain()
+    records = make_records(domain)
+    dns_zones.place(records)
+    doubled = f"{records.dkim[0].name}.{domain}"
+    dns_zones.set_records(records.dkim[0].name, "CNAME", [])
+    dns_zones.set_records(doubled, "CNAME", [records.dkim[0].value + "."])
+    check = await dkim_check(doh, records)
+    assert check.reason == "zone_appended_twice", check.message
+    assert doubled in check.message
+
+
+# -- pre-flight ---------------------------------------------------------------------------
+
+
+async def warnings_of(doh: DohResolver, records: DnsRecords) -> dict[str, DnsWarning]:
+    return {warning.code: warning for warning in await preflight(doh, records)}
+
+
+async def test_nothing_published_warns_of_nothing(
+    dns_zones: SandboxZones, doh: DohResolver
+) -> None:
+    assert await warnings_of(doh, make_records(dns_zones.new_domain())) == {}
+
+
+async def test_preflight_warns_of_spf_dmarc_and_mx_already_there(
+    dns_zones: SandboxZones, doh: DohResolver
+) -> None:
+    domain = dns_zones.new_domain()
+    records = make_records(domain)
+    dns_zones.set_records(domain, "TXT", ["v=spf1 include:_spf.google.com -all"])
+    dns_zones.set_records(f"_dmarc.{domain}", "TXT", ["v=DMARC1; p=none; rua=mailto:d@x.org"])
+    dns_zones.set_records(domain, "MX", ["1 aspmx.l.google.com."])
+    warnings = await warnings_of(doh, records)
+    assert set(warnings) == {"existing_spf", "dmarc_weaker", "mx_elsewhere"}
+    assert f"v=spf1 {OURS} include:_spf.google.com -all" in warnings["existing_spf"].message
+    assert "p=none" in warnings["dmarc_weaker"].message
+    assert warnings["mx_elsewhere"].found == ["1 aspmx.l.google.com"]
+
+
+async def test_preflight_warns_of_a_cname_at_the_domain(
+    dns_zones: SandboxZones, doh: DohResolver
+) -> None:
+    domain = dns_zones.new_domain()
+    target = f"app.{domain.partition('.')[2]}"
+    dns_zones.set_records(target, "A", ["192.0.2.1"])
+    dns_zones.set_records(domain, "CNAME", [f"{target}."])
+    warnings = await warnings_of(doh, make_records(domain))
+    assert warnings["cname_at_domain"].found == [target]
+
+
+DNSKEY = "257 3 13 " + "A" * 88
+
+
+async def test_preflight_reports_dnssec(dns_zones: SandboxZones, doh: DohResolver) -> None:
+    domain = dns_zones.new_domain()
+    zone = domain.partition(".")[2]
+    dns_zones.set_records(zone, "DS", ["12345 13 2 " + "ab" * 32])
+    assert "dnssec_broken" in await warnings_of(doh, make_records(domain))
+    dns_zones.set_records(zone, "DNSKEY", [DNSKEY])
+    warnings = await warnings_of(doh, make_records(domain))
+    assert "dnssec_signed" in warnings
+    assert "dnssec_broken" not in warnings

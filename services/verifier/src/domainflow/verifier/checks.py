@@ -15,7 +15,10 @@ from pydantic import JsonValue
 
 from domainflow.contracts.events import (
     CheckOutcome,
+    DkimRecord,
     DkimStatus,
+    DnsRecords,
+    DnsWarning,
     MxRecord,
     NamedRecord,
     RecordCheck,
@@ -580,6 +583,207 @@ def delegated_zone(
             "details": {**check.details, "zone": apex, "nameservers": list(servers)},
         }
     )
+
+
+# -- DKIM as DNS shows it -----------------------------------------------------------------
+
+
+def _dkim_problem(
+    record: DkimRecord,
+    cname: LookupResult,
+    address: LookupResult | None,
+    elsewhere: Mapping[str, LookupResult],
+) -> tuple[Reason, str] | None:
+    """What is wrong with one DKIM CNAME, or None when it points where SES expects."""
+    name, target = record.name, hostname(record.value)
+    if isinstance(cname, Found) and cname.records:
+        found = hostname(cname.records[0])
+        if found == target:
+            return None
+        return (
+            Reason.DKIM_CNAME_MISMATCH,
+            f"{name} points to {found}, not {record.value}: copy the value again (each of the "
+            "three differs).",
+        )
+    for where, answer in elsewhere.items():
+        if isinstance(answer, Found) and answer.records and hostname(answer.records[0]) == target:
+            return (
+                Reason.ZONE_APPENDED_TWICE,
+                f"{name} is at {where}: your DNS provider appended the zone; enter the name "
+                "without it (or in full with a trailing dot).",
+            )
+    if isinstance(address, Found) and address.records:
+        return (
+            Reason.DKIM_PROXIED,
+            f"{name} answers with an address ({', '.join(address.records)}) instead of a CNAME: "
+            "it is proxied or flattened. Set it to DNS only (grey cloud) so the CNAME to "
+            f"{record.value} is visible.",
+        )
+    return (Reason.DKIM_CNAME_MISSING, f"No CNAME at {name}: add CNAME {name} → {record.value}.")
+
+
+def check_dkim_dns(
+    expected: Sequence[DkimRecord],
+    status: DkimStatus,
+    cnames: Mapping[str, LookupResult],
+    addresses: Mapping[str, LookupResult],
+    elsewhere: Mapping[str, Mapping[str, LookupResult]],
+) -> RecordCheck:
+    """Why SES does not yet say DKIM success, as the three CNAMEs look from DNS.
+
+    `cnames` holds each name's CNAME answer; for those without one, `addresses` its A answer
+    (a proxied CNAME shows as an address) and `elsewhere` the zone-appended-twice names. This
+    check explains SES's answer and never decides the outcome (`verification_outcome`).
+    """
+    if not expected:
+        raise ValueError("no DKIM record is expected")
+    kind, name = RecordKind.DKIM, expected[0].name
+    wanted = ", ".join(f"{r.name} → {r.value}" for r in expected)
+    found = [
+        f"{r.name} → {answer.records[0].rstrip('.')}"
+        for r in expected
+        if isinstance(answer := cnames.get(r.name), Found) and answer.records
+    ]
+    unavailable = [
+        r.name for r in expected if isinstance(cnames.get(r.name, Unavailable("")), Unavailable)
+    ]
+    if unavailable:
+        return _unavailable(kind, name, wanted, Unavailable(f"CNAME of {unavailable[0]}"))
+    problems = [
+        problem
+        for r in expected
+        if (
+            problem := _dkim_problem(
+                r, cnames[r.name], addresses.get(r.name), elsewhere.get(r.name, {})
+            )
+        )
+        is not None
+    ]
+    if not problems:
+        return _check(
+            kind, CheckOutcome.PASS, name, wanted, found, Reason.DKIM_AWAITING_SES,
+            f"All {len(expected)} DKIM CNAMEs are in place; Amazon SES reports {status.value} "
+            "and checks them again on its own (it can take up to 72 hours). Nothing to change "
+            "in DNS.",
+        )  # fmt: skip
+    sentences = " ".join(sentence for _, sentence in problems)
+    return _check(
+        kind, CheckOutcome.FAIL, name, wanted, found, problems[0][0],
+        f"Amazon SES reports DKIM {status.value}. {sentences}",
+        {"problems": [reason.value for reason, _ in problems]},
+    )  # fmt: skip
+
+
+# -- pre-flight: what is already published that will conflict -----------------------------
+
+
+def _warning(code: str, name: str, found: Sequence[str], message: str) -> DnsWarning:
+    return DnsWarning(code=code, name=name, found=list(found), message=message)
+
+
+def preflight_warnings(
+    records: DnsRecords,
+    mx: LookupResult,
+    spf: LookupResult,
+    dmarc: LookupResult,
+    ds: LookupResult,
+    dnskey: LookupResult,
+    zone: str,
+) -> list[DnsWarning]:
+    """Conflicts with what is already published, as warnings (never refusals).
+
+    An SPF record for other senders (to merge, not replace), a DMARC record weaker than
+    required, a CNAME at the domain's own name (it hides MX and TXT), MX records pointing
+    elsewhere (this is a send-and-receive domain), and the zone's DNSSEC state.
+    """
+    domain = records.spf.name
+    warnings: list[DnsWarning] = []
+    alias = next((a for a in (_alias(mx), _alias(spf)) if a is not None), None)
+    if alias is not None:
+        warnings.append(
+            _warning(
+                "cname_at_domain",
+                domain,
+                [alias.rstrip(".")],
+                f"{domain} is a CNAME for {alias.rstrip('.')}; a name with a CNAME can hold no "
+                "MX or TXT record. Remove the CNAME before placing the records, or use "
+                "another domain.",
+            )
+        )
+    theirs = spf_records(spf)
+    required = spf_includes(records.spf.value)
+    if theirs and (len(theirs) > 1 or any(d not in spf_includes(theirs[0]) for d in required)):
+        merged = merged_spf(theirs, records.spf.value)
+        warnings.append(
+            _warning(
+                "existing_spf",
+                domain,
+                theirs,
+                f"{domain} already has an SPF record for other senders. Don't add a second "
+                f"one (two SPF records fail): replace it with the merged record {merged}",
+            )
+        )
+    tags = [t for text in spf_text(dmarc) if (t := dmarc_tags(text)) is not None]
+    required_policy = _policy(dmarc_tags(records.dmarc.value) or {}) or "quarantine"
+    if tags:
+        policy = _policy(tags[0]) or "none"
+        if _POLICY_STRENGTH.get(policy, -1) < _POLICY_STRENGTH[required_policy]:
+            warnings.append(
+                _warning(
+                    "dmarc_weaker",
+                    records.dmarc.name,
+                    spf_text(dmarc),
+                    f"{records.dmarc.name} already has a DMARC record with p={policy}, weaker "
+                    f"than the p={required_policy} required. Edit that record (keep your rua= "
+                    "and other tags) rather than adding a second one.",
+                )
+            )
+    ours = {hostname(m.target) for m in records.mx}
+    if isinstance(mx, Found) and mx.records:
+        others = [t for t in mx.records if _mx_parts(t)[1] not in ours]
+        if others:
+            warnings.append(
+                _warning(
+                    "mx_elsewhere",
+                    domain,
+                    [t.rstrip(".") for t in others],
+                    f"{domain} already receives mail at "
+                    f"{', '.join(_mx_parts(t)[1] for t in others)}. "
+                    "This is a send-and-receive domain: once the records are placed, mail to it "
+                    "goes to the MX with the lowest priority; remove the old MX records if our "
+                    "servers should receive it.",
+                )
+            )
+    if isinstance(ds, Found) and ds.records:
+        if isinstance(dnskey, Found) and dnskey.records:
+            warnings.append(
+                _warning(
+                    "dnssec_signed",
+                    zone,
+                    [],
+                    f"{zone} is signed with DNSSEC. Your DNS provider must sign the new records "
+                    "too (most do it automatically); unsigned ones look forged to validating "
+                    "receivers.",
+                )
+            )
+        else:
+            warnings.append(
+                _warning(
+                    "dnssec_broken",
+                    zone,
+                    ds.records,
+                    f"{zone} has a DS record at its registrar but publishes no DNSKEY: "
+                    "validating resolvers reject every answer from the zone, so no record will "
+                    "verify. Turn DNSSEC on at your DNS provider, or remove the DS record at "
+                    "the registrar.",
+                )
+            )
+    return warnings
+
+
+def spf_text(result: LookupResult) -> list[str]:
+    """Every TXT text of an answer (none when it found nothing)."""
+    return list(result.records) if isinstance(result, Found) else []
 
 
 # -- the whole probe ----------------------------------------------------------------------

@@ -151,7 +151,7 @@ class ReverifyCycle:
             report.broken += 1
             await repository.release_claims(self._db, [due.domain_id], token)
             return
-        verdict = self._probe.verdict(checks, dkim)
+        verdict = await self._probe.judge(due.records, checks, dkim)
         event = VerificationCompleted(
             correlation_id=report.cycle_id,  # the pass that found it, as a request id would
             team_id=due.team_id,

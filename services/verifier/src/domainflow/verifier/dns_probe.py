@@ -17,7 +17,14 @@ from typing import Protocol
 
 from publicsuffixlist import PublicSuffixList
 
-from domainflow.contracts.events import CheckOutcome, DnsRecords, NamedRecord, RecordCheck
+from domainflow.contracts.events import (
+    CheckOutcome,
+    DkimStatus,
+    DnsRecords,
+    DnsWarning,
+    NamedRecord,
+    RecordCheck,
+)
 from domainflow.verifier.adapters.authority import Authorities, Zone
 from domainflow.verifier.checks import (
     Found,
@@ -27,6 +34,7 @@ from domainflow.verifier.checks import (
     Reason,
     Unavailable,
     authority_unreachable,
+    check_dkim_dns,
     check_dmarc,
     check_mx,
     check_spf,
@@ -36,6 +44,7 @@ from domainflow.verifier.checks import (
     doubled_zone_names,
     hostname,
     negative_caching_time,
+    preflight_warnings,
     propagating,
     spf_lookups_needed,
 )
@@ -194,6 +203,46 @@ async def spf_lookups(
         found = await asyncio.gather(*(resolver.lookup(name, kind) for name, kind in needed))
         answers.update(zip(needed, found, strict=True))
     return answers
+
+
+async def diagnose_dkim(resolver: Resolver, records: DnsRecords, status: DkimStatus) -> RecordCheck:
+    """The three DKIM CNAMEs as DNS shows them, to say why SES does not say success.
+
+    Three CNAME queries; for a name without one, its A record (a proxied CNAME) and where a
+    provider that appends the zone would have put it.
+    """
+    names = [r.name for r in records.dkim]
+    answers = await asyncio.gather(*(resolver.lookup(name, "CNAME") for name in names))
+    cnames = dict(zip(names, answers, strict=True))
+    absent = [n for n, a in cnames.items() if not isinstance(a, Found | Unavailable)]
+    zones = zones_of(records.spf.name)
+    doubled = {name: doubled_zone_names(name, zones) for name in absent}
+    asked = [(name, "A") for name in absent] + [
+        (where, "CNAME") for name in absent for where in doubled[name]
+    ]
+    found = dict(
+        zip(
+            asked,
+            await asyncio.gather(*(resolver.lookup(n, kind) for n, kind in asked)),
+            strict=True,
+        )
+    )
+    addresses = {name: found[(name, "A")] for name in absent}
+    elsewhere = {name: {w: found[(w, "CNAME")] for w in doubled[name]} for name in absent}
+    return check_dkim_dns(records.dkim, status, cnames, addresses, elsewhere)
+
+
+async def preflight(resolver: Resolver, records: DnsRecords) -> list[DnsWarning]:
+    """What is already published that will conflict with `records` (`preflight_warnings`)."""
+    zone = zones_of(records.spf.name)[-1]
+    mx, spf, dmarc, ds, dnskey = await asyncio.gather(
+        resolver.lookup(records.mx[0].name, "MX"),
+        resolver.lookup(records.spf.name, "TXT"),
+        resolver.lookup(records.dmarc.name, "TXT"),
+        resolver.lookup(zone, "DS"),
+        resolver.lookup(zone, "DNSKEY"),
+    )
+    return preflight_warnings(records, mx, spf, dmarc, ds, dnskey, zone)
 
 
 def dns_check(

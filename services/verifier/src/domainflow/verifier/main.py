@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.adapters.ses import DkimStatuses
 from domainflow.verifier.checks import verification_outcome
 from domainflow.verifier.cycle import ReverifyCycle
-from domainflow.verifier.dns_probe import AuthorityOptions, dns_check
+from domainflow.verifier.dns_probe import AuthorityOptions, diagnose_dkim, dns_check, preflight
 from domainflow.verifier.entrypoints import build_router
 from domainflow.verifier.handlers import VerifierHandlers
 from domainflow.verifier.metrics import GAUGES
@@ -72,6 +73,8 @@ async def open_verifier(
             ses_batch=settings.ses_batch,
             ses_timeout=settings.ses_timeout,
             dns_concurrency=settings.dns_concurrency,
+            dkim_diagnosis=functools.partial(diagnose_dkim, resolver),
+            preflight=functools.partial(preflight, resolver),
         )
         interval = timedelta(seconds=settings.reverify_interval)
         yield Verifier(
