@@ -14,6 +14,7 @@ from domainflow.kit.database import Database, migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
 from domainflow.verifier.adapters.doh import DohResolver
+from domainflow.verifier.adapters.rdap import RdapClient
 from domainflow.verifier.adapters.ses import DkimStatuses
 from domainflow.verifier.checks import verification_outcome
 from domainflow.verifier.cycle import ReverifyCycle
@@ -24,6 +25,7 @@ from domainflow.verifier.metrics import GAUGES
 from domainflow.verifier.probe import DkimSource, DomainProbe
 from domainflow.verifier.ratelimit import PgSlotStore, SesRateLimiter
 from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.watch import RegistrationWatch
 
 SERVICE = "verifier"
 
@@ -76,6 +78,23 @@ async def open_verifier(
             dkim_diagnosis=functools.partial(diagnose_dkim, resolver),
             preflight=functools.partial(preflight, resolver),
         )
+        rdap = (
+            await stack.enter_async_context(
+                RdapClient(settings.rdap_url, timeout=settings.rdap_timeout)
+            )
+            if settings.rdap_url
+            else None
+        )
+        watch = (
+            RegistrationWatch(
+                db,
+                resolver,
+                rdap,
+                interval=timedelta(seconds=settings.registration_interval),
+            )
+            if settings.registration_watch
+            else None
+        )
         interval = timedelta(seconds=settings.reverify_interval)
         yield Verifier(
             handlers=VerifierHandlers(db, probe, reverify_interval=interval),
@@ -87,6 +106,7 @@ async def open_verifier(
                 batch=settings.reverify_batch,
                 lease=settings.reverify_lease,
                 parallel_claims=settings.reverify_parallel_claims,
+                watch=watch,
             ),
             probe=probe,
             resolver=resolver,
