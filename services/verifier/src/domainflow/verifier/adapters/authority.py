@@ -58,6 +58,7 @@ class Authorities:
         self._port = port
         self._timeout = timeout
         self._zones: dict[str, Zone | NoZone] = {}
+        self._ns: dict[str, LookupResult] = {}
         self._lock = asyncio.Lock()
 
     async def zone_of(self, name: str) -> Zone | NoZone:
@@ -74,7 +75,9 @@ class Authorities:
         if self._registrable in candidates:
             candidates = candidates[: candidates.index(self._registrable) + 1]
         for candidate in candidates:
-            answer = await self._resolver.lookup(candidate, "NS")
+            if candidate not in self._ns:  # the names of one domain share their parents
+                self._ns[candidate] = await self._resolver.lookup(candidate, "NS")
+            answer = self._ns[candidate]
             if isinstance(answer, Unavailable):
                 return NoZone(f"NS lookup for {candidate}: {answer.reason}")
             if isinstance(answer, Found) and answer.records and answer.alias is None:
