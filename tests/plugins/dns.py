@@ -21,7 +21,7 @@ from domainflow.contracts.events import (
     MxRecord,
     NamedRecord,
 )
-from domainflow.sandbox.dns import DnsSandbox, RecordValue
+from domainflow.sandbox.dns import AUTHORITY, RESOLVER, DnsSandbox, RecordValue, Side
 
 
 def make_records(
@@ -67,10 +67,25 @@ class SandboxZones:
         self.sandbox.place(records, zone_doubling=zone_doubling)
 
     def set_records(
-        self, name: str, rdtype: str, values: Sequence[RecordValue], ttl: int = 1
+        self,
+        name: str,
+        rdtype: str,
+        values: Sequence[RecordValue],
+        ttl: int = 1,
+        *,
+        side: Side = RESOLVER,
     ) -> None:
         self._names.add(name)
-        self.sandbox.set_records(name, rdtype, values, ttl)
+        self.sandbox.set_records(name, rdtype, values, ttl, side=side)
+
+    def delegate(self, zone: str, *, soa_minimum: int = 60) -> None:
+        """Serve `zone` from the sandbox's authority too (see `DnsSandbox.delegate`)."""
+        self._domains.add(zone)
+        self.sandbox.delegate(zone, soa_minimum=soa_minimum)
+
+    def place_at_authority(self, records: DnsRecords) -> None:
+        self._domains.add(records.spf.name)
+        self.sandbox.place(records, side=AUTHORITY)
 
     def remove_name(self, name: str) -> None:
         self.sandbox.remove_name(name)
@@ -79,9 +94,11 @@ class SandboxZones:
         self.sandbox.thaw_frontend()
         self.sandbox.start_frontend()
         self.sandbox.start_resolver()
+        self.sandbox.start_authority()
         for domain in self._domains:
             self.sandbox.remove_domain(domain)
         self.sandbox.remove_names(self._names)
+        self.sandbox.remove_names(self._names, side=AUTHORITY)
 
 
 @pytest.fixture(scope="session")

@@ -150,7 +150,7 @@ async def test_all_records_in_place_and_dkim_success_passes(
     assert answer.correlation_id == request.correlation_id
     assert answer.team_id == request.team_id
     assert answer.domain_id == request.domain_id
-    assert [c.record for c in answer.checks] == list(RecordKind)
+    assert [c.record for c in answer.checks] == [k for k in RecordKind if k != RecordKind.DKIM]
     assert all(c.outcome == CheckOutcome.PASS for c in answer.checks)
     async with runtime.db.pool.acquire() as conn:
         history = await conn.fetch(
@@ -198,7 +198,24 @@ async def test_nothing_placed_and_no_ses_identity_fails(
 
     assert answer.outcome == VerificationOutcome.FAILED
     assert answer.ses_dkim_status == "not_started"
-    assert {c.reason for c in answer.checks} == {"record_missing"}
+    dns, dkim = answer.checks[:4], answer.checks[4:]
+    assert {c.reason for c in dns} == {"record_missing"}
+    # SES has not started DKIM: the CNAMEs as DNS shows them say why
+    assert [(c.record, c.reason) for c in dkim] == [(RecordKind.DKIM, "dkim_cname_missing")]
+    assert answer.warnings == []  # nothing published, nothing to conflict with
+
+
+async def test_a_verify_carries_preflight_warnings(
+    verifier: tuple[ServiceRuntime, Bus], dns_zones: SandboxZones
+) -> None:
+    _, bus = verifier
+    domain = dns_zones.new_domain()
+    dns_zones.set_records(domain, "TXT", ["v=spf1 mx -all"])
+    dns_zones.set_records(f"_dmarc.{domain}", "TXT", ["v=DMARC1; p=none"])
+    request = verify_request(domain, make_records(domain))
+    await bus.publish(request)
+    answer = await bus.answer_to(request)
+    assert [w.code for w in answer.warnings] == ["existing_spf", "dmarc_weaker"]
 
 
 async def test_a_stopped_resolver_makes_the_probe_inconclusive(

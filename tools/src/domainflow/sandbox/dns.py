@@ -73,6 +73,17 @@ class SandboxPorts:
     control: int  # unbound-control, plain TCP (control-use-cert: no)
     dns: int  # dnsdist's plain DNS listener: readiness probes, dig
     doh: int  # dnsdist's DoH listener (HTTPS)
+    authority: int = 0  # the authoritative server's plain DNS (UDP and TCP)
+    authority_control: int = 0  # its unbound-control
+
+
+#: The resolver's records ("what caches show") and the authority's ("what the zone serves").
+Side = str
+RESOLVER: Side = "resolver"
+AUTHORITY: Side = "authority"
+#: The host name every delegated test zone names as its nameserver; it resolves to loopback,
+#: and the verifier asks it on the sandbox's authority port (`DOMAINFLOW_DNS_AUTHORITY_PORT`).
+AUTHORITY_HOST = "ns1.sandbox-authority.test."
 
 
 def _die_with_parent() -> None:
@@ -159,11 +170,12 @@ class DnsSandbox:
         die_with_parent: bool = True,
     ) -> None:
         self.workdir = Path(workdir).resolve()
-        self._wanted = SandboxPorts(unbound_port, control_port, dns_port, doh_port)
+        self._wanted = SandboxPorts(unbound_port, control_port, dns_port, doh_port, 0, 0)
         self._ports: SandboxPorts | None = None
         self._die_with_parent = die_with_parent
         self._owner = True
         self._unbound: subprocess.Popen[bytes] | None = None
+        self._authority: subprocess.Popen[bytes] | None = None
         self._dnsdist: subprocess.Popen[bytes] | None = None
         self._frozen = False
 
@@ -205,6 +217,25 @@ class DnsSandbox:
         return self.workdir / "records.json"
 
     @property
+    def authority_conf(self) -> Path:
+        return self.workdir / "authority.conf"
+
+    @property
+    def authority_records_file(self) -> Path:
+        return self.workdir / "authority-records.json"
+
+    @property
+    def authority_address(self) -> tuple[str, int]:
+        """The authoritative server every delegated zone names (`delegate`)."""
+        return ("127.0.0.1", self.ports.authority)
+
+    @property
+    def authority_running(self) -> bool:
+        if self._owner:
+            return self._authority is not None and self._authority.poll() is None
+        return bool(self._read_state().get("authority_running", False))
+
+    @property
     def resolver_running(self) -> bool:
         if self._owner:
             return self._unbound is not None and self._unbound.poll() is None
@@ -233,6 +264,7 @@ class DnsSandbox:
         atexit.register(self.stop)
         try:
             self._start_unbound()
+            self._start_authority()
             self._start_dnsdist()
             self._wait_backend(up=True)
         except BaseException:
@@ -252,7 +284,8 @@ class DnsSandbox:
             self._frozen = False
         self._end(self._dnsdist)
         self._end(self._unbound)
-        self._dnsdist = self._unbound = None
+        self._end(self._authority)
+        self._dnsdist = self._unbound = self._authority = None
         self.state_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
@@ -338,6 +371,20 @@ class DnsSandbox:
         if self.resolver_running:
             self._wait_backend(up=True)
 
+    def stop_authority(self) -> None:
+        """Stop the authoritative server: its port refuses (UDP: ICMP unreachable)."""
+        self._require_owner("stop_authority")
+        self._end(self._authority)
+        self._authority = None
+        self._write_state()
+
+    def start_authority(self) -> None:
+        """Start the authoritative server again with every record it held."""
+        self._require_owner("start_authority")
+        if not self.authority_running:
+            self._start_authority()
+            self._write_state()
+
     def freeze_frontend(self) -> None:
         """SIGSTOP dnsdist: the kernel accepts connections but nothing answers (timeouts)."""
         self._require_owner("freeze_frontend")
@@ -355,12 +402,21 @@ class DnsSandbox:
     # -- records ----------------------------------------------------------------------------
 
     def set_records(
-        self, name: str, rdtype: str, values: Sequence[RecordValue], ttl: int = 1
+        self,
+        name: str,
+        rdtype: str,
+        values: Sequence[RecordValue],
+        ttl: int = 1,
+        *,
+        side: Side = RESOLVER,
     ) -> None:
-        """Replace the `rdtype` set at `name` with `values` (no values: remove that set)."""
+        """Replace the `rdtype` set at `name` with `values` (no values: remove that set).
+
+        `side` is where: the resolver (what caches show, the default) or the authority.
+        """
         kind = dns.rdatatype.to_text(dns.rdatatype.from_text(rdtype))
         texts = [rdata_text(kind, value) for value in values]
-        with self._records() as store:
+        with self._records(side) as store:
             entry = store.setdefault(
                 _name_key(name), {"name": _absolute(name).to_text(), "rrsets": {}}
             )
@@ -368,20 +424,44 @@ class DnsSandbox:
                 entry["rrsets"][kind] = {"ttl": ttl, "rdata": texts}
             else:
                 entry["rrsets"].pop(kind, None)
-            self._sync(store, {_name_key(name)})
+            self._sync(store, {_name_key(name)}, side)
 
     def remove_name(self, name: str) -> None:
         """Remove every record at `name` (the name then answers NXDOMAIN)."""
         self.remove_names([name])
 
-    def remove_names(self, names: Iterable[str]) -> None:
+    def remove_names(self, names: Iterable[str], *, side: Side = RESOLVER) -> None:
         keys = {_name_key(name) for name in names}
-        with self._records() as store:
+        with self._records(side) as store:
             for key in keys:
                 store.pop(key, None)
-            self._sync(store, keys)
+            self._sync(store, keys, side)
 
-    def place(self, records: DnsRecords, zone_doubling: bool = False, ttl: int = 1) -> None:
+    def delegate(self, zone: str, *, soa_minimum: int = 60) -> None:
+        """Make `zone` served by the sandbox's authority, as a registrar's delegation would.
+
+        The resolver learns `zone NS AUTHORITY_HOST` and that host's loopback address; the
+        authority gets the zone's SOA (whose minimum bounds negative caching) and NS.
+        """
+        apex = _absolute(zone).to_text()
+        soa = f"{AUTHORITY_HOST} hostmaster.{apex} 1 3600 600 86400 {soa_minimum}"
+        # The resolver gets no SOA: a local zone per test zone would leave Unbound zones
+        # behind that outlive the records (and answer SERVFAIL); its negative answers carry
+        # no TTL, so the verifier reads the bound from the authority's SOA, as it must for
+        # resolvers that strip it.
+        self.set_records(AUTHORITY_HOST, "A", ["127.0.0.1"], ttl=3600)
+        self.set_records(apex, "NS", [AUTHORITY_HOST], ttl=3600)
+        self.set_records(apex, "SOA", [soa], ttl=3600, side=AUTHORITY)
+        self.set_records(apex, "NS", [AUTHORITY_HOST], ttl=3600, side=AUTHORITY)
+
+    def place(
+        self,
+        records: DnsRecords,
+        zone_doubling: bool = False,
+        ttl: int = 1,
+        *,
+        side: Side = RESOLVER,
+    ) -> None:
         """Place exactly the records of `records` (replacing those sets), in one change.
 
         The ownership TXT goes to the right name, or with `zone_doubling` to
@@ -389,7 +469,7 @@ class DnsSandbox:
         """
         sets = record_sets(records, zone_doubling=zone_doubling)
         other = ownership_name(records, zone_doubling=not zone_doubling)
-        with self._records() as store:
+        with self._records(side) as store:
             touched = {_name_key(other)}
             if _name_key(other) in store:
                 store[_name_key(other)]["rrsets"].pop("TXT", None)
@@ -402,7 +482,7 @@ class DnsSandbox:
                     "rdata": [rdata_text(rdtype, value) for value in values],
                 }
                 touched.add(_name_key(name))
-            self._sync(store, touched)
+            self._sync(store, touched, side)
 
     def remove(self, records: DnsRecords) -> None:
         """Remove every name `records` uses (both places the ownership TXT may sit)."""
@@ -410,18 +490,19 @@ class DnsSandbox:
         names |= {name for name, _ in record_sets(records, zone_doubling=True)}
         self.remove_names(names)
 
-    def remove_domain(self, domain: str) -> None:
-        """Remove every name at or below `domain`."""
+    def remove_domain(self, domain: str, *, side: Side | None = None) -> None:
+        """Remove every name at or below `domain` (from both sides unless `side` says one)."""
         key = _name_key(domain)
-        with self._records() as store:
-            doomed = {name for name in store if name == key or name.endswith("." + key)}
-            for name in doomed:
-                del store[name]
-            self._sync(store, doomed)
+        for where in (RESOLVER, AUTHORITY) if side is None else (side,):
+            with self._records(where) as store:
+                doomed = {name for name in store if name == key or name.endswith("." + key)}
+                for name in doomed:
+                    del store[name]
+                self._sync(store, doomed, where)
 
-    def records(self) -> dict[str, dict[str, list[str]]]:
+    def records(self, *, side: Side = RESOLVER) -> dict[str, dict[str, list[str]]]:
         """What the sandbox serves: name -> type -> values in presentation form."""
-        with self._records() as store:
+        with self._records(side) as store:
             return {
                 entry["name"]: {
                     kind: list(rrset["rdata"]) for kind, rrset in entry["rrsets"].items()
@@ -517,6 +598,14 @@ remote-control:
   control-use-cert: no
 """
         )
+        self.authority_conf.write_text(
+            self.unbound_conf.read_text()
+            .replace(f"port: {ports.unbound}\n", f"port: {ports.authority}\n")
+            .replace(
+                f"control-port: {ports.control}\n", f"control-port: {ports.authority_control}\n"
+            )
+            .replace("# written by", "# the authoritative side; written by")
+        )
         lua = json.dumps  # a JSON string literal is a valid Lua string literal for paths
         self.dnsdist_conf.write_text(
             f"""-- written by domainflow's DNS sandbox (tools/src/domainflow/sandbox/dns.py)
@@ -553,8 +642,20 @@ setUDPTimeout(1)
         self._wait(
             lambda: self._rcode(self.ports.unbound) is not None, self._unbound, "unbound.log"
         )
-        with self._records() as store:
-            self._sync(store, set(store))
+        with self._records(RESOLVER) as store:
+            self._sync(store, set(store), RESOLVER)
+
+    def _start_authority(self) -> None:
+        # A second Unbound serving local data only: its answers carry the AA flag, as a
+        # zone's own nameserver's do, and nothing it holds is cached anywhere.
+        self._authority = self._spawn(
+            [UNBOUND, "-d", "-p", "-c", str(self.authority_conf)], "authority.log"
+        )
+        self._wait(
+            lambda: self._rcode(self.ports.authority) is not None, self._authority, "authority.log"
+        )
+        with self._records(AUTHORITY) as store:
+            self._sync(store, set(store), AUTHORITY)
 
     def _start_dnsdist(self) -> None:
         self._dnsdist = self._spawn(
@@ -635,6 +736,7 @@ setUDPTimeout(1)
                 "dnsdist": self._dnsdist.pid if self._dnsdist else None,
             },
             "resolver_running": self.resolver_running,
+            "authority_running": self.authority_running,
             "frontend_running": self.frontend_running,
         }
         scratch = self.state_file.with_suffix(".tmp")
@@ -649,29 +751,32 @@ setUDPTimeout(1)
         return state
 
     @contextlib.contextmanager
-    def _records(self) -> Iterator[dict[str, Any]]:
-        """The record store, locked across processes for the whole change and its sync."""
+    def _records(self, side: Side = RESOLVER) -> Iterator[dict[str, Any]]:
+        """A side's record store, locked across processes for the whole change and its sync."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.records_file if side == RESOLVER else self.authority_records_file
         with (self.workdir / "records.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 try:
-                    store: dict[str, Any] = json.loads(self.records_file.read_text())
+                    store: dict[str, Any] = json.loads(path.read_text())
                 except FileNotFoundError:
                     store = {}
                 yield store
                 for key in [key for key, entry in store.items() if not entry["rrsets"]]:
                     del store[key]
-                scratch = self.records_file.with_suffix(".tmp")
+                scratch = path.with_suffix(".tmp")
                 scratch.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
-                scratch.replace(self.records_file)
+                scratch.replace(path)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _sync(self, store: Mapping[str, Any], names: set[str]) -> None:
-        """Make Unbound serve exactly the store's data for `names` (while it runs)."""
-        if not names or not self.resolver_running:
+    def _sync(self, store: Mapping[str, Any], names: set[str], side: Side = RESOLVER) -> None:
+        """Make a side's Unbound serve exactly the store's data for `names` (while it runs)."""
+        running = self.resolver_running if side == RESOLVER else self.authority_running
+        if not names or not running:
             return  # a stopped Unbound gets everything from the store when it starts
+        conf = self.unbound_conf if side == RESOLVER else self.authority_conf
         lines = [
             f"{entry['name']} {rrset['ttl']} IN {kind} {rdata}"
             for key in sorted(names)
@@ -680,13 +785,14 @@ setUDPTimeout(1)
             for rdata in rrset["rdata"]
         ]
         # local_data adds to a set; replacing a set means removing the name, then adding back.
-        self._control("local_datas_remove", stdin="".join(f"{n}\n" for n in sorted(names)))
+        removed = "".join(f"{n}\n" for n in sorted(names))
+        self._control("local_datas_remove", stdin=removed, conf=conf)
         if lines:
-            self._control("local_datas", stdin="".join(f"{line}\n" for line in lines))
+            self._control("local_datas", stdin="".join(f"{line}\n" for line in lines), conf=conf)
 
-    def _control(self, *args: str, stdin: str | None = None) -> str:
+    def _control(self, *args: str, stdin: str | None = None, conf: Path | None = None) -> str:
         done = subprocess.run(
-            [UNBOUND_CONTROL, "-c", str(self.unbound_conf), *args],
+            [UNBOUND_CONTROL, "-c", str(conf or self.unbound_conf), *args],
             input=stdin,
             capture_output=True,
             text=True,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 
 def _now() -> datetime:
@@ -48,12 +48,17 @@ class DkimStatus(StrEnum):
 
 
 class RecordKind(StrEnum):
-    """The four records checked over DNS-over-HTTPS (DKIM is SES's to judge)."""
+    """The four records checked over DNS-over-HTTPS (DKIM is SES's to judge).
+
+    `dkim` appears only while SES says DKIM is not yet `success`: the three CNAMEs as DNS
+    shows them, to say why. It never decides the outcome; SES does.
+    """
 
     MX = "mx"
     VERIFICATION_TXT = "verification_txt"
     SPF = "spf"
     DMARC = "dmarc"
+    DKIM = "dkim"
 
 
 class CheckOutcome(StrEnum):
@@ -155,6 +160,19 @@ class RecordCheck(_Frozen):
     found: list[str] = Field(default_factory=list)
     reason: str | None = None  # machine code: record_missing, value_mismatch, ...
     message: str = ""  # a sentence a person can act on
+    #: Facts behind the reason: e.g. `merged_record` (the SPF to publish), `lookup_costs`,
+    #: `ttl_left` (seconds until caches may show a record the authority already serves).
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class DnsWarning(_Frozen):
+    """Something already published that will conflict with the records: a warning, never a
+    refusal (`existing_spf`, `dmarc_weaker`, `cname_at_domain`, `mx_elsewhere`, `dnssec_*`)."""
+
+    code: str
+    name: str
+    found: list[str] = Field(default_factory=list)
+    message: str
 
 
 class DomainSnapshot(_Frozen):
@@ -273,6 +291,8 @@ class VerificationCompleted(Event):
     ses_dkim_status: DkimStatus | None  # None when SES could not be asked (inconclusive)
     checks: list[RecordCheck]
     checked_at: datetime
+    #: Pre-flight findings: what is already published that will conflict (see `DnsWarning`).
+    warnings: list[DnsWarning] = Field(default_factory=list)
 
 
 class DeletionRequested(Event):

@@ -7,8 +7,9 @@ header, or a fake paragraph. The advice follows the troubleshooting guide of see
 
 The verifier's reason codes this module knows (`RecordCheck.reason`): `record_missing`,
 `value_mismatch`, `wrong_priority`, `zone_appended_twice`, `multiple_spf_records`,
-`spf_include_missing`, `multiple_dmarc_records`, `dmarc_policy_too_weak`. Any other code
-still gets the record's general advice.
+`spf_include_missing`, `multiple_dmarc_records`, `dmarc_policy_too_weak`, the SPF evaluation's
+`spf_*`, `cname_conflict`, `propagating`, `delegated_elsewhere` and the `dkim_*` diagnoses. Any
+other code still gets the record's general advice.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ _TITLES: dict[RecordKind, str] = {
     RecordKind.VERIFICATION_TXT: "Ownership TXT record",
     RecordKind.SPF: "SPF record (TXT)",
     RecordKind.DMARC: "DMARC record (TXT)",
+    RecordKind.DKIM: "DKIM CNAME records",
 }
 
 _PROXY = (
@@ -131,6 +133,44 @@ _REASON_ADVICE: dict[str, tuple[str, ...]] = {
     "value_mismatch": (
         "A record exists at {name} but its value differs: replace it with the expected "
         "value, byte for byte.",
+    ),
+    "spf_too_many_lookups": (
+        "Receivers stop evaluating an SPF record after 10 DNS lookups, and yours reaches the "
+        "required includes only after that: put them first and remove includes you no "
+        "longer use.",
+    ),
+    "spf_void_lookup_limit": (
+        "The SPF record on {name} names more than two domains that have no records: remove "
+        "those terms.",
+    ),
+    "spf_loop": (
+        "The SPF record on {name} includes itself in a loop: remove the include that points back.",
+    ),
+    "spf_invalid": (
+        "Receivers cannot read a term of the SPF record on {name} (often a stray space after "
+        "include:): fix or remove it.",
+    ),
+    "cname_conflict": (
+        "{name} is a CNAME, and a name with a CNAME can hold no other record: remove the "
+        "CNAME, then place the record.",
+    ),
+    "propagating": (
+        "The record is published at your zone's nameservers; resolvers' caches have not caught "
+        "up yet. Nothing to change.",
+    ),
+    "delegated_elsewhere": (
+        "The name sits in a subdomain delegated to other nameservers: place the record with "
+        "the provider that runs them.",
+    ),
+    "dkim_cname_missing": ("Add the missing DKIM CNAME records exactly as listed.",),
+    "dkim_cname_mismatch": (
+        "A DKIM CNAME points to the wrong target: each of the three has its own value.",
+    ),
+    "dkim_proxied": (
+        "A DKIM CNAME is proxied or flattened: set it to “DNS only” so the CNAME is visible.",
+    ),
+    "dkim_awaiting_ses": (
+        "The DKIM CNAMEs are in place; Amazon SES confirms them on its own, within 72 hours.",
     ),
 }
 _GENERAL_TOO = frozenset({"record_missing", "value_mismatch"})

@@ -9,50 +9,37 @@ produces and tests build by hand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
+
+from pydantic import JsonValue
 
 from domainflow.contracts.events import (
     CheckOutcome,
+    DkimRecord,
     DkimStatus,
+    DnsRecords,
+    DnsWarning,
     MxRecord,
     NamedRecord,
     RecordCheck,
     RecordKind,
     VerificationOutcome,
 )
-
-# -- what a lookup can say ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """NOERROR with records of the asked type (CNAMEs followed): each rdata as text.
-
-    A TXT record is the concatenation of all its character-strings, decoded (`txt_text`).
-    """
-
-    records: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NxDomain:
-    """The name does not exist."""
-
-
-@dataclass(frozen=True, slots=True)
-class NoData:
-    """The name exists (NOERROR) but has no record of the asked type."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unavailable:
-    """No trustworthy answer: timeout, SERVFAIL, REFUSED, connection error, bad HTTP status."""
-
-    reason: str
-
-
-LookupResult = Found | NxDomain | NoData | Unavailable
+from domainflow.verifier.lookups import Found as Found
+from domainflow.verifier.lookups import LookupResult as LookupResult
+from domainflow.verifier.lookups import NoData as NoData
+from domainflow.verifier.lookups import NxDomain as NxDomain
+from domainflow.verifier.lookups import Unavailable as Unavailable
+from domainflow.verifier.spf import (
+    LOOKUP_LIMIT,
+    VOID_LIMIT,
+    Query,
+    SpfEvaluation,
+    SpfNeeds,
+    SpfProblem,
+    evaluate_spf,
+    merged_spf,
+)
 
 
 class Reason(StrEnum):
@@ -67,6 +54,17 @@ class Reason(StrEnum):
     MULTIPLE_DMARC_RECORDS = "multiple_dmarc_records"
     DMARC_POLICY_TOO_WEAK = "dmarc_policy_too_weak"
     RESOLVER_UNAVAILABLE = "resolver_unavailable"
+    SPF_TOO_MANY_LOOKUPS = "spf_too_many_lookups"
+    SPF_VOID_LOOKUP_LIMIT = "spf_void_lookup_limit"
+    SPF_LOOP = "spf_loop"
+    SPF_INVALID = "spf_invalid"
+    PROPAGATING = "propagating"
+    CNAME_CONFLICT = "cname_conflict"
+    DELEGATED_ELSEWHERE = "delegated_elsewhere"
+    DKIM_CNAME_MISSING = "dkim_cname_missing"
+    DKIM_CNAME_MISMATCH = "dkim_cname_mismatch"
+    DKIM_PROXIED = "dkim_proxied"
+    DKIM_AWAITING_SES = "dkim_awaiting_ses"
 
 
 def txt_text(strings: Iterable[bytes]) -> str:
@@ -101,6 +99,7 @@ def _check(
     found: Sequence[str],
     reason: Reason | None,
     message: str,
+    details: Mapping[str, JsonValue] | None = None,
 ) -> RecordCheck:
     return RecordCheck(
         record=kind,
@@ -110,6 +109,7 @@ def _check(
         found=list(found),
         reason=None if reason is None else reason.value,
         message=message,
+        details=dict(details or {}),
     )
 
 
@@ -252,6 +252,11 @@ def is_spf(text: str) -> bool:
     return lowered == "v=spf1" or lowered.startswith("v=spf1 ")
 
 
+def spf_records(result: LookupResult) -> list[str]:
+    """The SPF records among a TXT answer."""
+    return [text for text in result.records if is_spf(text)] if isinstance(result, Found) else []
+
+
 def spf_includes(text: str) -> list[str]:
     """The domains of the record's `include:` mechanisms that authorise (`+` or no qualifier)."""
     domains: list[str] = []
@@ -264,54 +269,129 @@ def spf_includes(text: str) -> list[str]:
     return domains
 
 
-def _merged_spf(records: Sequence[str], expected: str) -> str:
-    """One record that keeps every term of `records` and adds what `expected` needs."""
-    terms: list[str] = []
-    endings: list[str] = []
-    for text in [*records, expected]:
-        for term in text.split(" ")[1:]:
-            if not term:
-                continue
-            is_all = term.lower().lstrip("+-~?") == "all"
-            bucket = endings if is_all else terms
-            if term.lower() not in (t.lower() for t in bucket):
-                bucket.append(term)
-    return " ".join(["v=spf1", *terms, *endings[:1]])
+def _spf_details(evaluation: SpfEvaluation) -> dict[str, JsonValue]:
+    details: dict[str, JsonValue] = {
+        "lookups": evaluation.lookups,
+        "void_lookups": evaluation.void_lookups,
+        "lookup_costs": dict(evaluation.costs),
+    }
+    if evaluation.via:
+        details["reached_through"] = dict(evaluation.via)
+    if evaluation.problem_at:
+        details["stopped_at"] = evaluation.problem_at
+    return details
 
 
-def check_spf(expected: NamedRecord, result: LookupResult) -> RecordCheck:
-    """Exactly one SPF record at the name, carrying every `include:` of the expected value."""
+def spf_lookups_needed(
+    expected: NamedRecord, result: LookupResult, answers: Mapping[Query, LookupResult]
+) -> frozenset[Query]:
+    """What `check_spf` still needs looked up to evaluate the record as a receiver would."""
+    spf = spf_records(result)
+    if len(spf) != 1:
+        return frozenset()
+    evaluation = evaluate_spf(expected.name, spf[0], spf_includes(expected.value), answers)
+    return evaluation.queries if isinstance(evaluation, SpfNeeds) else frozenset()
+
+
+def check_spf(
+    expected: NamedRecord,
+    result: LookupResult,
+    answers: Mapping[Query, LookupResult] | None = None,
+) -> RecordCheck:
+    """Exactly one SPF record at the name, which authorises every required `include:` when a
+    receiver evaluates it (nested includes and `redirect=` followed, RFC 7208 limits applied).
+
+    `answers` holds the lookups the evaluation needs (`spf_lookups_needed`, asked until empty).
+    """
     name, value, kind = expected.name, expected.value, RecordKind.SPF
     if isinstance(result, Unavailable):
         return _unavailable(kind, name, value, result)
     found = list(result.records) if isinstance(result, Found) else []
-    spf = [text for text in found if is_spf(text)]
+    spf = spf_records(result)
     if not spf:
         return _check(
             kind, CheckOutcome.FAIL, name, value, found, Reason.RECORD_MISSING,
             f"No SPF record (v=spf1) at {name}. Place the TXT record {value} on {name}.",
         )  # fmt: skip
+    merged = merged_spf(spf, value)
     if len(spf) > 1:
         return _check(
             kind, CheckOutcome.FAIL, name, value, found, Reason.MULTIPLE_SPF_RECORDS,
             f"{name} has {len(spf)} SPF records; only one per hostname is allowed and two are "
-            "an authentication failure. Merge all your include: mechanisms into one record: "
-            f"{_merged_spf(spf, value)}",
+            f"an authentication failure. Merge all your include: mechanisms into one record: "
+            f"{merged}",
+            {"merged_record": merged},
         )  # fmt: skip
-    present = set(spf_includes(spf[0]))
-    missing = [domain for domain in spf_includes(value) if domain not in present]
+    required = spf_includes(value)
+    evaluation = evaluate_spf(name, spf[0], required, answers or {})
+    if isinstance(evaluation, SpfNeeds):
+        raise ValueError(f"check_spf needs answers for {sorted(evaluation.queries)}")
+    details = _spf_details(evaluation)
+    if evaluation.unavailable is not None:
+        return _check(
+            kind, CheckOutcome.INCONCLUSIVE, name, value, found, Reason.RESOLVER_UNAVAILABLE,
+            f"The DNS resolver could not answer a lookup the SPF record at {name} needs "
+            f"({evaluation.unavailable}); this check counts neither way and runs again on the "
+            "next probe.",
+            details,
+        )  # fmt: skip
+    if evaluation.problem is not None:
+        details["merged_record"] = merged
+        reason = Reason(evaluation.problem.value)
+        return _check(
+            kind, CheckOutcome.FAIL, name, value, found, reason,
+            _spf_problem_sentence(name, evaluation, required, merged), details,
+        )  # fmt: skip
+    missing = [domain for domain in required if domain not in evaluation.authorised]
     if missing:
+        details["merged_record"] = merged
         needed = " ".join(f"include:{domain}" for domain in missing)
         return _check(
             kind, CheckOutcome.FAIL, name, value, found, Reason.SPF_INCLUDE_MISSING,
-            f"The SPF record at {name} lacks {needed}. Add "
-            f"{'it' if len(missing) == 1 else 'them'} to the same record: "
-            f"{_merged_spf(spf, value)} — and check for typos, SPF is whitespace-sensitive.",
+            f"The SPF record at {name} lacks {needed} (or reaches it only after an all, or "
+            f"with a -, ~ or ? qualifier). Add {'it' if len(missing) == 1 else 'them'} to the "
+            f"same record: {merged} — and check for typos, SPF is whitespace-sensitive.",
+            details,
         )  # fmt: skip
+    through = "".join(
+        f" It reaches include:{domain} through {chain}." for domain, chain in evaluation.via.items()
+    )
     return _check(
         kind, CheckOutcome.PASS, name, value, found, None,
-        f"The SPF record at {name} includes everything required.",
+        f"The SPF record at {name} authorises every required sender "
+        f"({evaluation.lookups} of {LOOKUP_LIMIT} DNS lookups).{through}",
+        details,
     )  # fmt: skip
+
+
+def _spf_problem_sentence(
+    name: str, evaluation: SpfEvaluation, required: Sequence[str], merged: str
+) -> str:
+    problem, where = evaluation.problem, evaluation.problem_at
+    ours = " ".join(f"include:{domain}" for domain in required)
+    if problem is SpfProblem.TOO_MANY_LOOKUPS:
+        costs = ", ".join(f"{term} costs {cost}" for term, cost in evaluation.costs)
+        return (
+            f"Receivers stop evaluating the SPF record at {name} after {LOOKUP_LIMIT} DNS "
+            f"lookups (a permanent error, so mail fails SPF), and it reaches {ours} only after "
+            f"that: {costs}. Put {ours} first and remove or flatten includes you no longer "
+            f"use: {merged}"
+        )
+    if problem is SpfProblem.VOID_LOOKUP_LIMIT:
+        return (
+            f"The SPF record at {name} makes more than {VOID_LIMIT} lookups that find nothing "
+            f"({evaluation.problem_detail}, at {where}); receivers treat that as a permanent "
+            "error. Remove the terms that name domains without records."
+        )
+    if problem is SpfProblem.LOOP:
+        return (
+            f"The SPF record at {name} loops: {where} ({evaluation.problem_detail}). Receivers "
+            "fail it with a permanent error. Remove the include or redirect that points back."
+        )
+    return (
+        f"Receivers cannot evaluate the SPF record at {name}: {evaluation.problem_detail} "
+        f"(at {where}), a permanent error. Fix or remove that term: {merged}"
+    )
 
 
 # -- DMARC --------------------------------------------------------------------------------
@@ -388,6 +468,324 @@ def check_dmarc(expected: NamedRecord, result: LookupResult) -> RecordCheck:
     )  # fmt: skip
 
 
+# -- what the zone itself says --------------------------------------------------------------
+
+
+def _alias(result: LookupResult) -> str | None:
+    return result.alias if isinstance(result, Found | NoData) else None
+
+
+def cname_conflict(check: RecordCheck, result: LookupResult) -> RecordCheck:
+    """A failing check at a name that is an alias: its CNAME hides every other record there.
+
+    RFC 1034 §3.6.2: a name with a CNAME holds nothing else, so resolvers answer with the
+    target's records (or none) and a TXT or MX placed beside the CNAME is never seen.
+    """
+    alias = _alias(result)
+    if check.outcome != CheckOutcome.FAIL or alias is None:
+        return check
+    target = alias.rstrip(".")
+    return check.model_copy(
+        update={
+            "reason": Reason.CNAME_CONFLICT.value,
+            "message": (
+                f"{check.name} is a CNAME (an alias) for {target}, and a name with a CNAME can "
+                f"hold no other record: DNS answers with {target}'s records, so the "
+                f"{check.record.value.replace('_', ' ').upper()} record you placed at "
+                f"{check.name} is hidden. Remove the CNAME at {check.name}, then place the "
+                f"record: {check.expected}."
+            ),
+            "details": {**check.details, "cname_target": target},
+        }
+    )
+
+
+def negative_caching_time(soa: LookupResult) -> int | None:
+    """How long a resolver may cache "no such record" in a zone: min(SOA TTL, minimum)."""
+    if not isinstance(soa, Found) or not soa.records:
+        return None
+    fields = soa.records[0].split()
+    try:
+        minimum = int(fields[6])
+    except (IndexError, ValueError):
+        return None
+    return minimum if soa.ttl is None else min(soa.ttl, minimum)
+
+
+def propagating(
+    check: RecordCheck,
+    authoritative: RecordCheck,
+    cached: LookupResult,
+    server: str,
+    ttl_bound: int | None = None,
+) -> RecordCheck:
+    """A check the resolver fails but the zone's own nameserver passes: caches lag behind.
+
+    The time left is the TTL on the resolver's answer (a stale record, or a negative answer
+    that carried its SOA), else `ttl_bound`: the zone's negative-caching time, the most a
+    resolver may keep "no such record"; unknown when neither is known.
+    """
+    if check.outcome != CheckOutcome.FAIL or authoritative.outcome != CheckOutcome.PASS:
+        return check
+    ttl = cached.ttl if isinstance(cached, Found | NxDomain | NoData) else None
+    ttl = ttl if ttl is not None else ttl_bound
+    shown = ", ".join(check.found) if check.found else "no record"
+    wait = (
+        f"caches may keep that answer for up to {ttl} s more"
+        if ttl is not None
+        else "caches keep that answer until its TTL runs out"
+    )
+    return check.model_copy(
+        update={
+            "reason": Reason.PROPAGATING.value,
+            "message": (
+                f"The record at {check.name} is published at your zone's nameserver {server}, "
+                f"but the DNS resolver still answers from its cache ({shown}); {wait}. Nothing "
+                "to change: verification passes once caches refresh."
+            ),
+            "details": {
+                **check.details,
+                "ttl_left": ttl,
+                "authority": server,
+                "authoritative": list(authoritative.found),
+            },
+        }
+    )
+
+
+def authority_unreachable(check: RecordCheck, why: str) -> RecordCheck:
+    """The zone's nameservers could not be asked: say so, keep the resolver's verdict."""
+    return check.model_copy(
+        update={
+            "message": f"{check.message} (The zone's own nameservers could not be asked — "
+            f"{why} — so this is the resolver's view only.)",
+            "details": {**check.details, "authority": f"unreachable: {why}"},
+        }
+    )
+
+
+def delegated_zone(
+    check: RecordCheck, apex: str, parent: str, servers: Sequence[str]
+) -> RecordCheck:
+    """A missing record under a subdomain that is its own zone, served by other nameservers."""
+    if check.outcome != CheckOutcome.FAIL or check.reason != Reason.RECORD_MISSING.value:
+        return check
+    hosts = ", ".join(servers)
+    return check.model_copy(
+        update={
+            "reason": Reason.DELEGATED_ELSEWHERE.value,
+            "message": (
+                f"{apex} is delegated: it is its own DNS zone, served by {hosts}, not by "
+                f"{parent}'s nameservers. Records placed in {parent}'s zone for names under "
+                f"{apex} are never seen; place {check.expected} at {check.name} with the "
+                f"provider that runs {hosts}."
+            ),
+            "details": {**check.details, "zone": apex, "nameservers": list(servers)},
+        }
+    )
+
+
+# -- DKIM as DNS shows it -----------------------------------------------------------------
+
+
+def _dkim_problem(
+    record: DkimRecord,
+    cname: LookupResult,
+    address: LookupResult | None,
+    elsewhere: Mapping[str, LookupResult],
+) -> tuple[Reason, str] | None:
+    """What is wrong with one DKIM CNAME, or None when it points where SES expects."""
+    name, target = record.name, hostname(record.value)
+    if isinstance(cname, Found) and cname.records:
+        found = hostname(cname.records[0])
+        if found == target:
+            return None
+        return (
+            Reason.DKIM_CNAME_MISMATCH,
+            f"{name} points to {found}, not {record.value}: copy the value again (each of the "
+            "three differs).",
+        )
+    for where, answer in elsewhere.items():
+        if isinstance(answer, Found) and answer.records and hostname(answer.records[0]) == target:
+            return (
+                Reason.ZONE_APPENDED_TWICE,
+                f"{name} is at {where}: your DNS provider appended the zone; enter the name "
+                "without it (or in full with a trailing dot).",
+            )
+    if isinstance(address, Found) and address.records:
+        return (
+            Reason.DKIM_PROXIED,
+            f"{name} answers with an address ({', '.join(address.records)}) instead of a CNAME: "
+            "it is proxied or flattened. Set it to DNS only (grey cloud) so the CNAME to "
+            f"{record.value} is visible.",
+        )
+    return (Reason.DKIM_CNAME_MISSING, f"No CNAME at {name}: add CNAME {name} → {record.value}.")
+
+
+def check_dkim_dns(
+    expected: Sequence[DkimRecord],
+    status: DkimStatus,
+    cnames: Mapping[str, LookupResult],
+    addresses: Mapping[str, LookupResult],
+    elsewhere: Mapping[str, Mapping[str, LookupResult]],
+) -> RecordCheck:
+    """Why SES does not yet say DKIM success, as the three CNAMEs look from DNS.
+
+    `cnames` holds each name's CNAME answer; for those without one, `addresses` its A answer
+    (a proxied CNAME shows as an address) and `elsewhere` the zone-appended-twice names. This
+    check explains SES's answer and never decides the outcome (`verification_outcome`).
+    """
+    if not expected:
+        raise ValueError("no DKIM record is expected")
+    kind, name = RecordKind.DKIM, expected[0].name
+    wanted = ", ".join(f"{r.name} → {r.value}" for r in expected)
+    found = [
+        f"{r.name} → {answer.records[0].rstrip('.')}"
+        for r in expected
+        if isinstance(answer := cnames.get(r.name), Found) and answer.records
+    ]
+    unavailable = [
+        r.name for r in expected if isinstance(cnames.get(r.name, Unavailable("")), Unavailable)
+    ]
+    if unavailable:
+        return _unavailable(kind, name, wanted, Unavailable(f"CNAME of {unavailable[0]}"))
+    problems = [
+        problem
+        for r in expected
+        if (
+            problem := _dkim_problem(
+                r, cnames[r.name], addresses.get(r.name), elsewhere.get(r.name, {})
+            )
+        )
+        is not None
+    ]
+    if not problems:
+        return _check(
+            kind, CheckOutcome.PASS, name, wanted, found, Reason.DKIM_AWAITING_SES,
+            f"All {len(expected)} DKIM CNAMEs are in place; Amazon SES reports {status.value} "
+            "and checks them again on its own (it can take up to 72 hours). Nothing to change "
+            "in DNS.",
+        )  # fmt: skip
+    sentences = " ".join(sentence for _, sentence in problems)
+    return _check(
+        kind, CheckOutcome.FAIL, name, wanted, found, problems[0][0],
+        f"Amazon SES reports DKIM {status.value}. {sentences}",
+        {"problems": [reason.value for reason, _ in problems]},
+    )  # fmt: skip
+
+
+# -- pre-flight: what is already published that will conflict -----------------------------
+
+
+def _warning(code: str, name: str, found: Sequence[str], message: str) -> DnsWarning:
+    return DnsWarning(code=code, name=name, found=list(found), message=message)
+
+
+def preflight_warnings(
+    records: DnsRecords,
+    mx: LookupResult,
+    spf: LookupResult,
+    dmarc: LookupResult,
+    ds: LookupResult,
+    dnskey: LookupResult,
+    zone: str,
+) -> list[DnsWarning]:
+    """Conflicts with what is already published, as warnings (never refusals).
+
+    An SPF record for other senders (to merge, not replace), a DMARC record weaker than
+    required, a CNAME at the domain's own name (it hides MX and TXT), MX records pointing
+    elsewhere (this is a send-and-receive domain), and the zone's DNSSEC state.
+    """
+    domain = records.spf.name
+    warnings: list[DnsWarning] = []
+    alias = next((a for a in (_alias(mx), _alias(spf)) if a is not None), None)
+    if alias is not None:
+        warnings.append(
+            _warning(
+                "cname_at_domain",
+                domain,
+                [alias.rstrip(".")],
+                f"{domain} is a CNAME for {alias.rstrip('.')}; a name with a CNAME can hold no "
+                "MX or TXT record. Remove the CNAME before placing the records, or use "
+                "another domain.",
+            )
+        )
+    theirs = spf_records(spf)
+    required = spf_includes(records.spf.value)
+    if theirs and (len(theirs) > 1 or any(d not in spf_includes(theirs[0]) for d in required)):
+        merged = merged_spf(theirs, records.spf.value)
+        warnings.append(
+            _warning(
+                "existing_spf",
+                domain,
+                theirs,
+                f"{domain} already has an SPF record for other senders. Don't add a second "
+                f"one (two SPF records fail): replace it with the merged record {merged}",
+            )
+        )
+    tags = [t for text in spf_text(dmarc) if (t := dmarc_tags(text)) is not None]
+    required_policy = _policy(dmarc_tags(records.dmarc.value) or {}) or "quarantine"
+    if tags:
+        policy = _policy(tags[0]) or "none"
+        if _POLICY_STRENGTH.get(policy, -1) < _POLICY_STRENGTH[required_policy]:
+            warnings.append(
+                _warning(
+                    "dmarc_weaker",
+                    records.dmarc.name,
+                    spf_text(dmarc),
+                    f"{records.dmarc.name} already has a DMARC record with p={policy}, weaker "
+                    f"than the p={required_policy} required. Edit that record (keep your rua= "
+                    "and other tags) rather than adding a second one.",
+                )
+            )
+    ours = {hostname(m.target) for m in records.mx}
+    if isinstance(mx, Found) and mx.records:
+        others = [t for t in mx.records if _mx_parts(t)[1] not in ours]
+        if others:
+            warnings.append(
+                _warning(
+                    "mx_elsewhere",
+                    domain,
+                    [t.rstrip(".") for t in others],
+                    f"{domain} already receives mail at "
+                    f"{', '.join(_mx_parts(t)[1] for t in others)}. "
+                    "This is a send-and-receive domain: once the records are placed, mail to it "
+                    "goes to the MX with the lowest priority; remove the old MX records if our "
+                    "servers should receive it.",
+                )
+            )
+    if isinstance(ds, Found) and ds.records:
+        if isinstance(dnskey, Found) and dnskey.records:
+            warnings.append(
+                _warning(
+                    "dnssec_signed",
+                    zone,
+                    [],
+                    f"{zone} is signed with DNSSEC. Your DNS provider must sign the new records "
+                    "too (most do it automatically); unsigned ones look forged to validating "
+                    "receivers.",
+                )
+            )
+        else:
+            warnings.append(
+                _warning(
+                    "dnssec_broken",
+                    zone,
+                    ds.records,
+                    f"{zone} has a DS record at its registrar but publishes no DNSKEY: "
+                    "validating resolvers reject every answer from the zone, so no record will "
+                    "verify. Turn DNSSEC on at your DNS provider, or remove the DS record at "
+                    "the registrar.",
+                )
+            )
+    return warnings
+
+
+def spf_text(result: LookupResult) -> list[str]:
+    """Every TXT text of an answer (none when it found nothing)."""
+    return list(result.records) if isinstance(result, Found) else []
+
+
 # -- the whole probe ----------------------------------------------------------------------
 
 
@@ -403,6 +801,8 @@ def verification_outcome(
     Otherwise it passed only if every check passed and SES says DKIM `success`. A DKIM status
     other than success (pending, temporary_failure, ...) is a definite answer from SES: failed.
     """
+    # The DKIM CNAMEs as DNS shows them only explain SES's answer; they never decide.
+    checks = [check for check in checks if check.record != RecordKind.DKIM]
     if dkim is None or any(check.outcome == CheckOutcome.INCONCLUSIVE for check in checks):
         return VerificationOutcome.INCONCLUSIVE
     if dkim == DkimStatus.SUCCESS and all(check.outcome == CheckOutcome.PASS for check in checks):

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from domainflow.contracts import (
     DkimStatus,
+    DnsWarning,
     RecordCheck,
     VerificationCompleted,
     VerificationTrigger,
@@ -30,6 +31,7 @@ from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import repository
 from domainflow.verifier.probe import DomainProbe
 from domainflow.verifier.schedule import DueDomain, chunk_by_region, next_due
+from domainflow.verifier.watch import RegistrationWatch
 
 log = get_logger(__name__)
 
@@ -58,6 +60,7 @@ class ReverifyCycle:
         batch: int,
         lease: float,
         parallel_claims: int = 2,
+        watch: RegistrationWatch | None = None,
     ) -> None:
         self._db = db
         self._probe = probe
@@ -66,6 +69,7 @@ class ReverifyCycle:
         self._batch = batch
         self._lease = lease
         self._parallel = max(1, parallel_claims)
+        self._watch = watch
 
     async def run(self) -> None:
         """Tick until cancelled: a failing pass is logged and the next tick tries again."""
@@ -121,20 +125,26 @@ class ReverifyCycle:
         # DNS for the whole batch starts at once (bounded by the probe); SES answers a region
         # chunk at a time as the limiter allows, and each domain commits as soon as it has both.
         dns = {d.domain_id: asyncio.create_task(self._probe.dns(d.records)) for d in batch}
+        watched = asyncio.create_task(self._watched([d.domain for d in batch]))
         finishing: list[asyncio.Task[None]] = []
         try:
             for region, chunk in chunk_by_region(batch, _region, self._probe.ses_batch):
                 statuses = await self._probe.dkim_statuses([d.domain for d in chunk], region)
                 finishing.extend(
                     asyncio.create_task(
-                        self._finish(d, dns[d.domain_id], statuses[d.domain], token, report)
+                        self._finish(
+                            d, dns[d.domain_id], statuses[d.domain], token, report, watched
+                        )
                     )
                     for d in chunk
                 )
             await asyncio.gather(*finishing)
         finally:
-            for task in (*dns.values(), *finishing):
+            for task in (*dns.values(), *finishing, watched):
                 task.cancel()
+
+    async def _watched(self, domains: list[str]) -> dict[str, list[DnsWarning]]:
+        return {} if self._watch is None else await self._watch.observe(domains)
 
     async def _finish(
         self,
@@ -143,6 +153,7 @@ class ReverifyCycle:
         dkim: DkimStatus | None,
         token: uuid.UUID,
         report: CycleReport,
+        watched: asyncio.Future[dict[str, list[DnsWarning]]],
     ) -> None:
         try:
             checks = await dns
@@ -151,7 +162,7 @@ class ReverifyCycle:
             report.broken += 1
             await repository.release_claims(self._db, [due.domain_id], token)
             return
-        verdict = self._probe.verdict(checks, dkim)
+        verdict = await self._probe.judge(due.records, checks, dkim)
         event = VerificationCompleted(
             correlation_id=report.cycle_id,  # the pass that found it, as a request id would
             team_id=due.team_id,
@@ -162,6 +173,7 @@ class ReverifyCycle:
             ses_dkim_status=verdict.ses_dkim_status,
             checks=verdict.checks,
             checked_at=verdict.checked_at,
+            warnings=(await watched).get(due.domain, []),
         )
         async with self._db.transaction() as conn:
             held = await repository.finish_claimed(

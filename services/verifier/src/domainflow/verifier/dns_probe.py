@@ -12,21 +12,43 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from publicsuffixlist import PublicSuffixList
 
-from domainflow.contracts.events import DnsRecords, RecordCheck
+from domainflow.contracts.events import (
+    CheckOutcome,
+    DkimStatus,
+    DnsRecords,
+    DnsWarning,
+    NamedRecord,
+    RecordCheck,
+)
+from domainflow.verifier.adapters.authority import Authorities, Zone
 from domainflow.verifier.checks import (
+    Found,
     LookupResult,
     NoData,
     NxDomain,
+    Reason,
+    Unavailable,
+    authority_unreachable,
+    check_dkim_dns,
     check_dmarc,
     check_mx,
     check_spf,
     check_verification,
+    cname_conflict,
+    delegated_zone,
     doubled_zone_names,
+    hostname,
+    negative_caching_time,
+    preflight_warnings,
+    propagating,
+    spf_lookups_needed,
 )
+from domainflow.verifier.spf import LOOKUP_LIMIT, Query
 
 
 class Resolver(Protocol):
@@ -49,11 +71,27 @@ def zones_of(domain: str) -> list[str]:
     return zones
 
 
-async def probe_dns(resolver: Resolver, records: DnsRecords) -> list[RecordCheck]:
+@dataclass(frozen=True)
+class AuthorityOptions:
+    """Whether and how to ask zones' own nameservers about failing records."""
+
+    port: int = 53
+    timeout: float = 2.0
+
+
+#: A judge of one record kind: an answer in, that record's check out.
+Judge = Callable[[LookupResult], Awaitable[RecordCheck]]
+
+
+async def probe_dns(
+    resolver: Resolver, records: DnsRecords, authority: AuthorityOptions | None = None
+) -> list[RecordCheck]:
     """MX, ownership TXT, SPF and DMARC checks of `records`, in that order.
 
     The domain is the SPF record's name (`DnsRecords` carries no domain of its own); the MX
-    lookup goes to the first MX record's name (all of them share it).
+    lookup goes to the first MX record's name (all of them share it). A failing record at a
+    name that is a CNAME becomes `cname_conflict`; with `authority`, every other failing
+    record is asked of the zone's own nameservers too (`refine_by_authority`).
     """
     mx, ownership, spf, dmarc = await asyncio.gather(
         resolver.lookup(records.mx[0].name, "MX"),
@@ -66,14 +104,149 @@ async def probe_dns(resolver: Resolver, records: DnsRecords) -> list[RecordCheck
         names = doubled_zone_names(records.verification.name, zones_of(records.spf.name))
         answers = await asyncio.gather(*(resolver.lookup(name, "TXT") for name in names))
         elsewhere = dict(zip(names, answers, strict=True))
-    return [
-        check_mx(records.mx, mx),
-        check_verification(records.verification, ownership, elsewhere),
-        check_spf(records.spf, spf),
-        check_dmarc(records.dmarc, dmarc),
+    spf_answers = await spf_lookups(resolver, records.spf, spf)
+    checks = [
+        cname_conflict(check_mx(records.mx, mx), mx),
+        cname_conflict(check_verification(records.verification, ownership, elsewhere), ownership),
+        cname_conflict(check_spf(records.spf, spf, spf_answers), spf),
+        cname_conflict(check_dmarc(records.dmarc, dmarc), dmarc),
     ]
+    if authority is None or all(not _worth_asking(check) for check in checks):
+        return checks
+
+    async def judge_spf(answer: LookupResult) -> RecordCheck:
+        return check_spf(records.spf, answer, await spf_lookups(resolver, records.spf, answer))
+
+    async def pure(check: RecordCheck) -> RecordCheck:
+        return check
+
+    judges: list[tuple[str, str, LookupResult, Judge]] = [
+        (records.mx[0].name, "MX", mx, _judge(lambda a: check_mx(records.mx, a))),
+        (
+            records.verification.name,
+            "TXT",
+            ownership,
+            _judge(lambda a: check_verification(records.verification, a)),
+        ),
+        (records.spf.name, "TXT", spf, judge_spf),
+        (records.dmarc.name, "TXT", dmarc, _judge(lambda a: check_dmarc(records.dmarc, a))),
+    ]
+    registrable = zones_of(records.spf.name)[-1]
+    authorities = Authorities(resolver, registrable, port=authority.port, timeout=authority.timeout)
+    refined = await asyncio.gather(
+        *(
+            refine_by_authority(authorities, check, name, kind, cached, judge, registrable)
+            if _worth_asking(check)
+            else pure(check)
+            for check, (name, kind, cached, judge) in zip(checks, judges, strict=True)
+        )
+    )
+    return list(refined)
 
 
-def dns_check(resolver: Resolver) -> Callable[[DnsRecords], Awaitable[list[RecordCheck]]]:
+def _judge(rule: Callable[[LookupResult], RecordCheck]) -> Judge:
+    async def judge(answer: LookupResult) -> RecordCheck:
+        return rule(answer)
+
+    return judge
+
+
+#: Failures the zone's own answer cannot change: the record is where DNS shows it.
+_SETTLED = {Reason.ZONE_APPENDED_TWICE.value, Reason.CNAME_CONFLICT.value}
+
+
+def _worth_asking(check: RecordCheck) -> bool:
+    return check.outcome == CheckOutcome.FAIL and check.reason not in _SETTLED
+
+
+async def refine_by_authority(
+    authorities: Authorities,
+    check: RecordCheck,
+    name: str,
+    kind: str,
+    cached: LookupResult,
+    judge: Judge,
+    registrable: str,
+) -> RecordCheck:
+    """A failing check seen from the zone's own nameservers too: propagating, delegated, or
+    the same failure (with a note when the nameservers could not be asked)."""
+    answer, zone = await authorities.lookup(name, kind)
+    if isinstance(zone, Zone) and hostname(zone.apex) != hostname(registrable):
+        hosts = [host for host, _ in zone.servers]
+        check = delegated_zone(check, zone.apex, registrable, hosts)
+    if isinstance(answer, Unavailable):
+        return authority_unreachable(check, answer.reason)
+    assert isinstance(zone, Zone)  # an answer came from one of its servers
+    server = zone.servers[0][0]
+    authoritative = await judge(answer)
+    ttl_bound: int | None = None
+    if authoritative.outcome == CheckOutcome.PASS and not isinstance(cached, Found):
+        soa, _ = await authorities.lookup(zone.apex, "SOA")
+        ttl_bound = negative_caching_time(soa)
+    return propagating(check, authoritative, cached, server, ttl_bound)
+
+
+async def spf_lookups(
+    resolver: Resolver, expected: NamedRecord, result: LookupResult
+) -> dict[Query, LookupResult]:
+    """Every answer a receiver's evaluation of the SPF record needs, asked a level at a time.
+
+    A record that reaches the required includes directly (the common case) needs none.
+    """
+    answers: dict[Query, LookupResult] = {}
+    # Each round adds at least one answer and the walk stops by the 11th lookup or 3rd void
+    # one, so the rounds are few; the bound only guards against a bug looping forever.
+    for _ in range(2 * LOOKUP_LIMIT):
+        needed = sorted(spf_lookups_needed(expected, result, answers))
+        if not needed:
+            break
+        found = await asyncio.gather(*(resolver.lookup(name, kind) for name, kind in needed))
+        answers.update(zip(needed, found, strict=True))
+    return answers
+
+
+async def diagnose_dkim(resolver: Resolver, records: DnsRecords, status: DkimStatus) -> RecordCheck:
+    """The three DKIM CNAMEs as DNS shows them, to say why SES does not say success.
+
+    Three CNAME queries; for a name without one, its A record (a proxied CNAME) and where a
+    provider that appends the zone would have put it.
+    """
+    names = [r.name for r in records.dkim]
+    answers = await asyncio.gather(*(resolver.lookup(name, "CNAME") for name in names))
+    cnames = dict(zip(names, answers, strict=True))
+    absent = [n for n, a in cnames.items() if not isinstance(a, Found | Unavailable)]
+    zones = zones_of(records.spf.name)
+    doubled = {name: doubled_zone_names(name, zones) for name in absent}
+    asked = [(name, "A") for name in absent] + [
+        (where, "CNAME") for name in absent for where in doubled[name]
+    ]
+    found = dict(
+        zip(
+            asked,
+            await asyncio.gather(*(resolver.lookup(n, kind) for n, kind in asked)),
+            strict=True,
+        )
+    )
+    addresses = {name: found[(name, "A")] for name in absent}
+    elsewhere = {name: {w: found[(w, "CNAME")] for w in doubled[name]} for name in absent}
+    return check_dkim_dns(records.dkim, status, cnames, addresses, elsewhere)
+
+
+async def preflight(resolver: Resolver, records: DnsRecords) -> list[DnsWarning]:
+    """What is already published that will conflict with `records` (`preflight_warnings`)."""
+    zone = zones_of(records.spf.name)[-1]
+    mx, spf, dmarc, ds, dnskey = await asyncio.gather(
+        resolver.lookup(records.mx[0].name, "MX"),
+        resolver.lookup(records.spf.name, "TXT"),
+        resolver.lookup(records.dmarc.name, "TXT"),
+        resolver.lookup(zone, "DS"),
+        resolver.lookup(zone, "DNSKEY"),
+    )
+    return preflight_warnings(records, mx, spf, dmarc, ds, dnskey, zone)
+
+
+def dns_check(
+    resolver: Resolver, authority: AuthorityOptions | None = None
+) -> Callable[[DnsRecords], Awaitable[list[RecordCheck]]]:
     """`probe_dns` bound to one resolver: the `DnsCheck` that `DomainProbe` takes."""
-    return functools.partial(probe_dns, resolver)
+    return functools.partial(probe_dns, resolver, authority=authority)

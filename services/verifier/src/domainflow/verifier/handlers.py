@@ -101,6 +101,7 @@ class VerifierHandlers:
             ses_dkim_status=verdict.ses_dkim_status,
             checks=verdict.checks,
             checked_at=verdict.checked_at,
+            warnings=verdict.warnings,
         )
         async with self._db.transaction() as conn:
             if not await inbox.claim(conn, CONSUMER, event):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -13,16 +14,18 @@ from domainflow.kit.database import Database, migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
 from domainflow.verifier.adapters.doh import DohResolver
+from domainflow.verifier.adapters.rdap import RdapClient
 from domainflow.verifier.adapters.ses import DkimStatuses
 from domainflow.verifier.checks import verification_outcome
 from domainflow.verifier.cycle import ReverifyCycle
-from domainflow.verifier.dns_probe import dns_check
+from domainflow.verifier.dns_probe import AuthorityOptions, diagnose_dkim, dns_check, preflight
 from domainflow.verifier.entrypoints import build_router
 from domainflow.verifier.handlers import VerifierHandlers
 from domainflow.verifier.metrics import GAUGES
 from domainflow.verifier.probe import DkimSource, DomainProbe
 from domainflow.verifier.ratelimit import PgSlotStore, SesRateLimiter
 from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.watch import RegistrationWatch
 
 SERVICE = "verifier"
 
@@ -59,14 +62,38 @@ async def open_verifier(
             dkim if dkim is not None else await stack.enter_async_context(DkimStatuses())
         )
         limiter = SesRateLimiter(PgSlotStore(db), settings.ses_rate, account=settings.ses_account)
+        authority = (
+            AuthorityOptions(settings.dns_authority_port, settings.dns_authority_timeout)
+            if settings.dns_authority_check
+            else None
+        )
         probe = DomainProbe(
-            dns_check(resolver),
+            dns_check(resolver, authority),
             source,
             limiter,
             verification_outcome,
             ses_batch=settings.ses_batch,
             ses_timeout=settings.ses_timeout,
             dns_concurrency=settings.dns_concurrency,
+            dkim_diagnosis=functools.partial(diagnose_dkim, resolver),
+            preflight=functools.partial(preflight, resolver),
+        )
+        rdap = (
+            await stack.enter_async_context(
+                RdapClient(settings.rdap_url, timeout=settings.rdap_timeout)
+            )
+            if settings.rdap_url
+            else None
+        )
+        watch = (
+            RegistrationWatch(
+                db,
+                resolver,
+                rdap,
+                interval=timedelta(seconds=settings.registration_interval),
+            )
+            if settings.registration_watch
+            else None
         )
         interval = timedelta(seconds=settings.reverify_interval)
         yield Verifier(
@@ -79,6 +106,7 @@ async def open_verifier(
                 batch=settings.reverify_batch,
                 lease=settings.reverify_lease,
                 parallel_claims=settings.reverify_parallel_claims,
+                watch=watch,
             ),
             probe=probe,
             resolver=resolver,

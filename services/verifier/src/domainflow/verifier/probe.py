@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from domainflow.contracts import DkimStatus, DnsRecords, RecordCheck, VerificationOutcome
+from domainflow.contracts import (
+    DkimStatus,
+    DnsRecords,
+    DnsWarning,
+    RecordCheck,
+    VerificationOutcome,
+)
 from domainflow.kit.logging import get_logger
 from domainflow.verifier.ratelimit import SesRateLimiter
 
@@ -24,6 +30,10 @@ log = get_logger(__name__)
 DnsCheck = Callable[[DnsRecords], Awaitable[list[RecordCheck]]]
 #: The combiner: four checks and SES's DKIM status into one outcome (checks.py).
 Combine = Callable[[Sequence[RecordCheck], DkimStatus | None], VerificationOutcome]
+#: The DKIM CNAMEs as DNS shows them, asked only while SES says DKIM is not success.
+DkimDiagnosis = Callable[[DnsRecords, DkimStatus], Awaitable[RecordCheck]]
+#: What is already published that will conflict (asked on manual verifies only).
+Preflight = Callable[[DnsRecords], Awaitable[list[DnsWarning]]]
 
 
 class DkimSource(Protocol):
@@ -36,6 +46,7 @@ class Verdict:
     ses_dkim_status: DkimStatus | None
     outcome: VerificationOutcome
     checked_at: datetime
+    warnings: list[DnsWarning] = field(default_factory=list)
 
 
 class DomainProbe:
@@ -49,8 +60,12 @@ class DomainProbe:
         ses_batch: int = 100,
         ses_timeout: float = 10.0,
         dns_concurrency: int = 64,
+        dkim_diagnosis: DkimDiagnosis | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
         self._dns = dns
+        self._dkim_diagnosis = dkim_diagnosis
+        self._preflight = preflight
         self._dkim = dkim
         self._limiter = limiter
         self._combine = combine
@@ -124,7 +139,25 @@ class DomainProbe:
     def verdict(self, checks: list[RecordCheck], dkim: DkimStatus | None) -> Verdict:
         return Verdict(checks, dkim, self._combine(checks, dkim), datetime.now(UTC))
 
-    async def check(self, domain: str, region: str, records: DnsRecords) -> Verdict:
-        """Probe one domain now (a manual verify): DNS and SES side by side."""
-        checks, dkim = await asyncio.gather(self.dns(records), self.dkim_status(domain, region))
+    async def judge(
+        self, records: DnsRecords, checks: list[RecordCheck], dkim: DkimStatus | None
+    ) -> Verdict:
+        """The verdict, with the DKIM CNAMEs as DNS shows them while SES says not success."""
+        if self._dkim_diagnosis is not None and dkim is not None and dkim != DkimStatus.SUCCESS:
+            async with self._dns_slots:
+                checks = [*checks, await self._dkim_diagnosis(records, dkim)]
         return self.verdict(checks, dkim)
+
+    async def check(self, domain: str, region: str, records: DnsRecords) -> Verdict:
+        """Probe one domain now (a manual verify): DNS, SES and the pre-flight side by side."""
+        checks, dkim, warnings = await asyncio.gather(
+            self.dns(records), self.dkim_status(domain, region), self._warnings(records)
+        )
+        verdict = await self.judge(records, checks, dkim)
+        return replace(verdict, warnings=warnings)
+
+    async def _warnings(self, records: DnsRecords) -> list[DnsWarning]:
+        if self._preflight is None:
+            return []
+        async with self._dns_slots:
+            return await self._preflight(records)

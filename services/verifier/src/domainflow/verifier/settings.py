@@ -17,6 +17,20 @@ class VerifierSettings(ServiceSettings):
     doh_timeout: float = 5.0
     #: DoH queries in flight at once in one replica.
     dns_concurrency: int = 64
+    #: Ask a failing record's zone's own nameservers too (propagating, delegated zones).
+    dns_authority_check: bool = True
+    #: The port those nameservers are asked on (53; a test sandbox's authority has its own).
+    dns_authority_port: int = Field(default=53, gt=0, lt=65536)
+    #: Seconds one question to a zone's nameserver may take.
+    dns_authority_timeout: float = Field(default=2.0, gt=0)
+    #: Watch each zone's nameservers (and expiry, with an RDAP service) in the cycle.
+    registration_watch: bool = True
+    #: Seconds between two looks at one zone's nameservers and registration.
+    registration_interval: float = Field(default=86_400.0, gt=0)
+    #: RDAP service asked for registration expiry (`{url}/domain/{zone}`); empty: not asked.
+    rdap_url: str = ""
+    #: Seconds one RDAP request may take.
+    rdap_timeout: float = Field(default=10.0, gt=0)
     #: Seconds between two scheduled checks of one pending or verified domain (seed 001: 6 h).
     reverify_interval: float = 21_600.0
     #: Seconds between two looks for due domains.

@@ -33,7 +33,8 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
-from domainflow.verifier.checks import Found, LookupResult, NoData, NxDomain, Unavailable, txt_text
+from domainflow.verifier.checks import txt_text
+from domainflow.verifier.lookups import Found, LookupResult, NoData, NxDomain, Unavailable
 
 CONTENT_TYPE = "application/dns-message"
 #: Fits one Ethernet frame without fragmentation when the resolver forwards over UDP.
@@ -159,18 +160,32 @@ def interpret_answer(
     if answer.flags & dns.flags.TC:
         return (Unavailable("truncated answer"), False)
     current, seen = qname, {qname}
+    first_alias: str | None = None
     for _ in range(MAX_CNAME_CHAIN):
         rrset = _rrset(answer, current, kind)
         if rrset is not None:
-            return Found(tuple(_text(rdata) for rdata in rrset)), False
+            records = tuple(_text(rdata) for rdata in rrset)
+            return Found(records, ttl=rrset.ttl, alias=first_alias), False
         alias = _rrset(answer, current, dns.rdatatype.CNAME)
         if alias is None:
             break
         current = alias[0].target
+        first_alias = first_alias or current.to_text()
         if current in seen:
             break  # a CNAME loop: nothing of this type can be there
         seen.add(current)
-    return (NxDomain() if rcode == dns.rcode.NXDOMAIN else NoData()), False
+    ttl = _negative_ttl(answer)
+    if rcode == dns.rcode.NXDOMAIN:
+        return NxDomain(ttl=ttl), False
+    return NoData(ttl=ttl, alias=first_alias), False
+
+
+def _negative_ttl(answer: dns.message.Message) -> int | None:
+    """How long a resolver may cache this negative answer: min(SOA TTL, SOA minimum)."""
+    for rrset in answer.authority:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return int(min(rrset.ttl, rrset[0].minimum))
+    return None
 
 
 def _rrset(
