@@ -135,8 +135,7 @@ async def _verify_then_delete_then_add_again(
     assert status == 200, body
     assert body["data"]["status"] == "verified"
     assert body["data"]["ses_dkim_status"] == "success"
-    checks = body["data"]["checks"]
-    assert all(checks[k] for k in ("mx", "verification_txt", "spf", "dmarc")), checks
+    assert all(body["data"]["checks"].values()), body["data"]["checks"]
     status, got = await e2e.call("GET", f"/domains/{public_id}", key)
     assert got["data"]["verified_at"]
     assert got["data"]["last_checked_at"]

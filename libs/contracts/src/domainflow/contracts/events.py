@@ -51,7 +51,9 @@ class RecordKind(StrEnum):
     """The four records checked over DNS-over-HTTPS (DKIM is SES's to judge).
 
     `dkim` appears only while SES says DKIM is not yet `success`: the three CNAMEs as DNS
-    shows them, to say why. It never decides the outcome; SES does.
+    shows them, to say why. It never decides the outcome; SES does. `mail_from_mx` and
+    `mail_from_spf` check the custom MAIL FROM subdomain's records: reported, not required.
+    A send-only domain has no `mx` check (it receives nothing).
     """
 
     MX = "mx"
@@ -59,6 +61,8 @@ class RecordKind(StrEnum):
     SPF = "spf"
     DMARC = "dmarc"
     DKIM = "dkim"
+    MAIL_FROM_MX = "mail_from_mx"
+    MAIL_FROM_SPF = "mail_from_spf"
 
 
 class CheckOutcome(StrEnum):

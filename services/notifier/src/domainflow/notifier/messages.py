@@ -65,6 +65,8 @@ _TITLES: dict[RecordKind, str] = {
     RecordKind.SPF: "SPF record (TXT)",
     RecordKind.DMARC: "DMARC record (TXT)",
     RecordKind.DKIM: "DKIM CNAME records",
+    RecordKind.MAIL_FROM_MX: "MAIL FROM MX record",
+    RecordKind.MAIL_FROM_SPF: "MAIL FROM SPF record (TXT)",
 }
 
 _PROXY = (
@@ -88,6 +90,13 @@ _RECORD_ADVICE: dict[RecordKind, tuple[str, ...]] = {
         "Only one SPF record per hostname is allowed: merge every include: mechanism into "
         "one record, e.g. {expected}.",
         "Check for typos: SPF is whitespace-sensitive.",
+    ),
+    RecordKind.MAIL_FROM_MX: (
+        "Place MX {expected} on {name}: Amazon SES receives bounces for your mail there.",
+        _PROXY,
+    ),
+    RecordKind.MAIL_FROM_SPF: (
+        "Place the TXT record {expected} on {name}, the subdomain your mail's bounces use.",
     ),
     RecordKind.DMARC: (
         "The record name is {name} and its type is TXT.",

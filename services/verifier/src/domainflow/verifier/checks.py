@@ -789,6 +789,9 @@ def spf_text(result: LookupResult) -> list[str]:
 # -- the whole probe ----------------------------------------------------------------------
 
 
+_REPORTED_ONLY = frozenset({RecordKind.DKIM, RecordKind.MAIL_FROM_MX, RecordKind.MAIL_FROM_SPF})
+
+
 def verification_outcome(
     checks: Sequence[RecordCheck], dkim: DkimStatus | None
 ) -> VerificationOutcome:
@@ -801,8 +804,9 @@ def verification_outcome(
     Otherwise it passed only if every check passed and SES says DKIM `success`. A DKIM status
     other than success (pending, temporary_failure, ...) is a definite answer from SES: failed.
     """
-    # The DKIM CNAMEs as DNS shows them only explain SES's answer; they never decide.
-    checks = [check for check in checks if check.record != RecordKind.DKIM]
+    # The DKIM CNAMEs as DNS shows them only explain SES's answer; they never decide. The
+    # MAIL FROM records are reported, not required: SES falls back to its own MAIL FROM.
+    checks = [check for check in checks if check.record not in _REPORTED_ONLY]
     if dkim is None or any(check.outcome == CheckOutcome.INCONCLUSIVE for check in checks):
         return VerificationOutcome.INCONCLUSIVE
     if dkim == DkimStatus.SUCCESS and all(check.outcome == CheckOutcome.PASS for check in checks):

@@ -24,6 +24,7 @@ from domainflow.contracts.events import (
     DnsWarning,
     NamedRecord,
     RecordCheck,
+    RecordKind,
 )
 from domainflow.verifier.adapters.authority import Authorities, Zone
 from domainflow.verifier.checks import (
@@ -93,8 +94,10 @@ async def probe_dns(
     name that is a CNAME becomes `cname_conflict`; with `authority`, every other failing
     record is asked of the zone's own nameservers too (`refine_by_authority`).
     """
+    receives = bool(records.mx)  # a send-only domain has no MX to check
+    mx_name = records.mx[0].name if receives else records.spf.name
     mx, ownership, spf, dmarc = await asyncio.gather(
-        resolver.lookup(records.mx[0].name, "MX"),
+        resolver.lookup(mx_name, "MX"),
         resolver.lookup(records.verification.name, "TXT"),
         resolver.lookup(records.spf.name, "TXT"),
         resolver.lookup(records.dmarc.name, "TXT"),
@@ -105,32 +108,54 @@ async def probe_dns(
         answers = await asyncio.gather(*(resolver.lookup(name, "TXT") for name in names))
         elsewhere = dict(zip(names, answers, strict=True))
     spf_answers = await spf_lookups(resolver, records.spf, spf)
-    checks = [
-        cname_conflict(check_mx(records.mx, mx), mx),
-        cname_conflict(check_verification(records.verification, ownership, elsewhere), ownership),
-        cname_conflict(check_spf(records.spf, spf, spf_answers), spf),
-        cname_conflict(check_dmarc(records.dmarc, dmarc), dmarc),
-    ]
-    if authority is None or all(not _worth_asking(check) for check in checks):
-        return checks
 
     async def judge_spf(answer: LookupResult) -> RecordCheck:
         return check_spf(records.spf, answer, await spf_lookups(resolver, records.spf, answer))
 
+    judged: list[tuple[RecordCheck, tuple[str, str, LookupResult, Judge]]] = [
+        (
+            cname_conflict(
+                check_verification(records.verification, ownership, elsewhere), ownership
+            ),
+            (
+                records.verification.name,
+                "TXT",
+                ownership,
+                _judge(lambda a: check_verification(records.verification, a)),
+            ),
+        ),
+        (
+            cname_conflict(check_spf(records.spf, spf, spf_answers), spf),
+            (records.spf.name, "TXT", spf, judge_spf),
+        ),
+        (
+            cname_conflict(check_dmarc(records.dmarc, dmarc), dmarc),
+            (records.dmarc.name, "TXT", dmarc, _judge(lambda a: check_dmarc(records.dmarc, a))),
+        ),
+    ]
+    if receives:
+        judged.insert(
+            0,
+            (
+                cname_conflict(check_mx(records.mx, mx), mx),
+                (mx_name, "MX", mx, _judge(lambda a: check_mx(records.mx, a))),
+            ),
+        )
+    checks = [check for check, _ in judged]
+    if authority is not None and any(_worth_asking(check) for check in checks):
+        checks = await _refined(resolver, records, authority, judged)
+    return checks + await probe_mail_from(resolver, records)
+
+
+async def _refined(
+    resolver: Resolver,
+    records: DnsRecords,
+    authority: AuthorityOptions,
+    judged: list[tuple[RecordCheck, tuple[str, str, LookupResult, Judge]]],
+) -> list[RecordCheck]:
     async def pure(check: RecordCheck) -> RecordCheck:
         return check
 
-    judges: list[tuple[str, str, LookupResult, Judge]] = [
-        (records.mx[0].name, "MX", mx, _judge(lambda a: check_mx(records.mx, a))),
-        (
-            records.verification.name,
-            "TXT",
-            ownership,
-            _judge(lambda a: check_verification(records.verification, a)),
-        ),
-        (records.spf.name, "TXT", spf, judge_spf),
-        (records.dmarc.name, "TXT", dmarc, _judge(lambda a: check_dmarc(records.dmarc, a))),
-    ]
     registrable = zones_of(records.spf.name)[-1]
     authorities = Authorities(resolver, registrable, port=authority.port, timeout=authority.timeout)
     refined = await asyncio.gather(
@@ -138,10 +163,28 @@ async def probe_dns(
             refine_by_authority(authorities, check, name, kind, cached, judge, registrable)
             if _worth_asking(check)
             else pure(check)
-            for check, (name, kind, cached, judge) in zip(checks, judges, strict=True)
+            for check, (name, kind, cached, judge) in judged
         )
     )
     return list(refined)
+
+
+async def probe_mail_from(resolver: Resolver, records: DnsRecords) -> list[RecordCheck]:
+    """The custom MAIL FROM subdomain's MX (SES's feedback endpoint) and SPF: reported beside
+    the required checks (SES falls back to its own MAIL FROM while they are missing)."""
+    mail_from = records.mail_from
+    if mail_from is None:
+        return []
+    mx, spf = await asyncio.gather(
+        resolver.lookup(mail_from.mx.name, "MX"), resolver.lookup(mail_from.spf.name, "TXT")
+    )
+    spf_answers = await spf_lookups(resolver, mail_from.spf, spf)
+    return [
+        check_mx([mail_from.mx], mx).model_copy(update={"record": RecordKind.MAIL_FROM_MX}),
+        check_spf(mail_from.spf, spf, spf_answers).model_copy(
+            update={"record": RecordKind.MAIL_FROM_SPF}
+        ),
+    ]
 
 
 def _judge(rule: Callable[[LookupResult], RecordCheck]) -> Judge:

@@ -8,11 +8,18 @@ from functools import lru_cache
 from domainflow.api.domain import state as sm
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.records import RecordSettings, derive_records
-from domainflow.contracts import DnsRecords, DomainStatus, DomainStatusChanged, RecordCheck
+from domainflow.contracts import (
+    DnsRecords,
+    DomainMode,
+    DomainStatus,
+    DomainStatusChanged,
+    RecordCheck,
+)
 
 
 def records_for(domain: Domain, settings: RecordSettings) -> DnsRecords:
-    """The records the customer places for this domain."""
+    """The records the customer places for this domain (a send-only domain has no MX: it
+    receives no mail, and an MX pointing at us would route mail nobody reads)."""
     return _records(
         domain.name,
         domain.team_public_id,
@@ -21,6 +28,7 @@ def records_for(domain: Domain, settings: RecordSettings) -> DnsRecords:
         settings,
         # Domains added before every domain got one show the default it would have.
         domain.mail_from_domain or f"{settings.mail_from_label}.{domain.name}",
+        receives=domain.mode is DomainMode.SEND_RECEIVE,
     )
 
 
@@ -32,12 +40,15 @@ def _records(
     region: str,
     settings: RecordSettings,
     mail_from_domain: str | None,
+    *,
+    receives: bool,
 ) -> DnsRecords:
     # Every read of a domain shows its records, and they change only with these inputs:
     # derived once per domain and shared (DnsRecords is frozen), not on every request.
-    return derive_records(
+    records = derive_records(
         name, team_public_id, dkim_tokens, region, settings, mail_from_domain=mail_from_domain
     )
+    return records if receives else records.model_copy(update={"mx": []})
 
 
 def status_changed(

@@ -193,9 +193,11 @@ def to_bind(records: DnsRecords, ttl: int = 300) -> str:
     if not 0 <= ttl <= 2**31 - 1:
         raise ValueError(f"a TTL is 0..2147483647 seconds, not {ttl}")
     domain = records.spf.name
-    rows: list[tuple[str, str, str] | str] = [
-        "; MX: routes inbound mail to the managed mail server.",
-        *((mx.name, "MX", f"{mx.priority} {_absolute(mx.target)}") for mx in records.mx),
+    rows: list[tuple[str, str, str] | str] = []
+    if records.mx:  # a send-only domain receives nothing
+        rows.append("; MX: routes inbound mail to the managed mail server.")
+        rows.extend((mx.name, "MX", f"{mx.priority} {_absolute(mx.target)}") for mx in records.mx)
+    rows += [
         "; SPF: authorises the sending relays. Merge with any existing SPF record on this name.",
         (records.spf.name, "TXT", _txt(records.spf.value)),
         "; DMARC: you may add tags such as rua=, but keep the policy.",
