@@ -12,6 +12,8 @@ from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.handlers import ApiHandlers
 from domainflow.api.settings import ApiSettings
 from domainflow.contracts import (
+    ChangeReason,
+    ChangeTrigger,
     CheckOutcome,
     DkimStatus,
     DomainDeleted,
@@ -135,7 +137,14 @@ async def test_a_rollback_deletes_the_domain_with_its_cause(
     assert domain.status is DomainStatus.DELETED
     assert domain.failure_reason == "ses_identity: refused"
     assert domain.deleted_at is not None
-    assert not any(isinstance(e, DomainDeleted) for e in uow.state.published)
+    # Subscribers hear that it is gone, and why: a rollback, not a deletion.
+    [gone] = [e for e in uow.state.published if isinstance(e, DomainDeleted)]
+    assert (gone.reason_code, gone.trigger) == (
+        ChangeReason.PROVISIONING_ROLLED_BACK,
+        ChangeTrigger.REQUEST,
+    )
+    assert gone.snapshot is not None
+    assert gone.snapshot.state is DomainStatus.DELETED
 
 
 async def test_a_passed_probe_verifies_and_releases_the_waiting_request(
@@ -222,3 +231,30 @@ async def test_a_redelivered_failure_counts_once(
     domain = uow.state.domains[public_id]
     assert (domain.status, domain.consecutive_failures) == (DomainStatus.PENDING, 1)
     assert status_changes(uow)[-1] == ("verified", "pending")
+
+
+async def test_public_events_are_numbered_per_domain_and_say_why(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    """A subscriber keeps the highest sequence it saw: each public event of a domain takes the
+    next number, and says what set it off."""
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.PASSED))
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.FAILED))
+    numbered = [
+        (e.TYPE, getattr(e, "sequence", None), getattr(e, "reason_code", None))
+        for e in uow.state.published
+        if getattr(e, "sequence", None) is not None
+    ]
+    assert numbered == [
+        ("domain.created", 1, ChangeReason.CREATED),
+        ("domain.status_changed", 2, ChangeReason.PROVISIONED),
+        ("domain.status_changed", 3, ChangeReason.VERIFICATION_PASSED),
+        ("domain.status_changed", 4, ChangeReason.RECORDS_BROKE),
+    ]
+    last = [e for e in uow.state.published if isinstance(e, DomainStatusChanged)][-1]
+    assert last.trigger is ChangeTrigger.SCHEDULE
+    assert last.snapshot is not None
+    assert last.snapshot.verification_status == "pending"
+    assert uow.state.domains[public_id].sequence == 4

@@ -27,7 +27,9 @@ from domainflow.api.domain.keys import Principal
 from domainflow.api.domains.service import AddDomain, ChangeDomain, DomainService
 from domainflow.api.settings import ApiSettings
 from domainflow.contracts import (
+    ChangeTrigger,
     DeletionRequested,
+    DomainCreated,
     DomainMode,
     DomainRequested,
     DomainStatus,
@@ -97,7 +99,11 @@ async def test_add_writes_the_domain_its_timeline_and_its_request_together(
     assert not added.settled  # nothing provisioned it within the wait
     assert (added.domain.name, added.domain.status) == ("mail.acme.com", DomainStatus.PROVISIONING)
     assert added.domain.public_id.startswith("mdom_")
-    [event] = uow.state.published
+    created, event = uow.state.published
+    assert isinstance(created, DomainCreated)
+    assert (created.sequence, created.trigger) == (1, ChangeTrigger.REQUEST)
+    assert created.snapshot.state is DomainStatus.PROVISIONING
+    assert "owner" not in created.model_dump_json()  # no personal data in public events
     assert isinstance(event, DomainRequested)
     assert (event.domain, event.region, event.correlation_id) == (
         "mail.acme.com",
@@ -180,7 +186,7 @@ async def test_an_idempotency_key_replays_the_first_answer(
     first = await domains.add(ACME, AddDomain("acme.com"), "req_1", "key-1")
     again = await domains.add(ACME, AddDomain("acme.com"), "req_2", "key-1")
     assert again.domain.public_id == first.domain.public_id
-    assert len(uow.state.published) == 1  # one request event, not two
+    assert len(uow.state.published) == 2  # domain.created and one request, not two
     with pytest.raises(IdempotencyKeyReused) as reused:
         await domains.add(ACME, AddDomain("other.com"), "req_3", "key-1")
     assert reused.value.domain_id == first.domain.public_id
@@ -324,7 +330,7 @@ async def test_delete_moves_to_deleting_and_asks_the_provisioner(
     changes.meanwhile = provisioned_by(uow, DomainStatus.DELETED)
     repeated = await domains.delete(ACME, public_id, "req_3")
     assert repeated.done
-    assert len(uow.state.published) == 3
+    assert len(uow.state.published) == 4
 
 
 async def test_delete_refuses_while_mailboxes_live_or_provisioning_runs(

@@ -106,6 +106,7 @@ class ChangeReason(StrEnum):
     DELETION_REQUESTED = "deletion_requested"
     DEPROVISIONED = "deprovisioned"
     RELEASED_BY_OPERATOR = "released_by_operator"
+    RECEIVING_REQUESTED = "receiving_requested"
 
 
 class _Frozen(BaseModel):
@@ -189,7 +190,8 @@ class DomainSnapshot(_Frozen):
     verification_status: Literal["pending", "verified", "failed"]
     region: str
     external_id: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    mode: DomainMode = DomainMode.SEND_RECEIVE
     mail_from_domain: str | None = None
     ses_dkim_status: DkimStatus | None = None
     dns_records: DnsRecords | None = None

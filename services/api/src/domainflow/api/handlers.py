@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain import timeline
-from domainflow.api.domain.events import status_changed
+from domainflow.api.domain.events import Why, deleted, status_changed, trigger_of
 from domainflow.api.domain.model import Domain
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import (
-    DomainDeleted,
+    ChangeReason,
+    ChangeTrigger,
     DomainDeprovisioned,
     DomainProvisioned,
     DomainStatus,
@@ -44,10 +45,11 @@ _VERDICTS: dict[VerificationOutcome, sm.DomainInput] = {
 
 @dataclass(frozen=True)
 class _Happening:
-    """What an event means for its domain: the input, the reason, and what else it records."""
+    """What an event means for its domain: the input, why (for the timeline and the public
+    events), and what else it records."""
 
     happened: sm.DomainInput
-    reason: str
+    why: Why
     record: Callable[[Domain], None] = lambda _: None
 
 
@@ -63,9 +65,8 @@ class ApiHandlers:
             domain.dkim_tokens = tuple(event.dkim_tokens)
             domain.mail_from_domain = event.mail_from_domain
 
-        await self._apply(
-            event, event.domain_id, _Happening(sm.Provisioned(), "provisioned", record)
-        )
+        why = Why("provisioned", ChangeReason.PROVISIONED, trigger_of(event.correlation_id))
+        await self._apply(event, event.domain_id, _Happening(sm.Provisioned(), why, record))
 
     async def on_rolled_back(self, event: ProvisioningRolledBack) -> None:
         """Provisioning failed and was undone: the domain is gone and a retry starts clean."""
@@ -75,9 +76,13 @@ class ApiHandlers:
             domain.failure_reason = cause
             domain.deleted_at = datetime.now(UTC)
 
-        reason = f"provisioning failed at {event.failed_step}: {event.reason}"
+        why = Why(
+            f"provisioning failed at {event.failed_step}: {event.reason}",
+            ChangeReason.PROVISIONING_ROLLED_BACK,
+            trigger_of(event.correlation_id),
+        )
         await self._apply(
-            event, event.domain_id, _Happening(sm.ProvisioningRolledBack(), reason, record)
+            event, event.domain_id, _Happening(sm.ProvisioningRolledBack(), why, record)
         )
 
     async def on_verification_completed(self, event: VerificationCompleted) -> None:
@@ -92,10 +97,16 @@ class ApiHandlers:
             if event.outcome == VerificationOutcome.PASSED:
                 domain.verified_at = event.checked_at
 
-        reason = f"verification {event.outcome.value} ({event.trigger.value})"
-        await self._apply(
-            event, event.domain_id, _Happening(_VERDICTS[event.outcome], reason, record)
+        why = Why(
+            f"verification {event.outcome.value} ({event.trigger.value})",
+            ChangeReason.VERIFICATION_PASSED
+            if event.outcome == VerificationOutcome.PASSED
+            else ChangeReason.VERIFICATION_FAILED,
+            ChangeTrigger.SCHEDULE
+            if event.trigger == VerificationTrigger.SCHEDULED
+            else trigger_of(event.correlation_id),
         )
+        await self._apply(event, event.domain_id, _Happening(_VERDICTS[event.outcome], why, record))
 
     async def on_deprovisioned(self, event: DomainDeprovisioned) -> None:
         """Nothing of the domain is left on SES or the mail server: it is gone."""
@@ -103,7 +114,17 @@ class ApiHandlers:
         def record(domain: Domain) -> None:
             domain.deleted_at = datetime.now(UTC)
 
-        await self._apply(event, event.domain_id, _Happening(sm.Deprovisioned(), "deleted", record))
+        trigger = trigger_of(event.correlation_id)
+        code = (
+            ChangeReason.RELEASED_BY_OPERATOR
+            if trigger is ChangeTrigger.OPERATOR
+            else ChangeReason.DEPROVISIONED
+        )
+        await self._apply(
+            event,
+            event.domain_id,
+            _Happening(sm.Deprovisioned(), Why("deleted", code, trigger), record),
+        )
 
     async def _apply(self, event: Event, domain_id: str, what: _Happening) -> None:
         """Claim, load, transition, save, note, emit: the shape every answer takes.
@@ -128,9 +149,10 @@ class ApiHandlers:
                 await work.domains.save(domain)  # the released verify request, if any
                 return
             what.record(domain)
-            await work.domains.save(domain)
-            await work.emit(*await self._events(work, event, before, domain, move, what.reason))
-            await self._note(work, event, before, domain, move, what.reason)
+            events = await self._events(work, event, before, domain, move, what.why)
+            await work.domains.save(domain)  # with the sequence its public events took
+            await work.emit(*events)
+            await self._note(work, event, before, domain, move, what.why.reason)
 
     async def _events(
         self,
@@ -139,17 +161,21 @@ class ApiHandlers:
         before: Domain,
         domain: Domain,
         move: sm.Transition,
-        reason: str,
+        why: Why,
     ) -> list[Event]:
         events: list[Event] = []
         if move.changed_status:
             checks = list(event.checks) if isinstance(event, VerificationCompleted) else None
+            if why.code is ChangeReason.VERIFICATION_FAILED and (
+                before.status is DomainStatus.VERIFIED or domain.status is DomainStatus.FAILED
+            ):
+                why = replace(why, code=ChangeReason.RECORDS_BROKE)  # it had worked
             events.append(
                 status_changed(
                     domain,
                     before.status,
                     move,
-                    reason,
+                    why,
                     records=self._settings.records,
                     owner_emails=await work.teams.owner_emails(domain.team_pk),
                     correlation_id=event.correlation_id,
@@ -158,14 +184,15 @@ class ApiHandlers:
                 )
             )
             log.info("domain.status_changed", old=before.status.value, new=domain.status.value)
-        if domain.status is DomainStatus.DELETED and before.status is DomainStatus.DELETING:
+        if domain.status is DomainStatus.DELETED:
+            # Gone from every system: after a deletion, and after a rolled-back provisioning.
             events.append(
-                DomainDeleted(
+                deleted(
+                    domain,
+                    why,
+                    self._settings.records,
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
-                    team_id=domain.team_public_id,
-                    domain_id=domain.public_id,
-                    domain=domain.name,
                 )
             )
         return events

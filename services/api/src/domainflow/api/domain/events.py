@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.records import RecordSettings, derive_records
+from domainflow.api.domain.state import public_status
 from domainflow.contracts import (
+    ChangeReason,
+    ChangeTrigger,
     DnsRecords,
+    DomainCreated,
+    DomainDeleted,
     DomainMode,
+    DomainSnapshot,
     DomainStatus,
     DomainStatusChanged,
     RecordCheck,
@@ -51,11 +58,83 @@ def _records(
     return records if receives else records.model_copy(update={"mx": []})
 
 
+@dataclass(frozen=True)
+class Why:
+    """Why a domain changed, for its public events: a sentence, a code and what set it off."""
+
+    reason: str
+    code: ChangeReason
+    trigger: ChangeTrigger
+
+
+def trigger_of(correlation_id: str) -> ChangeTrigger:
+    """A request's trigger: an operator's CLI stamps its requests `op_…` (domains/operators.py)."""
+    return ChangeTrigger.OPERATOR if correlation_id.startswith("op_") else ChangeTrigger.REQUEST
+
+
+def snapshot(domain: Domain, settings: RecordSettings) -> DomainSnapshot:
+    """The domain as the REST API shows it, minus personal data (public events carry it)."""
+    gone = domain.status is DomainStatus.DELETED
+    return DomainSnapshot(
+        id=domain.public_id,
+        domain=domain.name,
+        state=domain.status,
+        verification_status="pending" if gone else public_status(domain.status),
+        region=domain.region,
+        external_id=domain.external_id,
+        metadata=domain.metadata,
+        mode=domain.mode,
+        mail_from_domain=domain.mail_from_domain,
+        ses_dkim_status=domain.ses_dkim_status,
+        dns_records=None if gone else records_for(domain, settings),
+        last_checks=list(domain.last_checks or ()),
+        created_at=domain.created_at,
+        verified_at=domain.verified_at,
+        last_checked_at=domain.last_checked_at,
+    )
+
+
+def created(domain: Domain, settings: RecordSettings, correlation_id: str) -> DomainCreated:
+    """The first public event of a domain: it is stored with sequence 1 for this."""
+    assert domain.sequence == 1, "a domain is added with the number of its domain.created"
+    return DomainCreated(
+        correlation_id=correlation_id,
+        team_id=domain.team_public_id,
+        domain_id=domain.public_id,
+        domain=domain.name,
+        sequence=domain.sequence,
+        trigger=trigger_of(correlation_id),
+        snapshot=snapshot(domain, settings),
+    )
+
+
+def deleted(
+    domain: Domain,
+    why: Why,
+    settings: RecordSettings,
+    *,
+    correlation_id: str,
+    causation_id: uuid.UUID | None,
+) -> DomainDeleted:
+    return DomainDeleted(
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        team_id=domain.team_public_id,
+        domain_id=domain.public_id,
+        domain=domain.name,
+        sequence=domain.next_sequence(),
+        reason_code=why.code,
+        reason=why.reason,
+        trigger=why.trigger,
+        snapshot=snapshot(domain, settings),
+    )
+
+
 def status_changed(
     domain: Domain,
     old: DomainStatus | None,
     move: sm.Transition,
-    reason: str,
+    why: Why,
     *,
     records: RecordSettings,
     owner_emails: list[str],
@@ -74,11 +153,15 @@ def status_changed(
         region=domain.region,
         old_status=old,
         new_status=new,
-        reason=reason,
+        reason=why.reason,
         consecutive_failures=move.new_state.consecutive_failures,
         notify_owners=move.notify_owners,
         records=records_for(domain, records) if new != DomainStatus.DELETED else None,
         checks=checks or [],
         ses_dkim_status=domain.ses_dkim_status,
         owner_emails=owner_emails,
+        sequence=domain.next_sequence(),
+        reason_code=why.code,
+        trigger=why.trigger,
+        snapshot=snapshot(domain, records),
     )

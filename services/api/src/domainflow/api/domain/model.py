@@ -54,6 +54,8 @@ class Domain:
     ses_mail_from_status: DkimStatus | None = None
     ses_verified_for_sending: bool | None = None
     ses_identity_checked_at: datetime | None = None
+    #: The number of the latest public event about it (domain.created is 1).
+    sequence: int = 0
     #: Read-only, from the store: live mailboxes on it, and when it last changed.
     mailbox_count: int = 0
     updated_at: datetime | None = None
@@ -90,6 +92,11 @@ class Domain:
         if request_event_id is not None and self.verify_event_id == request_event_id:
             self.verify_event_id = None
             self.verify_requested_at = None
+
+    def next_sequence(self) -> int:
+        """Number the next public event (the caller holds the domain's row lock)."""
+        self.sequence += 1
+        return self.sequence
 
     def failing(self) -> frozenset[tuple[str, str | None]]:
         """The records that did not pass at the last probe, each with its reason code."""

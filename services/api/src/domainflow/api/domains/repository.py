@@ -90,6 +90,7 @@ def _domain(r: asyncpg.Record) -> Domain:
         else None,
         ses_verified_for_sending=r["ses_verified_for_sending"],
         ses_identity_checked_at=r["ses_identity_checked_at"],
+        sequence=r["sequence"],
         mailbox_count=r["mailbox_count"],
         updated_at=r["updated_at"],
     )
@@ -156,8 +157,8 @@ class DomainRepository:
         try:
             pk = await self._conn.fetchval(
                 "INSERT INTO domains (public_id, team_id, domain, status, region, external_id,"
-                " metadata, mail_from_domain, request_id, mode)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                " metadata, mail_from_domain, request_id, mode, sequence)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                 domain.public_id,
                 domain.team_pk,
                 domain.name,
@@ -168,6 +169,7 @@ class DomainRepository:
                 domain.mail_from_domain,
                 domain.request_id,
                 domain.mode.value,
+                domain.sequence,
             )
         except asyncpg.UniqueViolationError:
             raise NameTaken(domain.name) from None
@@ -185,8 +187,8 @@ class DomainRepository:
             " last_checked_at = $12, verify_event_id = $13, verify_requested_at = $14,"
             " deleted_at = $15, mode = $16, ses_dkim_signing_enabled = $17,"
             " ses_identity_verification_status = $18, ses_mail_from_status = $19,"
-            " ses_verified_for_sending = $20, ses_identity_checked_at = $21, updated_at = now()"
-            " WHERE id = $1",
+            " ses_verified_for_sending = $20, ses_identity_checked_at = $21, sequence = $22,"
+            " updated_at = now() WHERE id = $1",
             domain.pk,
             domain.status.value,
             domain.consecutive_failures,
@@ -210,6 +212,7 @@ class DomainRepository:
             domain.ses_mail_from_status.value if domain.ses_mail_from_status else None,
             domain.ses_verified_for_sending,
             domain.ses_identity_checked_at,
+            domain.sequence,
         )
 
     async def active_mailboxes(self, domain: Domain) -> int:

@@ -36,7 +36,7 @@ from domainflow.api.domain.errors import (
     StaleVersion,
     UnsupportedChange,
 )
-from domainflow.api.domain.events import records_for, status_changed
+from domainflow.api.domain.events import Why, created, records_for, status_changed, trigger_of
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.names import (
@@ -52,6 +52,8 @@ from domainflow.api.domains.repository import TimelineEntry
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import (
+    ChangeReason,
+    ChangeTrigger,
     DeletionRequested,
     DnsRecords,
     DomainMode,
@@ -287,6 +289,7 @@ class DomainService:
                     metadata=checked.metadata,
                     mail_from_domain=checked.mail_from,
                     mode=checked.mode,
+                    sequence=1,  # domain.created, emitted below
                 )
             )
             await work.domains.note(
@@ -301,6 +304,7 @@ class DomainService:
                     principal.team_pk, idempotency_key, fingerprint, public_id
                 )
             await work.emit(
+                created(domain, self._settings.records, request_id),
                 DomainRequested(
                     correlation_id=request_id,
                     team_id=principal.team_public_id,
@@ -309,7 +313,7 @@ class DomainService:
                     region=checked.region,
                     mail_from_domain=checked.mail_from,
                     mode=checked.mode,
-                )
+                ),
             )
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> Added | None:
@@ -458,7 +462,6 @@ class DomainService:
             old = domain.status
             move = domain.apply(sm.ReceivingRequested())
             domain.mode = DomainMode.SEND_RECEIVE
-            await work.domains.save(domain)
             reason = "upgraded to send_receive: the MX must verify"
             await work.domains.note(
                 domain,
@@ -478,18 +481,20 @@ class DomainService:
             ]
             if move.changed_status:
                 owners = await work.teams.owner_emails(domain.team_pk)
+                why = Why(reason, ChangeReason.RECEIVING_REQUESTED, trigger_of(request_id))
                 events.append(
                     status_changed(
                         domain,
                         old,
                         move,
-                        reason,
+                        why,
                         records=self._settings.records,
                         owner_emails=owners,
                         correlation_id=request_id,
                         causation_id=None,
                     )
                 )
+            await work.domains.save(domain)
             await work.emit(*events)
         return await self._load(public_id)
 
@@ -525,6 +530,12 @@ async def start_deletion(
     if active:
         raise DomainInUse(domain.name, active)
     old = domain.status
+    trigger = trigger_of(request_id)
+    code = (
+        ChangeReason.RELEASED_BY_OPERATOR
+        if trigger is ChangeTrigger.OPERATOR
+        else ChangeReason.DELETION_REQUESTED
+    )
     try:
         move = domain.apply(sm.DeletionRequested())
     except sm.TransitionRefused:
@@ -533,6 +544,17 @@ async def start_deletion(
         ) from None
     if not move.changed_status:
         return  # already deleting: a repeated request joins the first
+    # Subscribers (the verifier first: it stops probing) see the move into `deleting`.
+    changed = status_changed(
+        domain,
+        old,
+        move,
+        Why(reason, code, trigger),
+        records=settings.records,
+        owner_emails=await work.teams.owner_emails(domain.team_pk),
+        correlation_id=request_id,
+        causation_id=None,
+    )
     await work.domains.save(domain)
     await work.domains.note(
         domain,
@@ -542,17 +564,7 @@ async def start_deletion(
         request_id=request_id,
     )
     await work.emit(
-        # Subscribers (the verifier first: it stops probing) see the move into `deleting`.
-        status_changed(
-            domain,
-            old,
-            move,
-            reason,
-            records=settings.records,
-            owner_emails=await work.teams.owner_emails(domain.team_pk),
-            correlation_id=request_id,
-            causation_id=None,
-        ),
+        changed,
         DeletionRequested(
             correlation_id=request_id,
             team_id=domain.team_public_id,
