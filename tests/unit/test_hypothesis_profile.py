@@ -11,8 +11,10 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def test_the_loaded_profile_has_no_deadline_and_no_too_slow_check() -> None:
-    assert settings.default.deadline is None
-    assert HealthCheck.too_slow in settings.default.suppress_health_check
+    loaded = settings.default
+    assert loaded is not None
+    assert loaded.deadline is None
+    assert HealthCheck.too_slow in loaded.suppress_health_check
 
 
 def test_no_test_sets_a_deadline_of_its_own() -> None:

@@ -2,8 +2,9 @@
 
 In-process, on a clock the test moves (no waiting for the cadence): each scheduled domain is
 re-checked once per interval, on its beat, and failed or deleted domains not at all; a lapsed
-claim is a lease moved into the past, not one waited out. As processes: two replicas on one database check each domain
-exactly once per cycle, and when one is killed mid-cycle the other finishes the cycle.
+claim is a lease moved into the past, not one waited out. As processes: two replicas on one
+database check each domain exactly once per cycle, and when one is killed mid-cycle the
+other finishes the cycle.
 """
 
 from __future__ import annotations
