@@ -371,7 +371,9 @@ async def test_a_mailbox_create_racing_a_domain_delete_serialises(
 ) -> None:
     outcomes: Counter[str] = Counter()
     jitter = random.Random(creators)
-    for _ in range(16):
+
+    async def race(creates_lag: float, delete_lag: float) -> str:
+        """One domain, `creators` creates against one delete; which order won."""
         team = await api.key()
         domain = await api.verified_domain(team)
         creates = [
@@ -380,11 +382,11 @@ async def test_a_mailbox_create_racing_a_domain_delete_serialises(
                 MAILBOXES,
                 team.plaintext,
                 {"address": f"r{i}@{domain['domain']}"},
-                delay=jitter.uniform(0, 0.02),
+                delay=creates_lag,
             )
             for i in range(creators)
         ]
-        delete = Request("DELETE", f"{DOMAINS}/{domain['id']}", team.plaintext)
+        delete = Request("DELETE", f"{DOMAINS}/{domain['id']}", team.plaintext, delay=delete_lag)
 
         *created, deleted = await api.concurrently(*creates, delete)
 
@@ -393,17 +395,30 @@ async def test_a_mailbox_create_racing_a_domain_delete_serialises(
         active = await _active_on(api, domain["id"])
         state = await api.status_of(domain["id"])
         assert active == len(made)
-        if deleted.status_code == 200:  # the deletion won: no mailbox got in
-            outcomes["delete"] += 1
-            assert made == [], [r.text for r in made]
-            assert state == "deleting"
-        else:  # a mailbox won: the deletion was refused and changed nothing
-            outcomes["mailbox"] += 1
-            assert deleted.status_code == 409, deleted.text
-            assert deleted.json()["error"]["reason"] == "domain_in_use"
-            assert 1 <= deleted.json()["error"]["details"]["active_mailboxes"] <= len(made)
-            assert state == "verified"
         for r in refused:
             assert r.status_code == 409, r.text
             assert r.json()["error"]["reason"] == "domain_deleting"
-    print(f"race outcomes: {dict(outcomes)}")
+        if deleted.status_code == 200:  # the deletion won: no mailbox got in
+            assert made == [], [r.text for r in made]
+            assert state == "deleting"
+            return "delete"
+        # a mailbox won: the deletion was refused and changed nothing
+        assert deleted.status_code == 409, deleted.text
+        assert deleted.json()["error"]["reason"] == "domain_in_use"
+        assert 1 <= deleted.json()["error"]["details"]["active_mailboxes"] <= len(made)
+        assert state == "verified"
+        return "mailbox"
+
+    # Sixteen close races; rounds take turns giving one side a small head start.
+    for round_ in range(16):
+        lead = jitter.uniform(0, 0.02)
+        outcomes[await race(*((lead, 0.0) if round_ % 2 == 0 else (0.0, lead)))] += 1
+    # Both orders must have happened, or the serialisation was not tested. A machine busy
+    # enough to swamp the small head starts gets rounds with a growing one for the order
+    # still missing, until it happens (a lead of seconds leaves it no excuse).
+    for lead in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2):
+        if len(outcomes) == 2:
+            break
+        missing_delete = "delete" not in outcomes
+        outcomes[await race(*((lead, 0.0) if missing_delete else (0.0, lead)))] += 1
+    assert set(outcomes) == {"delete", "mailbox"}, dict(outcomes)

@@ -25,6 +25,7 @@ from domainflow.contracts import (
 )
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.runtime import kit_migrations
+from domainflow.notifier.adapters.repository import PgNotifierStore
 from domainflow.notifier.handlers import (
     NotificationDeferredError,
     NotifierHandlers,
@@ -77,7 +78,8 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 def handlers_for(db: Database, mailer: ScriptedMailer, **settings: object) -> NotifierHandlers:
-    return NotifierHandlers(db, mailer, NotifierSettings(**settings))  # type: ignore[arg-type]
+    store = PgNotifierStore(db)
+    return NotifierHandlers(store, mailer, NotifierSettings(**settings))  # type: ignore[arg-type]
 
 
 def failed_transition(owners: list[str], **fields: object) -> DomainStatusChanged:

@@ -2,7 +2,8 @@
 
 These cover what is hard to stage with the real outside systems: two replicas racing for
 one saga, a lease stolen mid-run, a replica dead at an exact persisted state, and the
-one-at-a-time rule for sagas of one domain name.
+one-at-a-time rule for sagas of one domain name. Leases run out when a test moves them into
+the past, and the lease keeper renews when the test ends its pause: nothing waits on time.
 """
 
 from __future__ import annotations
@@ -115,6 +116,33 @@ async def published(db: Database) -> list[Event]:
     return [decode(bytes(r["body"])) for r in rows]
 
 
+async def lapse_leases(db: Database) -> None:
+    """Every lease runs out now: moved into the past, rather than waited out."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE sagas SET leased_until = now() - interval '1 second'"
+            " WHERE leased_until IS NOT NULL"
+        )
+
+
+class HeldPauses:
+    """The lease keeper's pauses between renewals, each ended by the test."""
+
+    def __init__(self) -> None:
+        self._pausing: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        ended = asyncio.get_running_loop().create_future()
+        await self._pausing.put(ended)
+        await ended
+
+    async def end_one(self) -> None:
+        """Let the keeper renew once, and wait until it has (it is pausing again)."""
+        (await asyncio.wait_for(self._pausing.get(), timeout=10)).set_result(None)
+        next_pause = await asyncio.wait_for(self._pausing.get(), timeout=10)
+        await self._pausing.put(next_pause)
+
+
 def request(domain: str = "mail.acme.test", **kw: str | None) -> DomainRequested:
     return DomainRequested(
         correlation_id="req_1",
@@ -202,7 +230,8 @@ async def test_a_non_retryable_ses_error_compensates_at_once(db: Database) -> No
 
 async def test_two_replicas_never_run_one_saga_together(db: Database) -> None:
     world = Scripted(gate=asyncio.Event())
-    a = SagaRunner(db, world, world, settings())
+    pauses = HeldPauses()
+    a = SagaRunner(db, world, world, settings(), renewal_pause=pauses)
     b = SagaRunner(db, world, world, settings())
     event = request()
     first = asyncio.create_task(a.on_domain_requested(event))
@@ -211,8 +240,11 @@ async def test_two_replicas_never_run_one_saga_together(db: Database) -> None:
         found = await repository.find(conn, event.domain_id, SagaKind.PROVISION)
     assert found is not None
     # b can neither claim it directly nor through its recovery sweep while a holds it,
-    # even past the original lease (a renews it).
-    await asyncio.sleep(1.5)
+    assert await b.run_saga(found[0]) is None
+    assert await b.recover_once() == 0
+    # even past the original lease, because a renews it.
+    await lapse_leases(db)
+    await pauses.end_one()
     assert await b.run_saga(found[0]) is None
     assert await b.recover_once() == 0
     world.gate.set()  # type: ignore[union-attr]
@@ -228,15 +260,15 @@ async def test_a_dead_replicas_saga_is_finished_by_the_recovery_sweep(db: Databa
     async with db.transaction() as conn:
         saga_id = await repository.insert(conn, _saga_of(event))
         assert saga_id is not None
-        claimed = await repository.claim(conn, saga_id, lease_seconds=0.3)
+        claimed = await repository.claim(conn, saga_id, lease_seconds=60)
         assert claimed is not None
         saga = claimed.saga.with_status(Step.MAILSERVER, StepStatus.DONE)
         saga = step_started(saga, Step.SES_IDENTITY)
-        await repository.save(conn, claimed, saga, lease_seconds=0.3)
+        await repository.save(conn, claimed, saga, lease_seconds=60)
     world.domains.add(event.domain)
     runner = SagaRunner(db, world, world, settings())
     assert await runner.recover_once() == 0  # still leased
-    await asyncio.sleep(0.4)
+    await lapse_leases(db)
     assert await runner.recover_once() == 1
     await asyncio.gather(*runner._recovering)
     (answer,) = await published(db)
@@ -267,7 +299,7 @@ async def test_deletion_waits_for_the_unfinished_provisioning(db: Database) -> N
     async with db.transaction() as conn:  # a provisioning held by a replica that then died
         saga_id = await repository.insert(conn, _saga_of(event))
         assert saga_id is not None
-        await repository.claim(conn, saga_id, lease_seconds=0.5)
+        await repository.claim(conn, saga_id, lease_seconds=60)
     runner = SagaRunner(db, world, world, settings())
     impostor = Claimed(saga_id, uuid.uuid4(), _saga_of(event))
     async with db.transaction() as conn:  # sanity: the lease is really someone else's
@@ -275,7 +307,8 @@ async def test_deletion_waits_for_the_unfinished_provisioning(db: Database) -> N
             await repository.save(conn, impostor, impostor.saga, lease_seconds=1)
     await runner.on_deletion_requested(delete(event))
     assert world.calls == []  # its turn has not come
-    await asyncio.sleep(0.6)
+    assert await runner.recover_once() == 0  # nor the provisioning's, while its lease holds
+    await lapse_leases(db)
     await runner.recover_once()
     await asyncio.gather(*runner._recovering)
     answers = await published(db)

@@ -2,7 +2,8 @@
 
 For each owner: record intent (`sending`, committed), call SES, record the outcome. When every
 owner is settled, claim the event in the inbox and emit `NotificationSent` through the outbox in
-one transaction, so a redelivery that finds the inbox row does nothing at all.
+one transaction, so a redelivery that finds the inbox row does nothing at all. The store behind
+those steps is a `NotifierStore` (unit_of_work.py): PostgreSQL in production, memory in tests.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from domainflow.contracts import DomainStatusChanged, NotificationSent
-from domainflow.kit import inbox, outbox
-from domainflow.kit.database import Connection, Database
 from domainflow.kit.logging import get_logger
-from domainflow.notifier.adapters import repository
 from domainflow.notifier.adapters.ses_outcome import verdict
 from domainflow.notifier.domain import (
     LogState,
@@ -27,6 +25,7 @@ from domainflow.notifier.domain import (
 )
 from domainflow.notifier.messages import Email, compose
 from domainflow.notifier.settings import NotifierSettings
+from domainflow.notifier.unit_of_work import Delivery, NotifierStore
 
 log = get_logger(__name__)
 
@@ -60,13 +59,13 @@ class NotificationDeferredError(RuntimeError):
 class NotifierHandlers:
     def __init__(
         self,
-        db: Database,
+        store: NotifierStore,
         mailer: Mailer,
         settings: NotifierSettings,
         *,
         judge: Callable[[BaseException], SendVerdict] = verdict,
     ) -> None:
-        self._db = db
+        self._store = store
         self._mailer = mailer
         self._settings = settings
         self._judge = judge
@@ -91,36 +90,33 @@ class NotifierHandlers:
         if skip is not None:
             log.info("notification.skipped", reason=skip.value, new_status=event.new_status)
             return
-        # One connection for the whole delivery: the transition's session lock lives on it, and
-        # PostgreSQL releases it if this process dies.
-        async with self._db.pool.acquire() as conn:
-            if await repository.already_handled(conn, CONSUMER, event.event_id):
+        async with self._store.delivery() as delivery:
+            if await delivery.already_handled(CONSUMER, event.event_id):
                 return
-            if not await repository.try_lock_transition(conn, event.event_id):
+            if not await delivery.try_lock(event.event_id):
                 raise TransitionBusyError(f"transition {event.event_id} is being mailed")
             try:
-                await self._deliver(conn, event)
+                await self._deliver(delivery, event)
             finally:
-                await repository.unlock_transition(conn, event.event_id)
+                await delivery.unlock(event.event_id)
 
-    async def _deliver(self, conn: Connection, event: DomainStatusChanged) -> None:
+    async def _deliver(self, delivery: Delivery, event: DomainStatusChanged) -> None:
         email = compose(event, dashboard_url=self._settings.notify_dashboard_url)
         deferred: list[str] = []
         for recipient in recipients(event):
-            if not await self._notify_one(conn, event, recipient, email):
+            if not await self._notify_one(delivery, event, recipient, email):
                 deferred.append(recipient)
         if deferred:
             raise NotificationDeferredError(
                 f"{len(deferred)} recipient(s) not mailed yet; retried on redelivery"
             )
-        async with conn.transaction():
-            if not await inbox.claim(conn, CONSUMER, event):
+        async with delivery.settlement() as settlement:
+            if not await settlement.claim(CONSUMER, event):
                 return
-            rows = await repository.rows_for(conn, event.event_id)
+            rows = await settlement.rows_for(event.event_id)
             sent = [r for r in rows if r.state is LogState.SENT and r.message_id]
             if sent:
-                await outbox.add(
-                    conn,
+                await settlement.emit(
                     NotificationSent(
                         correlation_id=event.correlation_id,
                         causation_id=event.event_id,
@@ -137,16 +133,16 @@ class NotifierHandlers:
             log.info("notification.done", sent=len(sent), not_sent=unsettled)
 
     async def _notify_one(
-        self, conn: Connection, event: DomainStatusChanged, recipient: str, email: Email
+        self, delivery: Delivery, event: DomainStatusChanged, recipient: str, email: Email
     ) -> bool:
         """Settle one recipient; False when SES said "not now" and a redelivery must retry."""
-        # Outside any transaction: the intent commits before SES is called.
-        if not await repository.record_intent(conn, event, recipient):
-            existing = await repository.find(conn, event.event_id, recipient)
+        notes = delivery.log
+        # Outside the settlement: the intent commits before SES is called.
+        if not await notes.record_intent(event, recipient):
+            existing = await notes.find(event.event_id, recipient)
             step = step_for(existing.state if existing else None)
             if step is Step.MARK_UNCONFIRMED:
-                await repository.record_unconfirmed(
-                    conn,
+                await notes.record_unconfirmed(
                     event.event_id,
                     recipient,
                     "a delivery stopped between recording intent and recording the outcome",
@@ -171,14 +167,14 @@ class NotifierHandlers:
             judged = self._judge(exc)
             detail = f"{type(exc).__name__}: {exc}"[:1000]
             if judged is SendVerdict.RETRY:
-                await repository.forget_intent(conn, event.event_id, recipient)
+                await notes.forget_intent(event.event_id, recipient)
                 log.warning("notification.deferred", recipient=recipient, error=detail)
                 return False
             if judged is SendVerdict.REJECTED:
-                await repository.record_rejected(conn, event.event_id, recipient, detail)
+                await notes.record_rejected(event.event_id, recipient, detail)
                 log.error("notification.rejected", recipient=recipient, error=detail)
                 return True
-            await repository.record_unconfirmed(conn, event.event_id, recipient, detail)
+            await notes.record_unconfirmed(event.event_id, recipient, detail)
             log.error(
                 "notification.unconfirmed",
                 recipient=recipient,
@@ -186,6 +182,6 @@ class NotifierHandlers:
                 why="SES did not answer; it may have sent, so it is not resent (never twice)",
             )
             return True
-        await repository.record_sent(conn, event.event_id, recipient, message_id)
+        await notes.record_sent(event.event_id, recipient, message_id)
         log.info("notification.sent", recipient=recipient, message_id=message_id)
         return True

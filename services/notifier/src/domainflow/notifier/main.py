@@ -10,6 +10,7 @@ from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.notifier.adapters.repository import PgNotifierStore
 from domainflow.notifier.adapters.ses import SesMailer
 from domainflow.notifier.entrypoints import build_router
 from domainflow.notifier.handlers import CONSUMER, NotifierHandlers
@@ -36,7 +37,7 @@ async def serve(settings: NotifierSettings | None = None) -> None:
 
         async def setup(rt: ServiceRuntime) -> None:
             await rt.open(migrations())
-            handlers = NotifierHandlers(rt.db, mailer, settings)
+            handlers = NotifierHandlers(PgNotifierStore(rt.db), mailer, settings)
             router, queues = build_router(handlers, settings)
             await rt.start(router, queues, trims=retention(settings))
             rt.gauges.extend(GAUGES)

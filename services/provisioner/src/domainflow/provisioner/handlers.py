@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import asyncpg
@@ -130,8 +131,13 @@ class SagaRunner:
         mailserver: MailServerPort,
         ses: SesPort,
         settings: ProvisionerSettings,
+        *,
+        renewal_pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._db = db
+        # How the lease keeper waits between renewals: a timer here, the test's hand in the
+        # tests that decide when a renewal happens.
+        self._renewal_pause = renewal_pause
         self._mailserver = mailserver
         self._ses = ses
         self._settings = settings
@@ -252,7 +258,7 @@ class SagaRunner:
 
     async def _keep_lease(self, claimed: Claimed) -> None:
         while True:
-            await asyncio.sleep(self._lease / 3)
+            await self._renewal_pause(self._lease / 3)
             try:
                 async with self._db.transaction() as conn:
                     if not await repository.renew(conn, claimed, self._lease):

@@ -1,21 +1,20 @@
-"""The notification log in SQL: intent before the SES call, outcome after it."""
+"""The notification log in SQL: intent before the SES call, outcome after it.
+
+`PgNotifierStore` is the handler's store (`unit_of_work.NotifierStore`) on PostgreSQL: a
+delivery is one pooled connection, its settlement one transaction on it.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from domainflow.contracts import DomainStatusChanged
-from domainflow.kit.database import Connection
+from domainflow.contracts import DomainStatusChanged, Event
+from domainflow.kit import inbox, outbox
+from domainflow.kit.database import Connection, Database
 from domainflow.notifier.domain import LogState
-
-
-@dataclass(frozen=True)
-class LogRow:
-    recipient: str
-    state: LogState
-    message_id: str | None
-    detail: str | None
+from domainflow.notifier.unit_of_work import LogRow
 
 
 async def record_intent(conn: Connection, event: DomainStatusChanged, recipient: str) -> bool:
@@ -134,3 +133,80 @@ async def try_lock_transition(conn: Connection, event_id: uuid.UUID) -> bool:
 
 async def unlock_transition(conn: Connection, event_id: uuid.UUID) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(event_id))
+
+
+class PgNotificationLog:
+    """The log's statements on one connection, each committed at once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def record_intent(self, event: DomainStatusChanged, recipient: str) -> bool:
+        return await record_intent(self._conn, event, recipient)
+
+    async def find(self, event_id: uuid.UUID, recipient: str) -> LogRow | None:
+        return await find(self._conn, event_id, recipient)
+
+    async def record_sent(self, event_id: uuid.UUID, recipient: str, message_id: str) -> None:
+        await record_sent(self._conn, event_id, recipient, message_id)
+
+    async def record_rejected(self, event_id: uuid.UUID, recipient: str, detail: str) -> None:
+        await record_rejected(self._conn, event_id, recipient, detail)
+
+    async def record_unconfirmed(self, event_id: uuid.UUID, recipient: str, detail: str) -> None:
+        await record_unconfirmed(self._conn, event_id, recipient, detail)
+
+    async def forget_intent(self, event_id: uuid.UUID, recipient: str) -> None:
+        await forget_intent(self._conn, event_id, recipient)
+
+
+class PgSettlement:
+    """Inbox, log reads and outbox inside the transaction `PgDelivery.settlement` opened."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def claim(self, consumer: str, event: Event) -> bool:
+        return await inbox.claim(self._conn, consumer, event)
+
+    async def rows_for(self, event_id: uuid.UUID) -> list[LogRow]:
+        return await rows_for(self._conn, event_id)
+
+    async def emit(self, *events: Event) -> None:
+        await outbox.add(self._conn, *events)
+
+
+class PgDelivery:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._log = PgNotificationLog(conn)
+
+    @property
+    def log(self) -> PgNotificationLog:
+        return self._log
+
+    async def already_handled(self, consumer: str, event_id: uuid.UUID) -> bool:
+        return await already_handled(self._conn, consumer, event_id)
+
+    async def try_lock(self, event_id: uuid.UUID) -> bool:
+        return await try_lock_transition(self._conn, event_id)
+
+    async def unlock(self, event_id: uuid.UUID) -> None:
+        await unlock_transition(self._conn, event_id)
+
+    @asynccontextmanager
+    async def settlement(self) -> AsyncIterator[PgSettlement]:
+        async with self._conn.transaction():
+            yield PgSettlement(self._conn)
+
+
+class PgNotifierStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @asynccontextmanager
+    async def delivery(self) -> AsyncIterator[PgDelivery]:
+        # One connection for the whole delivery: the transition's session lock lives on it,
+        # and PostgreSQL releases it if this process dies.
+        async with self._db.pool.acquire() as conn:
+            yield PgDelivery(conn)
