@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv system-deps services run up down status test test-unit lint format asyncapi bench clean
+.PHONY: help venv lock system-deps services run up down status test test-unit lint format asyncapi bench clean
 
 help:
 	@echo "make run      the whole stack in the foreground (Ctrl-C stops it)"
@@ -13,14 +13,31 @@ help:
 	@echo "make test     every test (unit, integration against the real servers, end to end)"
 	@echo "make lint     ruff and mypy --strict"
 	@echo "make bench    the benchmarks"
+	@echo "make lock     recompile requirements*.txt (pinned, hashed) from pyproject.toml"
 
-$(STAMP): pyproject.toml
+# The environment is installed from the lock, every package at its pinned version and checked
+# against its hashes (pip itself and hatchling, which builds the editable install, included),
+# so every machine tests what production runs. Only the project itself comes from the tree.
+$(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Resolved from PyPI alone (no local wheel directories or mirrors a machine's pip may be
+# configured with), so the hashes are PyPI's and hold on any machine.
+LOCK_ENV := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
+# `make lock` keeps the pins it can and adds what pyproject.toml gained; `make lock LOCK_UPGRADE=--upgrade` moves
+# everything to the newest versions the ranges allow.
+LOCK_UPGRADE ?=
+LOCK_ARGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+lock: venv
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) $(LOCK_UPGRADE) -o requirements.txt pyproject.toml
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) $(LOCK_UPGRADE) --extra dev --build-deps-for editable \
+	  -o requirements-dev.txt pyproject.toml
 
 system-deps:
 	./deploy/install-system-deps.sh
