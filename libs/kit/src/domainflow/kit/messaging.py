@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from faststream import AckPolicy
 from faststream.rabbit import (
@@ -27,6 +27,7 @@ from faststream.rabbit import (
     RabbitQueue,
     RabbitRouter,
 )
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from domainflow.contracts import Event
 from domainflow.contracts.topology import (
@@ -35,6 +36,7 @@ from domainflow.contracts.topology import (
     dead_letter_queue_name,
     queue_name,
 )
+from domainflow.kit.failover import fail_over
 from domainflow.kit.logging import bind_context, clear_context, get_logger
 from domainflow.kit.outages import through_outages
 from domainflow.kit.settings import ServiceSettings
@@ -42,37 +44,45 @@ from domainflow.kit.settings import ServiceSettings
 log = get_logger(__name__)
 
 EVENTS = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+#: The queue argument naming how many cluster nodes hold a copy of a quorum queue.
+QUORUM_REPLICAS: Final = "x-quorum-initial-group-size"
 DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
 
 
-def broker_for(amqp_url: str, *, prefetch: int, graceful_timeout: float = 10.0) -> RabbitBroker:
+def broker_for(
+    amqp_url: str | Sequence[str], *, prefetch: int, graceful_timeout: float = 10.0
+) -> RabbitBroker:
     """The broker a service replica uses: each of its consumers holds at most `prefetch`
     unacknowledged messages. Every delivery is handled as a task of its own, so without the
     bound one replica would take a whole backlog at once (all of it in flight against SES
-    and the database pool, none of it left for the other replicas)."""
-    return RabbitBroker(
-        amqp_url,
+    and the database pool, none of it left for the other replicas). Given a cluster's node
+    URLs, it connects to whichever answers and fails over between them."""
+    urls = [amqp_url] if isinstance(amqp_url, str) else list(amqp_url)
+    broker = RabbitBroker(
+        urls[0],
         logger=None,
         graceful_timeout=graceful_timeout,
         default_channel=Channel(prefetch_count=prefetch),
     )
+    return fail_over(broker, urls)
 
 
-def consumer_queue(consumer: str, event_type: str, *, delivery_limit: int) -> RabbitQueue:
+def consumer_queue(
+    consumer: str, event_type: str, *, delivery_limit: int, replicas: int | None = None
+) -> RabbitQueue:
     name = queue_name(consumer, event_type)
+    arguments: QuorumQueueArgs = {
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": name,
+        "x-delivery-limit": delivery_limit,
+    }
+    if replicas is not None:
+        arguments["x-quorum-initial-group-size"] = replicas
     return RabbitQueue(
-        name,
-        queue_type=QueueType.QUORUM,
-        durable=True,
-        routing_key=event_type,
-        arguments={
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-            "x-dead-letter-routing-key": name,
-            "x-delivery-limit": delivery_limit,
-        },
+        name, queue_type=QueueType.QUORUM, durable=True, routing_key=event_type, arguments=arguments
     )
 
 
@@ -91,6 +101,9 @@ class Redelivery:
     #: Seconds a handler failing on an outage is retried in place before the event is
     #: handed back (and counts against `limit`).
     outage_patience: float = 300.0
+    #: Cluster nodes holding a copy of the queue, so a redelivery outlives a lost node
+    #: (`None`: RabbitMQ's default).
+    replicas: int | None = None
 
     @classmethod
     def of(cls, settings: ServiceSettings) -> Redelivery:
@@ -98,6 +111,7 @@ class Redelivery:
             limit=settings.delivery_limit,
             backoff_max=settings.redelivery_backoff_max,
             outage_patience=settings.outage_patience,
+            replicas=settings.quorum_replicas,
         )
 
 
@@ -113,7 +127,9 @@ def subscribe(
     redelivery: Redelivery = DEFAULT_REDELIVERY,
 ) -> RabbitQueue:
     """Register `handler` for `event_cls` on `consumer`'s queue; returns the queue."""
-    queue = consumer_queue(consumer, event_cls.TYPE, delivery_limit=redelivery.limit)
+    queue = consumer_queue(
+        consumer, event_cls.TYPE, delivery_limit=redelivery.limit, replicas=redelivery.replicas
+    )
 
     async def consume(event: Any, message: RabbitMessage) -> None:
         clear_context()
@@ -166,9 +182,17 @@ async def declare_topology(broker: RabbitBroker, queues: list[RabbitQueue]) -> N
     await broker.declare_exchange(EVENTS)
     dlx = await broker.declare_exchange(DEAD_LETTERS)
     for queue in queues:
+        # A DLQ keeps as many copies as the queue it serves.
+        replicas = (queue.arguments or {}).get(QUORUM_REPLICAS)
+        arguments: QuorumQueueArgs = {}
+        if isinstance(replicas, int):
+            arguments["x-quorum-initial-group-size"] = replicas
         dlq = await broker.declare_queue(
             RabbitQueue(
-                dead_letter_queue_name(queue.name), queue_type=QueueType.QUORUM, durable=True
+                dead_letter_queue_name(queue.name),
+                queue_type=QueueType.QUORUM,
+                durable=True,
+                arguments=arguments,
             )
         )
         await dlq.bind(dlx, routing_key=queue.name)

@@ -41,7 +41,7 @@ class ServiceRuntime:
         self.settings = settings
         self.database_url = database_url
         self._db: Database | None = None
-        self.broker = broker_for(settings.amqp_url, prefetch=settings.consumer_prefetch)
+        self.broker = broker_for(settings.broker_urls, prefetch=settings.consumer_prefetch)
         self._tasks: list[asyncio.Task[Any]] = []
         self._health: web.AppRunner | None = None
         self._queues: list[RabbitQueue] = []

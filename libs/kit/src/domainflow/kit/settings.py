@@ -16,6 +16,12 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOMAINFLOW_", extra="ignore", frozen=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: The nodes of a RabbitMQ cluster, a JSON list of AMQP URLs. When set it replaces
+    #: `amqp_url`, and a replica that loses its node connects to the next one.
+    amqp_urls: list[str] = Field(default_factory=list)
+    #: Cluster nodes holding a copy of each quorum queue (RabbitMQ places no more than there
+    #: are nodes, so one node works too). Queues already declared keep their copies.
+    quorum_replicas: int = Field(default=3, ge=1)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     #: Redeliveries of one message before it is parked in its queue's `.dlq`.
@@ -44,3 +50,8 @@ class ServiceSettings(BaseSettings):
     #: gives up (`0`: one try). Services started together with their servers (a reboot,
     #: `docker compose up`) wait for them instead of dying and leaning on a restart policy.
     startup_timeout: float = Field(default=60.0, ge=0)
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The RabbitMQ nodes to connect to, in order of preference."""
+        return list(self.amqp_urls) or [self.amqp_url]
