@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lock system-deps services run up down status test test-unit lint format asyncapi bench clean
+.PHONY: help venv lock system-deps services run run-cluster cluster-stop up down status test test-unit lint format asyncapi bench clean
 
 help:
 	@echo "make run      the whole stack in the foreground (Ctrl-C stops it)"
 	@echo "make up       the same in the background; returns once every service is ready"
+	@echo "make run-cluster  the stack on a local three-node RabbitMQ cluster (make cluster-stop)"
 	@echo "make down     stop what 'make up' started"
 	@echo "make test     every test (unit, integration against the real servers, end to end)"
 	@echo "make lint     ruff and mypy --strict"
@@ -47,6 +48,13 @@ services:
 
 run: venv system-deps services
 	$(BIN)/domainflow stack run
+
+# The same stack on a local three-node RabbitMQ cluster (deploy/rabbitmq-cluster.sh).
+run-cluster: venv system-deps services
+	eval "$$(./deploy/rabbitmq-cluster.sh start)" && $(BIN)/domainflow stack run
+
+cluster-stop:
+	./deploy/rabbitmq-cluster.sh stop
 
 up: venv system-deps services
 	$(BIN)/domainflow stack up
