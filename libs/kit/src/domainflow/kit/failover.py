@@ -13,9 +13,32 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import aio_pika
 from aio_pika import RobustConnection
+from aio_pika.abc import AbstractConnection
 from faststream.rabbit import RabbitBroker
 from yarl import URL
+
+#: One node's AMQP URL, or a cluster's.
+Nodes = str | Sequence[str]
+
+
+def node_list(nodes: Nodes) -> list[str]:
+    return [nodes] if isinstance(nodes, str) else list(nodes)
+
+
+async def connect_any(nodes: Nodes, *, per_node: float | None = None) -> AbstractConnection:
+    """A plain connection to the first node that accepts one (for one-off tools: `doctor`,
+    `dead-letters`); the last node's error when none does."""
+    urls = node_list(nodes)
+    if not urls:
+        raise ValueError("a RabbitMQ cluster needs at least one node's URL")
+    for url in urls[:-1]:
+        try:
+            return await aio_pika.connect(url, timeout=per_node)
+        except (OSError, aio_pika.exceptions.AMQPConnectionError, TimeoutError):
+            continue
+    return await aio_pika.connect(urls[-1], timeout=per_node)
 
 
 class ClusterNodes:
