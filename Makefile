@@ -36,7 +36,8 @@ LOCK_UPGRADE ?=
 LOCK_ARGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
 lock: venv
-	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) $(LOCK_UPGRADE) -o requirements.txt pyproject.toml
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) $(LOCK_UPGRADE) --build-deps-for wheel \
+	  -o requirements.txt pyproject.toml
 	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) $(LOCK_UPGRADE) --extra dev --build-deps-for editable \
 	  -o requirements-dev.txt pyproject.toml
 
