@@ -68,3 +68,11 @@ def test_queues_ask_for_three_copies_unless_told_otherwise() -> None:
     assert (queue.arguments or {})[QUORUM_REPLICAS] == 3
     bare = consumer_queue("verifier", "domain.created", delivery_limit=5)
     assert QUORUM_REPLICAS not in (bare.arguments or {})
+
+
+def test_zero_replicas_declares_queues_as_before_the_setting() -> None:
+    """Queues declared without the argument are refused if redeclared with it: `0` keeps
+    an existing install starting."""
+    replicas = Redelivery.of(ServiceSettings(quorum_replicas=0)).replicas
+    queue = consumer_queue("verifier", "domain.created", delivery_limit=5, replicas=replicas)
+    assert QUORUM_REPLICAS not in (queue.arguments or {})

@@ -111,7 +111,7 @@ class Redelivery:
             limit=settings.delivery_limit,
             backoff_max=settings.redelivery_backoff_max,
             outage_patience=settings.outage_patience,
-            replicas=settings.quorum_replicas,
+            replicas=settings.quorum_replicas or None,
         )
 
 

@@ -20,8 +20,9 @@ class ServiceSettings(BaseSettings):
     #: `amqp_url`, and a replica that loses its node connects to the next one.
     amqp_urls: list[str] = Field(default_factory=list)
     #: Cluster nodes holding a copy of each quorum queue (RabbitMQ places no more than there
-    #: are nodes, so one node works too). Queues already declared keep their copies.
-    quorum_replicas: int = Field(default=3, ge=1)
+    #: are nodes, so one node works too). `0` declares queues without the argument, as
+    #: before this setting existed: RabbitMQ refuses to redeclare a queue with another value.
+    quorum_replicas: int = Field(default=3, ge=0)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     #: Redeliveries of one message before it is parked in its queue's `.dlq`.
