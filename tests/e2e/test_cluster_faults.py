@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import partial
@@ -26,14 +26,12 @@ from domainflow.cli.stack import LocalStack, is_ready
 from domainflow.contracts import DnsRecords
 from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit import dead_letters
-from domainflow.kit.database import drop_database
 from domainflow.notifier.settings import NotifierSettings
 from domainflow.sandbox.dns import DnsSandbox
 from domainflow.sandbox.moto import MotoSandbox
 from domainflow.sandbox.ports import listening_port
 from tests.e2e.conftest import E2E, eventually
 from tests.e2e.rabbit_cluster import PostgresCluster, RabbitCluster, installed
-from tests.plugins.infra import POSTGRES
 from tests.plugins.mailserver import PostmapQuery
 
 pytestmark = [
@@ -60,6 +58,25 @@ def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitC
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        cluster.create()
+        yield cluster
+    finally:
+        cluster.drop()
+
+
+def _databases(cluster: PostgresCluster, prefix: str) -> dict[str, str]:
+    """Each service's database on the test's own PostgreSQL (the machine's serves the other
+    tests, and eight more replicas' pools would crowd it)."""
+    return {
+        f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{cluster.url}/{prefix}_{svc}"
+        for svc in SERVICES
+    }
 
 
 def _name() -> str:
@@ -248,18 +265,6 @@ async def _nothing_parked(url: str) -> None:
     assert parked == {}
 
 
-@pytest.fixture
-async def databases() -> AsyncIterator[dict[str, str]]:
-    suffix = uuid.uuid4().hex[:6]
-    made = {
-        f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{POSTGRES}/dftest_fault_{svc}_{suffix}"
-        for svc in SERVICES
-    }
-    yield made
-    for url in made.values():
-        await drop_database(url)
-
-
 DOMAINS = 8
 
 Faults = Callable[[Replicas, Progress], Awaitable[None]]
@@ -322,7 +327,7 @@ async def _lifecycles_through(
 
 async def test_a_burst_of_lifecycles_outlives_two_killed_rabbitmq_nodes(
     rabbit_cluster: RabbitCluster,
-    databases: dict[str, str],
+    postgres_cluster: PostgresCluster,
     moto_server: MotoSandbox,
     dns_sandbox: DnsSandbox,
     mailserver_database_url: str,
@@ -347,7 +352,7 @@ async def test_a_burst_of_lifecycles_outlives_two_killed_rabbitmq_nodes(
         count=DOMAINS,
         replicas=2,
         stagger=0.7,
-        databases=databases,
+        databases=_databases(postgres_cluster, "burst"),
         rabbit_cluster=rabbit_cluster,
         moto=moto_server,
         dns=dns_sandbox,
@@ -355,16 +360,6 @@ async def test_a_burst_of_lifecycles_outlives_two_killed_rabbitmq_nodes(
         postmap_query=postmap_query,
         tmp_path=tmp_path,
     )
-
-
-@pytest.fixture(scope="module")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.create()
-        yield cluster
-    finally:
-        cluster.drop()
 
 
 async def test_lifecycles_outlive_a_postgresql_restart_and_a_rabbitmq_stop_app(
@@ -376,10 +371,7 @@ async def test_lifecycles_outlive_a_postgresql_restart_and_a_rabbitmq_stop_app(
     postmap_query: PostmapQuery,
     tmp_path: Path,
 ) -> None:
-    own = {
-        f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{postgres_cluster.url}/domainflow_{svc}"
-        for svc in SERVICES
-    }
+    own = _databases(postgres_cluster, "restart")
 
     async def faults(replicas: Replicas, progress: Progress) -> None:
         # Every domain is added first (a create during the restart is the client's to retry),
