@@ -37,6 +37,9 @@ from tests.plugins.mailserver import PostmapQuery
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(installed() is not None, reason=str(installed())),
+    # Bounded: starting three RabbitMQ nodes, a PostgreSQL cluster and eight replicas on a
+    # busy two-core machine takes part of it; every wait inside has its own deadline too.
+    pytest.mark.timeout(600),
 ]
 
 SERVICES = ("api", "provisioner", "verifier", "notifier")
