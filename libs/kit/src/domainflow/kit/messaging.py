@@ -36,7 +36,7 @@ from domainflow.contracts.topology import (
     dead_letter_queue_name,
     queue_name,
 )
-from domainflow.kit.failover import fail_over
+from domainflow.kit.failover import fail_over, node_list
 from domainflow.kit.logging import bind_context, clear_context, get_logger
 from domainflow.kit.outages import through_outages
 from domainflow.kit.settings import ServiceSettings
@@ -60,7 +60,7 @@ def broker_for(
     bound one replica would take a whole backlog at once (all of it in flight against SES
     and the database pool, none of it left for the other replicas). Given a cluster's node
     URLs, it connects to whichever answers and fails over between them."""
-    urls = [amqp_url] if isinstance(amqp_url, str) else list(amqp_url)
+    urls = node_list(amqp_url)
     broker = RabbitBroker(
         urls[0],
         logger=None,
