@@ -42,5 +42,10 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
         "DOMAINFLOW_STATE_DIR",
         "DOMAINFLOW_SANDBOX_SES_PORT",
         "DOMAINFLOW_SANDBOX_DOH_PORT",
+        # deploy/rabbitmq-cluster.sh's
+        "DOMAINFLOW_RABBITMQ_CLUSTER_DIR",
+        "DOMAINFLOW_RABBITMQ_CLUSTER_NAME",
+        "DOMAINFLOW_RABBITMQ_CLUSTER_PORTS",
+        "DOMAINFLOW_RABBITMQ_CLUSTER_DIST_PORTS",
     }
     assert _documented() - read - cli_only == set()

@@ -19,7 +19,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from domainflow.api.app import create_app
-from domainflow.api.teams import NewKey
+from domainflow.api.teams.service import NewKey
 from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,

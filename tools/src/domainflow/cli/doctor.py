@@ -27,6 +27,7 @@ from domainflow.cli.stack import state_dir
 from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit import dead_letters
 from domainflow.kit.aws import AwsClients, ses_error
+from domainflow.kit.failover import Nodes, connect_any
 from domainflow.notifier.settings import NotifierSettings
 from domainflow.provisioner.settings import ProvisionerSettings
 from domainflow.verifier.adapters.doh import DohResolver
@@ -109,16 +110,16 @@ async def _mailserver_database(url: str) -> Finding:
     return Finding(check, True, "reachable, virtual_domains present")
 
 
-async def _broker(amqp_url: str) -> list[Finding]:
+async def _broker(amqp_url: Nodes) -> list[Finding]:
     try:
-        connection = await aio_pika.connect(amqp_url, timeout=TIMEOUT)
+        connection = await connect_any(amqp_url, per_node=TIMEOUT)
     except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as failure:
         return [
             Finding(
                 "rabbitmq",
                 False,
                 f"cannot connect: {failure}",
-                "start RabbitMQ or set DOMAINFLOW_AMQP_URL",
+                "start RabbitMQ or set DOMAINFLOW_AMQP_URL (DOMAINFLOW_AMQP_URLS for a cluster)",
             )
         ]
     try:
@@ -263,7 +264,7 @@ async def diagnose() -> list[Finding]:
             "mailserver-database",
             one(_mailserver_database(provisioner.mailserver_database_url)),
         ),
-        bounded("rabbitmq", _broker(api.amqp_url)),
+        bounded("rabbitmq", _broker(api.broker_urls)),
         bounded("ses", _ses(notifier)),
         bounded("doh", one(_doh(verifier, api.mx_target))),
     ]

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelNotFoundEntity
 
 from domainflow.contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name, queue_name
+from domainflow.kit.failover import Nodes, connect_any
 from domainflow.kit.messaging import PARKED_DETAIL_HEADER, PARKED_REASON_HEADER
 
 #: Header a replayed message carries: how many times it has been put back so far.
@@ -84,8 +85,8 @@ def work_queue(name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _channel(amqp_url: str) -> AsyncIterator[AbstractChannel]:
-    connection = await aio_pika.connect(amqp_url)
+async def _channel(amqp_url: Nodes) -> AsyncIterator[AbstractChannel]:
+    connection = await connect_any(amqp_url)
     try:
         # Confirms make each publish wait for the broker's ack; a return (no such queue)
         # raises instead of silently dropping the message.
@@ -107,7 +108,7 @@ def _count(queue: AbstractQueue) -> int:
     return int(result.message_count or 0)
 
 
-async def parked(amqp_url: str) -> list[ParkedQueue]:
+async def parked(amqp_url: Nodes) -> list[ParkedQueue]:
     """How many messages each consumer queue's DLQ holds."""
     counts: list[ParkedQueue] = []
     async with _channel(amqp_url) as channel:
@@ -147,7 +148,7 @@ def _text(value: Any) -> str | None:
     return str(value) if value else None
 
 
-async def show(amqp_url: str, name: str, *, limit: int = 20) -> list[ParkedMessage]:
+async def show(amqp_url: Nodes, name: str, *, limit: int = 20) -> list[ParkedMessage]:
     """The first `limit` parked messages of a queue, left where they are."""
     queue = work_queue(name)
     found: list[ParkedMessage] = []
@@ -164,7 +165,7 @@ async def show(amqp_url: str, name: str, *, limit: int = 20) -> list[ParkedMessa
     return found
 
 
-async def replay(amqp_url: str, name: str, *, limit: int | None = None) -> int:
+async def replay(amqp_url: Nodes, name: str, *, limit: int | None = None) -> int:
     """Move parked messages back onto their work queue; returns how many were moved.
 
     Only the messages parked when the replay starts are moved, so one that fails again

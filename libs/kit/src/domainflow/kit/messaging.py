@@ -15,9 +15,9 @@ with its reason: redelivering it would fail the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
@@ -33,6 +33,7 @@ from faststream.rabbit import (
     RabbitQueue,
     RabbitRouter,
 )
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 from pamqp import commands as spec
 from yarl import URL
 
@@ -45,6 +46,7 @@ from domainflow.contracts.topology import (
     queue_name,
 )
 from domainflow.kit.envelope import UndecodableEventError, decode_as
+from domainflow.kit.failover import fail_over, node_list
 from domainflow.kit.logging import bind_context, clear_context, get_logger
 from domainflow.kit.outages import through_outages
 from domainflow.kit.policies import ManagementApi, QueueLimits, apply_policies, consumer_policies
@@ -53,6 +55,8 @@ from domainflow.kit.settings import ServiceSettings
 log = get_logger(__name__)
 
 EVENTS = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+#: The queue argument naming how many cluster nodes hold a copy of a quorum queue.
+QUORUM_REPLICAS: Final = "x-quorum-initial-group-size"
 DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
 
 #: Headers a message parked by its consumer (not by RabbitMQ) carries: why, in one word and
@@ -71,7 +75,7 @@ def connection_name(service: str, host: str, replica: str) -> str:
 
 
 def broker_for(
-    amqp_url: str,
+    amqp_url: str | Sequence[str],
     *,
     prefetch: int,
     graceful_timeout: float = 10.0,
@@ -81,22 +85,33 @@ def broker_for(
     """The broker a service replica uses: each of its consumers holds at most `prefetch`
     unacknowledged messages. Every delivery is handled as a task of its own, so without the
     bound one replica would take a whole backlog at once (all of it in flight against SES
-    and the database pool, none of it left for the other replicas)."""
-    # aiormq takes the connection's name from the URL's `name` query parameter.
-    url = str(URL(amqp_url).update_query(name=name)) if name else amqp_url
-    return RabbitBroker(
-        url,
+    and the database pool, none of it left for the other replicas). Given a cluster's node
+    URLs, it connects to whichever answers and fails over between them."""
+    urls = node_list(amqp_url)
+    if name:
+        # aiormq takes the connection's name from the URL's `name` query parameter.
+        urls = [str(URL(url).update_query(name=name)) for url in urls]
+    broker = RabbitBroker(
+        urls[0],
         logger=None,
         graceful_timeout=graceful_timeout,
         default_channel=Channel(prefetch_count=prefetch),
         app_id=app_id,
     )
+    return fail_over(broker, urls)
 
 
-def consumer_queue(consumer: str, event_type: str) -> RabbitQueue:
-    """A work queue. Only what never changes is an argument (type, where it dead-letters);
-    the delivery limit, length limit and dead-letter strategy come from policy."""
+def consumer_queue(consumer: str, event_type: str, *, replicas: int | None = None) -> RabbitQueue:
+    """A work queue. Only what never changes is an argument (type, where it dead-letters, how
+    many cluster nodes hold it); the delivery limit, length limit and dead-letter strategy
+    come from policy."""
     name = queue_name(consumer, event_type)
+    arguments: QuorumQueueArgs = {
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": name,
+    }
+    if replicas is not None:
+        arguments["x-quorum-initial-group-size"] = replicas
     return RabbitQueue(
         name,
         queue_type=QueueType.QUORUM,
@@ -104,10 +119,7 @@ def consumer_queue(consumer: str, event_type: str) -> RabbitQueue:
         routing_key=event_type,
         # Declared by `declare_topology`; the subscriber only looks it up.
         declare=False,
-        arguments={
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-            "x-dead-letter-routing-key": name,
-        },
+        arguments=arguments,
     )
 
 
@@ -126,6 +138,9 @@ class Redelivery:
     #: Seconds a handler failing on an outage is retried in place before the event is
     #: handed back (and counts against `limit`).
     outage_patience: float = 300.0
+    #: Cluster nodes holding a copy of the queue, so a redelivery outlives a lost node
+    #: (`None`: RabbitMQ's default).
+    replicas: int | None = None
 
     @classmethod
     def of(cls, settings: ServiceSettings) -> Redelivery:
@@ -133,6 +148,7 @@ class Redelivery:
             limit=settings.delivery_limit,
             backoff_max=settings.redelivery_backoff_max,
             outage_patience=settings.outage_patience,
+            replicas=settings.quorum_replicas or None,
         )
 
 
@@ -199,7 +215,7 @@ def subscribe(
     redelivery: Redelivery = DEFAULT_REDELIVERY,
 ) -> RabbitQueue:
     """Register `handler` for `event_cls` on `consumer`'s queue; returns the queue."""
-    queue = consumer_queue(consumer, event_cls.TYPE)
+    queue = consumer_queue(consumer, event_cls.TYPE, replicas=redelivery.replicas)
 
     async def consume(message: RabbitMessage) -> None:
         clear_context()
@@ -301,7 +317,7 @@ async def declare_topology(
     broker: RabbitBroker,
     queues: list[RabbitQueue],
     *,
-    amqp_url: str | None = None,
+    amqp_url: str | Sequence[str] | None = None,
     management_url: str = "",
     limits: QueueLimits | None = None,
 ) -> None:
@@ -310,10 +326,16 @@ async def declare_topology(
     first put the policies that bound them (`limits`) for every consumer among `queues`."""
     if amqp_url is not None:
         consumers = sorted({q.name.split(".", 1)[0] for q in queues})
-        await apply_policies(
-            ManagementApi.for_amqp(amqp_url, management_url),
-            [p for c in consumers for p in consumer_policies(c, limits or QueueLimits())],
-        )
+        policies = [p for c in consumers for p in consumer_policies(c, limits or QueueLimits())]
+        # Policies are the cluster's: any node's API takes them; try each until one answers.
+        nodes = node_list(amqp_url)
+        for i, url in enumerate(nodes):
+            try:
+                await apply_policies(ManagementApi.for_amqp(url, management_url), policies)
+                break
+            except OSError:
+                if i == len(nodes) - 1:
+                    raise
     connection = await broker.connect()
     async with connection.channel() as channel:
         events = await channel.declare_exchange(EVENTS.name, "topic", durable=True)
@@ -323,9 +345,12 @@ async def declare_topology(
         async with connection.channel() as channel:
             work = await channel.declare_queue(queue.name, passive=True)
             await work.bind(events.name, routing_key=queue.routing_key or queue.name)
+            # A DLQ keeps as many copies as the queue it serves.
+            replicas = (queue.arguments or {}).get(QUORUM_REPLICAS)
+            dlq_arguments: dict[str, Any] = {"x-queue-type": "quorum"}
+            if isinstance(replicas, int):
+                dlq_arguments[QUORUM_REPLICAS] = replicas
             dlq = await channel.declare_queue(
-                dead_letter_queue_name(queue.name),
-                durable=True,
-                arguments={"x-queue-type": "quorum"},
+                dead_letter_queue_name(queue.name), durable=True, arguments=dlq_arguments
             )
             await dlq.bind(dlx.name, routing_key=queue.name)

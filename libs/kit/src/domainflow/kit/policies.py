@@ -95,12 +95,14 @@ class ManagementApi:
 
     @classmethod
     def for_amqp(cls, amqp_url: str, management_url: str = "") -> ManagementApi:
-        """The AMQP URL's credentials and vhost; the API on its host at port 15672 unless
+        """The AMQP URL's credentials and vhost; the API on its host at port 15672 (for a node
+        on another AMQP port than 5672, that port + 10000: deploy/rabbitmq-cluster.sh) unless
         `management_url` says otherwise."""
         amqp = urlsplit(amqp_url)
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
         scheme = "https" if amqp.scheme == "amqps" else "http"
-        base = management_url.rstrip("/") or f"{scheme}://{amqp.hostname or '127.0.0.1'}:15672"
+        port = 15672 if amqp.port in (None, 5672, 5671) else amqp.port + 10000
+        base = management_url.rstrip("/") or f"{scheme}://{amqp.hostname or '127.0.0.1'}:{port}"
         return cls(base, vhost, unquote(amqp.username or "guest"), unquote(amqp.password or ""))
 
     def url(self, *parts: str) -> str:

@@ -45,7 +45,7 @@ class ServiceRuntime:
         self.database_url = database_url
         self._db: Database | None = None
         self.broker = broker_for(
-            settings.amqp_url,
+            settings.broker_urls,
             prefetch=settings.consumer_prefetch,
             name=connection_name(name, socket.gethostname(), settings.replica or str(os.getpid())),
             app_id=name,
@@ -91,7 +91,7 @@ class ServiceRuntime:
             lambda: declare_topology(
                 self.broker,
                 self._queues,
-                amqp_url=self.settings.amqp_url,
+                amqp_url=self.settings.broker_urls,
                 management_url=self.settings.rabbitmq_management_url,
                 limits=QueueLimits.of(self.settings),
             ),

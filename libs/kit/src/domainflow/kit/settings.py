@@ -16,6 +16,13 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOMAINFLOW_", extra="ignore", frozen=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: The nodes of a RabbitMQ cluster, a JSON list of AMQP URLs. When set it replaces
+    #: `amqp_url`, and a replica that loses its node connects to the next one.
+    amqp_urls: list[str] = Field(default_factory=list)
+    #: Cluster nodes holding a copy of each quorum queue (RabbitMQ places no more than there
+    #: are nodes, so one node works too). `0` declares queues without the argument, as
+    #: before this setting existed: RabbitMQ refuses to redeclare a queue with another value.
+    quorum_replicas: int = Field(default=3, ge=0)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     #: Redeliveries of one message before it is parked in its queue's `.dlq`.
@@ -54,3 +61,8 @@ class ServiceSettings(BaseSettings):
     #: This replica's name in RabbitMQ's connection list, `<service>@<host>#<replica>`
     #: (empty: the process id).
     replica: str = ""
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The RabbitMQ nodes to connect to, in order of preference."""
+        return list(self.amqp_urls) or [self.amqp_url]
