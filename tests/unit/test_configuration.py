@@ -42,5 +42,7 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
         "DOMAINFLOW_STATE_DIR",
         "DOMAINFLOW_SANDBOX_SES_PORT",
         "DOMAINFLOW_SANDBOX_DOH_PORT",
+        "DOMAINFLOW_SANDBOX_SES_QUOTAS",
+        "DOMAINFLOW_SANDBOX_SES_QUOTA_PORT",
     }
     assert _documented() - read - cli_only == set()
