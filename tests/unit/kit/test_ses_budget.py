@@ -1,4 +1,4 @@
-"""The SES budget's core: slots spaced 1/rate apart, handed out in arrival order."""
+"""The SES budget: slots spaced 1/rate apart in arrival order, throttling waited out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domainflow.verifier.ratelimit import MemorySlotStore, SesRateLimiter, reserve_slot
+from domainflow.kit.aws import SesError
+from domainflow.kit.ses_budget import (
+    MemorySlotStore,
+    Quota,
+    SesBudget,
+    is_throttled,
+    reserve_slot,
+)
 
 
 @given(
@@ -37,7 +44,9 @@ def test_callers_in_any_window_of_one_second_stay_within_the_rate() -> None:
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    limiter = SesRateLimiter(MemorySlotStore(lambda: clock[0]), rate=2.0, sleep=fake_sleep)
+    limiter = SesBudget(
+        MemorySlotStore(lambda: clock[0]), rate=2.0, send_rate=1.0, sleep=fake_sleep
+    )
 
     async def burst() -> list[float]:
         return [await limiter.acquire("us-east-1") for _ in range(10)]
@@ -54,8 +63,8 @@ def test_regions_and_accounts_have_budgets_of_their_own() -> None:
     async def no_sleep(_: float) -> None:
         return None
 
-    a = SesRateLimiter(store, rate=1.0, account="111", sleep=no_sleep)
-    b = SesRateLimiter(store, rate=1.0, account="222", sleep=no_sleep)
+    a = SesBudget(store, rate=1.0, send_rate=1.0, account="111", sleep=no_sleep)
+    b = SesBudget(store, rate=1.0, send_rate=1.0, account="222", sleep=no_sleep)
 
     async def go() -> list[float]:
         return [
@@ -77,7 +86,7 @@ def test_a_late_caller_waits_only_for_the_slots_already_reserved() -> None:
     async def no_sleep(_: float) -> None:
         return None
 
-    limiter = SesRateLimiter(store, rate=1.0, sleep=no_sleep)
+    limiter = SesBudget(store, rate=1.0, send_rate=1.0, sleep=no_sleep)
 
     async def go() -> float:
         await limiter.acquire("us-east-1")  # the cycle's call at t=0
@@ -87,6 +96,109 @@ def test_a_late_caller_waits_only_for_the_slots_already_reserved() -> None:
     assert asyncio.run(go()) == pytest.approx(0.8)
 
 
-def test_the_rate_must_be_positive() -> None:
+def test_the_rates_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        SesRateLimiter(MemorySlotStore(), rate=0)
+        SesBudget(MemorySlotStore(), rate=0, send_rate=1)
+    with pytest.raises(ValueError, match="positive"):
+        SesBudget(MemorySlotStore(), rate=1, send_rate=0)
+
+
+def test_sending_has_a_budget_of_its_own() -> None:
+    store = MemorySlotStore(lambda: 0.0)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    budget = SesBudget(store, rate=1.0, send_rate=14.0, sleep=no_sleep)
+
+    async def go() -> list[float]:
+        return [
+            await budget.acquire("us-east-1"),
+            await budget.acquire("us-east-1", Quota.SEND),
+            await budget.acquire("us-east-1", Quota.SEND),
+            await budget.acquire("us-east-1"),
+        ]
+
+    assert asyncio.run(go()) == pytest.approx([0.0, 0.0, 1 / 14, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "throttled"),
+    [
+        ("Throttling", "Rate exceeded", True),
+        ("Throttling", "Maximum sending rate exceeded.", True),
+        ("TooManyRequestsException", "Too Many Requests", True),
+        ("ThrottlingException", "Rate exceeded", True),
+        ("LimitExceeded", "Maximum request rate exceeded", True),
+        # Not rates: waiting seconds does not help, so these are the caller's to judge.
+        ("Throttling", "Daily message quota exceeded.", False),
+        ("LimitExceededException", "Maximum number of identities reached", False),
+        ("AccessDeniedException", "not allowed", False),
+        ("InternalFailure", "boom", False),
+    ],
+)
+def test_only_refusals_for_rate_are_throttling(code: str, message: str, throttled: bool) -> None:
+    assert is_throttled(SesError(code, message, retryable=True)) is throttled
+
+
+class _Ses:
+    """An SES call that is throttled `throttles` times, then answers."""
+
+    def __init__(self, throttles: int, then: BaseException | None = None) -> None:
+        self.throttles = throttles
+        self.then = then
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.throttles:
+            raise SesError("TooManyRequestsException", "Too Many Requests", retryable=True)
+        if self.then is not None:
+            raise self.then
+        return "answer"
+
+
+def test_a_throttled_call_is_made_again_in_later_slots_and_pushes_everyone_back() -> None:
+    clock = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    store = MemorySlotStore(lambda: clock[0])
+    budget = SesBudget(store, rate=1.0, send_rate=1.0, sleep=sleep)
+    ses = _Ses(throttles=3)
+    assert asyncio.run(budget.call("us-east-1", ses)) == "answer"
+    assert ses.calls == 4
+    assert store.throttles == {budget.bucket("us-east-1"): 3}
+    # Each throttle moves the schedule one spacing later on top of the slot it took.
+    assert waits == pytest.approx([2.0, 4.0, 6.0])
+
+
+def test_any_other_failure_is_raised_as_the_call_raised_it() -> None:
+    async def no_sleep(_: float) -> None:
+        return None
+
+    budget = SesBudget(MemorySlotStore(lambda: 0.0), rate=1.0, send_rate=1.0, sleep=no_sleep)
+    refusal = SesError("AccessDeniedException", "not allowed", retryable=False)
+    ses = _Ses(throttles=1, then=refusal)
+    with pytest.raises(SesError) as raised:
+        asyncio.run(budget.call("us-east-1", ses))
+    assert raised.value is refusal
+    assert ses.calls == 2
+
+
+def test_the_timeout_bounds_the_call_not_the_wait_for_its_slot() -> None:
+    async def go() -> None:
+        budget = SesBudget(MemorySlotStore(), rate=5.0, send_rate=1.0)
+        for _ in range(3):  # the third waits 0.4 s for its slot, longer than the timeout
+            await budget.call("us-east-1", _Ses(0), timeout=0.3)
+
+        async def slow() -> str:
+            await asyncio.sleep(1)
+            return "late"
+
+        with pytest.raises(TimeoutError):
+            await budget.call("us-east-1", slow, timeout=0.05)
+
+    asyncio.run(go())

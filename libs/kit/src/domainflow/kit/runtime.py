@@ -47,6 +47,8 @@ class ServiceRuntime:
         self._queues: list[RabbitQueue] = []
         #: What `/metrics` reports: the outbox every service has, plus the service's own.
         self.gauges: list[Gauge] = list(OUTBOX_GAUGES)
+        #: Gauges read from another database than the service's own (the SES budget's).
+        self.foreign_gauges: list[tuple[Database, Sequence[Gauge]]] = []
 
     @property
     def db(self) -> Database:
@@ -126,6 +128,8 @@ class ServiceRuntime:
 
         async def metrics(_: web.Request) -> web.Response:
             text = await exposition(self.db, self.gauges, self.name)
+            for db, gauges in self.foreign_gauges:
+                text += await exposition(db, gauges, self.name)
             return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
         app = web.Application()

@@ -44,3 +44,14 @@ class ServiceSettings(BaseSettings):
     #: gives up (`0`: one try). Services started together with their servers (a reboot,
     #: `docker compose up`) wait for them instead of dying and leaning on a restart policy.
     startup_timeout: float = Field(default=60.0, ge=0)
+    #: Amazon SES's quotas, one budget per account and region shared by every caller in every
+    #: service and replica: requests a second for every action but sending (SES: 1)...
+    ses_rate: float = Field(default=1.0, gt=0)
+    #: ...and mails a second (the account's sending rate: 1 in the sandbox, 14 or more in
+    #: production).
+    ses_send_rate: float = Field(default=1.0, gt=0)
+    #: Names the SES account in the budget's key: set it when several accounts are used.
+    ses_account: str = "default"
+    #: The database holding the budget's slots; every replica of every service that calls
+    #: SES must reach the same one (created and migrated on start).
+    ses_budget_database_url: str = f"{DEFAULT_POSTGRES}/domainflow_ses_budget"
