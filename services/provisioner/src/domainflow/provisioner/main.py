@@ -12,8 +12,10 @@ import asyncio
 
 import asyncpg
 
-from domainflow.kit.database import ensure_database
+from domainflow.kit.database import Database, ensure_database
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
+from domainflow.kit.ses_budget import open_budget
 from domainflow.provisioner.adapters.mailserver import MailServer, ensure_schema
 from domainflow.provisioner.adapters.repository import migrations
 from domainflow.provisioner.adapters.ses import SesIdentities
@@ -27,6 +29,7 @@ async def serve(settings: ProvisionerSettings | None = None) -> None:
     settings = settings or ProvisionerSettings()
     runtime = ServiceRuntime("provisioner", settings, settings.provisioner_database_url)
     pools: list[asyncpg.Pool[asyncpg.Record]] = []
+    budget_dbs: list[Database] = []
 
     async def setup(rt: ServiceRuntime) -> None:
         await rt.open(migrations())
@@ -36,11 +39,15 @@ async def serve(settings: ProvisionerSettings | None = None) -> None:
         pools.append(pool)
         if settings.mailserver_ensure_schema:
             await ensure_schema(pool)
-        runner = SagaRunner(rt.db, MailServer(pool), SesIdentities(), settings)
+        budget, budget_db = await open_budget(settings)
+        budget_dbs.append(budget_db)
+        ses = SesIdentities(budget=budget, call_timeout=settings.provisioner_step_timeout)
+        runner = SagaRunner(rt.db, MailServer(pool), ses, settings)
         router, queues = build_router(runner, settings)
         await rt.start(router, queues)
-        rt.spawn(runner.recovery_loop(), name="saga-recovery")
+        rt.spawn(runner.dispatch_loop(), name="saga-dispatch")
         rt.gauges.extend(GAUGES)
+        rt.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
         await rt.serve_health(settings.provisioner_health_host, settings.provisioner_health_port)
 
     try:
@@ -48,6 +55,8 @@ async def serve(settings: ProvisionerSettings | None = None) -> None:
     finally:
         for pool in pools:
             await pool.close()
+        for db in budget_dbs:
+            await db.close()
 
 
 def run() -> None:
