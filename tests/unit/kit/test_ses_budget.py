@@ -158,7 +158,7 @@ class _Ses:
         return "answer"
 
 
-def test_a_throttled_call_is_made_again_in_later_slots_and_pushes_everyone_back() -> None:
+def test_a_throttled_call_is_made_again_each_time_in_a_slot_of_its_own() -> None:
     clock = [0.0]
     waits: list[float] = []
 
@@ -171,8 +171,29 @@ def test_a_throttled_call_is_made_again_in_later_slots_and_pushes_everyone_back(
     assert asyncio.run(budget.call("us-east-1", ses)) == "answer"
     assert ses.calls == 4
     assert store.throttles == {budget.bucket("us-east-1"): 3}
-    # Each throttle moves the schedule one spacing later on top of the slot it took.
-    assert waits == pytest.approx([2.0, 4.0, 6.0])
+    # Each retry waits for a slot of its own: paced like any other call, never a storm.
+    assert waits == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_headroom_spaces_the_slots_a_little_wider_than_the_quota() -> None:
+    async def no_sleep(_: float) -> None:
+        return None
+
+    budget = SesBudget(
+        MemorySlotStore(lambda: 0.0), rate=1.0, send_rate=10.0, headroom=0.2, sleep=no_sleep
+    )
+
+    async def go() -> list[float]:
+        return [
+            await budget.acquire("us-east-1"),
+            await budget.acquire("us-east-1"),
+            await budget.acquire("us-east-1", Quota.SEND),
+            await budget.acquire("us-east-1", Quota.SEND),
+        ]
+
+    assert asyncio.run(go()) == pytest.approx([0.0, 1.25, 0.0, 0.125])
+    with pytest.raises(ValueError, match="headroom"):
+        SesBudget(MemorySlotStore(), rate=1.0, send_rate=1.0, headroom=1.0)
 
 
 def test_any_other_failure_is_raised_as_the_call_raised_it() -> None:
@@ -202,3 +223,49 @@ def test_the_timeout_bounds_the_call_not_the_wait_for_its_slot() -> None:
             await budget.call("us-east-1", slow, timeout=0.05)
 
     asyncio.run(go())
+
+
+class _CountingSlots(MemorySlotStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = 0
+
+    async def reserve(self, bucket: str, spacing: float) -> float:
+        self.reserved += 1
+        return await super().reserve(bucket, spacing)
+
+
+def test_a_caller_woken_too_late_for_its_slot_takes_another() -> None:
+    # A stalled host wakes the caller after its slot's headroom has passed: going now could
+    # land on the next slot's heels, so it reserves again (here the queue is empty by then,
+    # so the new slot is at once).
+    async def go() -> int:
+        store = _CountingSlots()
+
+        async def late_sleep(seconds: float) -> None:
+            await asyncio.sleep(seconds + 0.3)
+
+        budget = SesBudget(store, rate=10.0, send_rate=1.0, headroom=0.2, sleep=late_sleep)
+        await budget.acquire("us-east-1")  # the first slot is now: no sleep
+        await budget.acquire("us-east-1")  # sleeps, wakes 0.3 s late, reserves again
+        return store.reserved
+
+    assert asyncio.run(go()) == 3
+
+
+def test_a_caller_woken_within_the_headroom_keeps_its_slot() -> None:
+    async def go() -> int:
+        sleeps = 0
+
+        async def sleep(seconds: float) -> None:
+            nonlocal sleeps
+            sleeps += 1
+            await asyncio.sleep(seconds)
+
+        store = _CountingSlots()
+        budget = SesBudget(store, rate=10.0, send_rate=1.0, headroom=0.5, sleep=sleep)
+        await budget.acquire("us-east-1")
+        await budget.acquire("us-east-1")
+        return store.reserved
+
+    assert asyncio.run(go()) == 2

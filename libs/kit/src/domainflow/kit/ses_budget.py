@@ -13,9 +13,10 @@ sleeps until its slot. Reserving only right before each call keeps the queue as 
 the callers in flight, so nobody waits behind work that has not reached SES yet. The
 database's clock is the only clock, so replicas on skewed hosts still share one budget.
 
-A call SES refuses for rate anyway (someone outside the budget spends the account) is not
-a failure: the slot schedule moves one spacing later for everyone, and the call takes a new
-slot and is made again, until SES accepts it or refuses it for another reason.
+A call SES refuses for rate anyway (someone outside the budget spends the account, or the
+configured rate is above the account's) is not a failure: it is counted, takes a new slot
+(at the back of the queue, so its retries are paced like any call) and is made again,
+until SES accepts it or refuses it for another reason.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ class SlotStore(Protocol):
         """Reserve `bucket`'s next slot; seconds from now until it (<= 0: go now)."""
         ...
 
-    async def throttled(self, bucket: str, spacing: float) -> None:
-        """SES refused a call of `bucket` for rate: push the schedule one spacing later."""
+    async def throttled(self, bucket: str) -> None:
+        """SES refused a call of `bucket` for rate anyway: count it."""
         ...
 
 
@@ -94,9 +95,7 @@ class MemorySlotStore:
         slot, self._next_free[bucket] = reserve_slot(self._next_free.get(bucket), now, spacing)
         return slot - now
 
-    async def throttled(self, bucket: str, spacing: float) -> None:
-        now = self._clock()
-        self._next_free[bucket] = max(self._next_free.get(bucket, now), now) + spacing
+    async def throttled(self, bucket: str) -> None:
         self.throttles[bucket] = self.throttles.get(bucket, 0) + 1
 
 
@@ -116,12 +115,7 @@ RETURNING extract(epoch FROM (s.next_free_at - make_interval(secs => $2)
                               - (SELECT now FROM t)))::float8
 """
 
-_THROTTLED_SQL = """
-UPDATE ses_budget
-SET next_free_at = greatest(next_free_at, clock_timestamp()) + make_interval(secs => $2),
-    throttled = throttled + 1
-WHERE bucket = $1
-"""
+_THROTTLED_SQL = "UPDATE ses_budget SET throttled = throttled + 1 WHERE bucket = $1"
 
 
 def _parts(bucket: str) -> tuple[str, str, str]:
@@ -142,9 +136,13 @@ class PgSlotStore:
             wait = await conn.fetchval(_RESERVE, bucket, spacing, account, region, quota)
         return float(wait)
 
-    async def throttled(self, bucket: str, spacing: float) -> None:
+    async def throttled(self, bucket: str) -> None:
         async with self._db.pool.acquire() as conn:
-            await conn.execute(_THROTTLED_SQL, bucket, spacing)
+            await conn.execute(_THROTTLED_SQL, bucket)
+
+
+#: Slots a caller woken late gives up before it goes anyway.
+_MAX_MISSED_SLOTS = 3
 
 
 class SesBudget:
@@ -157,12 +155,26 @@ class SesBudget:
         rate: float,
         send_rate: float,
         account: str = "default",
+        headroom: float = 0.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate <= 0 or send_rate <= 0:
             raise ValueError("SES rates must be positive")
+        if not 0 <= headroom < 1:
+            raise ValueError("the headroom is a share of the rate, from 0 up to (not) 1")
         self._store = store
-        self._spacing = {Quota.REQUEST: 1.0 / rate, Quota.SEND: 1.0 / send_rate}
+        # Slots are spaced a little wider than the quota: SES judges a call when it arrives,
+        # and one that leaves a few milliseconds late must not land on the next one's heels.
+        pace = 1.0 - headroom
+        self._spacing = {
+            Quota.REQUEST: 1.0 / (rate * pace),
+            Quota.SEND: 1.0 / (send_rate * pace),
+        }
+        # How late a caller may wake after its slot and still arrive clear of the next one.
+        self._slack = {
+            Quota.REQUEST: self._spacing[Quota.REQUEST] - 1.0 / rate,
+            Quota.SEND: self._spacing[Quota.SEND] - 1.0 / send_rate,
+        }
         self.account = account
         self._sleep = sleep
 
@@ -175,12 +187,28 @@ class SesBudget:
         return f"ses:{self.account}:{region}:{quota.value}"
 
     async def acquire(self, region: str, quota: Quota = Quota.REQUEST) -> float:
-        """Wait for one call's slot; the seconds waited."""
-        wait = await self._store.reserve(self.bucket(region, quota), self._spacing[quota])
-        if wait > 0:
+        """Wait for one call's slot; the seconds waited.
+
+        A caller the host woke later than the headroom allows (a stalled event loop, a busy
+        CPU) would arrive on the heels of the next slot's call and be throttled: it takes a
+        new slot instead, a few times at most, then goes.
+        """
+        bucket = self.bucket(region, quota)
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        for missed in range(_MAX_MISSED_SLOTS + 1):
+            wait = await self._store.reserve(bucket, self._spacing[quota])
+            if wait <= 0:
+                return waited
+            due = loop.time() + wait
             await self._sleep(wait)
-            return wait
-        return 0.0
+            waited += wait
+            late = loop.time() - due
+            if self._slack[quota] <= 0 or late <= self._slack[quota]:
+                break
+            if missed < _MAX_MISSED_SLOTS:
+                log.info("ses.slot_missed", bucket=bucket, late_seconds=round(late, 3))
+        return waited
 
     async def call(
         self,
@@ -211,7 +239,7 @@ class SesBudget:
                     raise
                 bucket = self.bucket(region, quota)
                 log.warning("ses.throttled", bucket=bucket, error=refusal.message)
-                await self._store.throttled(bucket, self._spacing[quota])
+                await self._store.throttled(bucket)
 
 
 def migrations() -> list[tuple[str, str]]:
@@ -233,6 +261,7 @@ async def open_budget(settings: ServiceSettings) -> tuple[SesBudget, Database]:
         rate=settings.ses_rate,
         send_rate=settings.ses_send_rate,
         account=settings.ses_account,
+        headroom=settings.ses_headroom,
     )
     return budget, db
 

@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
     #: ...and mails a second (the account's sending rate: 1 in the sandbox, 14 or more in
     #: production).
     ses_send_rate: float = Field(default=1.0, gt=0)
+    #: Share of each SES quota the budget leaves unused: SES judges a call when it arrives,
+    #: and a call that leaves a few milliseconds late must not land on the next one's heels.
+    ses_headroom: float = Field(default=0.05, ge=0, lt=1)
     #: Names the SES account in the budget's key: set it when several accounts are used.
     ses_account: str = "default"
     #: The database holding the budget's slots; every replica of every service that calls
