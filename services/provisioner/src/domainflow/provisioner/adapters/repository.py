@@ -73,6 +73,11 @@ _NEXT_TURN = f"""
 """
 
 
+_TEAM_BACKLOG = f"""
+    (SELECT count(*) FROM sagas o WHERE o.team_id = c.team_id AND o.state IN {_UNFINISHED})
+"""
+
+
 def _steps_json(saga: ProvisioningSaga) -> list[dict[str, str]]:
     return [{"step": s.value, "status": st.value} for s, st in saga.steps]
 
@@ -159,10 +164,12 @@ async def claim(conn: Connection, saga_id: int, lease_seconds: float) -> Claimed
 
 
 async def claim_next(conn: Connection, lease_seconds: float, limit: int) -> list[Claimed]:
-    """Take up to `limit` runnable sagas nobody holds, in turn order (then arrival order).
+    """Take up to `limit` runnable sagas nobody holds, in turn order.
 
     Turns interleave teams (see `_NEXT_TURN`): one team's burst of 500 creates does not
     stand in front of another team's single one, and deletes and retries queue alike.
+    Within a turn, the team with the least work waiting goes first (a quiet team's single
+    create before the next of each bursting team's), then arrival order.
     """
     if limit <= 0:
         return []
@@ -173,7 +180,7 @@ async def claim_next(conn: Connection, lease_seconds: float, limit: int) -> list
         SET lease_token = $1, leased_until = now() + make_interval(secs => $2), updated_at = now()
         WHERE s.id IN (
             SELECT c.id FROM sagas c WHERE {_RUNNABLE}
-            ORDER BY c.turn, c.id LIMIT $3
+            ORDER BY c.turn, {_TEAM_BACKLOG}, c.id LIMIT $3
             FOR UPDATE SKIP LOCKED
         )
         RETURNING s.*
