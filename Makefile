@@ -58,8 +58,11 @@ format: venv
 asyncapi: venv
 	$(BIN)/domainflow asyncapi > docs/asyncapi.json
 
+SES_BURST_DOMAINS ?= 500
+
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
+	$(BIN)/python benchmarks/ses_burst.py --domains $(SES_BURST_DOMAINS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
