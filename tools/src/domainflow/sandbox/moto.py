@@ -28,7 +28,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email import policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -435,7 +435,43 @@ class _Bucket:
         return False
 
 
-class SesQuotaProxy:
+class QuotaCounts:
+    """What an SES stand-in saw: every request with its arrival, and whether it passed."""
+
+    started_at: float
+
+    def _seen(self) -> list[SeenCall]:
+        raise NotImplementedError
+
+    def calls(self, kind: str | None = None, *, accepted: bool | None = None) -> list[SeenCall]:
+        return [
+            c
+            for c in self._seen()
+            if (kind is None or c.kind == kind) and (accepted is None or c.accepted is accepted)
+        ]
+
+    def per_second(self, kind: str = "request") -> dict[int, tuple[int, int]]:
+        """Whole seconds since the start: (accepted, throttled) requests of `kind` in each."""
+        accepted: Counter[int] = Counter()
+        throttled: Counter[int] = Counter()
+        for call in self.calls(kind):
+            second = int(call.at - self.started_at)
+            (accepted if call.accepted else throttled)[second] += 1
+        return {s: (accepted[s], throttled[s]) for s in sorted({*accepted, *throttled})}
+
+    def most_in_a_second(self, kind: str = "request", *, accepted: bool | None = None) -> int:
+        """The most `kind` requests seen (or only accepted, or only throttled) in any one
+        second, any window, not only whole seconds since the start."""
+        stamps = sorted(c.at for c in self.calls(kind, accepted=accepted))
+        best = start = 0
+        for end, stamp in enumerate(stamps):
+            while stamp - stamps[start] >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+
+class SesQuotaProxy(QuotaCounts):
     """A real HTTP hop in front of moto that keeps Amazon SES's quotas, as SES does.
 
     moto never throttles. This proxy counts each SES request per region against the
@@ -531,36 +567,9 @@ class SesQuotaProxy:
             self._buckets.clear()
             self.started_at = self._clock()
 
-    # --- what SES saw ------------------------------------------------------------------
-
-    def calls(self, kind: str | None = None, *, accepted: bool | None = None) -> list[SeenCall]:
+    def _seen(self) -> list[SeenCall]:
         with self._lock:
-            seen = list(self.seen)
-        return [
-            c
-            for c in seen
-            if (kind is None or c.kind == kind) and (accepted is None or c.accepted is accepted)
-        ]
-
-    def per_second(self, kind: str = "request") -> dict[int, tuple[int, int]]:
-        """Whole seconds since the start: (accepted, throttled) requests of `kind` in each."""
-        accepted: Counter[int] = Counter()
-        throttled: Counter[int] = Counter()
-        for call in self.calls(kind):
-            second = int(call.at - self.started_at)
-            (accepted if call.accepted else throttled)[second] += 1
-        return {s: (accepted[s], throttled[s]) for s in sorted({*accepted, *throttled})}
-
-    def most_in_a_second(self, kind: str = "request", *, accepted: bool | None = None) -> int:
-        """The most `kind` requests seen (or only accepted, or only throttled) in any one
-        second, any window, not only whole seconds since the start."""
-        stamps = sorted(c.at for c in self.calls(kind, accepted=accepted))
-        best = start = 0
-        for end, stamp in enumerate(stamps):
-            while stamp - stamps[start] >= 1.0:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+            return list(self.seen)
 
     # --- serving -----------------------------------------------------------------------
 
@@ -593,14 +602,8 @@ class SesQuotaProxy:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
-        if request.path.startswith("/quota-api/seen"):
-            summary = {
-                kind: {str(s): list(c) for s, c in self.per_second(kind).items()}
-                for kind in self.rates
-            }
-            self._answer(
-                request, 200, [("Content-Type", "application/json")], json.dumps(summary).encode()
-            )
+        if request.path.startswith("/quota-api/"):
+            self._quota_api(request)
             return
         region, kind, action = self._classify(request, body)
         if kind and not self._admit(region, kind, action):
@@ -622,6 +625,24 @@ class SesQuotaProxy:
             not in ("content-length", "transfer-encoding", "connection", "server", "date")
         ]
         self._answer(request, status, kept, payload)
+
+    def _quota_api(self, request: BaseHTTPRequestHandler) -> None:
+        """`GET /quota-api/seen`: counts per second; `GET /quota-api/calls`: every call;
+        `POST /quota-api/reset`: start over."""
+        path = request.path.split("?", 1)[0]
+        answer: Any
+        if path == "/quota-api/reset" and request.command == "POST":
+            self.reset()
+            answer = {"reset": True}
+        elif path == "/quota-api/calls":
+            answer = {"started_at": self.started_at, "calls": [asdict(c) for c in self._seen()]}
+        else:
+            answer = {
+                kind: {str(s): list(c) for s, c in self.per_second(kind).items()}
+                for kind in self.rates
+            }
+        payload = json.dumps(answer).encode()
+        self._answer(request, 200, [("Content-Type", "application/json")], payload)
 
     @staticmethod
     def _throttle(request: BaseHTTPRequestHandler, kind: str) -> None:
@@ -652,3 +673,118 @@ class SesQuotaProxy:
         request.send_header("Content-Length", str(len(payload)))
         request.end_headers()
         request.wfile.write(payload)
+
+
+class SesQuotaSandbox(QuotaCounts):
+    """`SesQuotaProxy` in a process of its own, like moto: its clock and its threads are
+    never held up by the process that drives the test (a test's own work holding the
+    interpreter would stamp arrivals late and bunch them). Read back over `/quota-api/`."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 1.0,
+        send_rate: float = 1.0,
+        burst: float = 1.0,
+        port: int | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.rate, self.send_rate, self.burst = rate, send_rate, burst
+        self.port = port
+        self.started_at = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise MotoError("the quota sandbox is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.port is None:
+            self.port = listening_port()
+        self._process = subprocess.Popen(
+            [
+                sys.executable, "-m", "domainflow.sandbox.moto", self.upstream,
+                "--port", str(self.port), "--rate", str(self.rate),
+                "--send-rate", str(self.send_rate), "--burst", str(self.burst),
+            ],
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        atexit.register(self.stop)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise MotoError(f"the quota sandbox exited with {self._process.returncode}")
+            try:
+                self.reset()
+            except OSError:
+                time.sleep(0.05)
+            else:
+                return
+        raise MotoError(f"the quota sandbox did not answer on {self.url}")
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+
+    def _request(self, method: str, path: str) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port or 0, timeout=30)
+        try:
+            conn.request(method, path, body=b"" if method == "POST" else None)
+            answer = conn.getresponse()
+            payload = answer.read()
+        finally:
+            conn.close()
+        return json.loads(payload)
+
+    def reset(self) -> None:
+        """Forget what was seen and refill every bucket."""
+        self._request("POST", "/quota-api/reset")
+
+    def _seen(self) -> list[SeenCall]:
+        answer = self._request("GET", "/quota-api/calls")
+        self.started_at = float(answer["started_at"])
+        return [SeenCall(**call) for call in answer["calls"]]
+
+
+def _serve_quota() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="SES's quotas in front of an SES endpoint")
+    parser.add_argument("upstream")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--send-rate", type=float, default=1.0)
+    parser.add_argument("--burst", type=float, default=1.0)
+    args = parser.parse_args()
+    proxy = SesQuotaProxy(
+        args.upstream, rate=args.rate, send_rate=args.send_rate, burst=args.burst, port=args.port
+    )
+    proxy.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    _serve_quota()
