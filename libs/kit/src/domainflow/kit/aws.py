@@ -140,6 +140,15 @@ def _max_attempts(explicit: int | None) -> int:
     return int(configured) if configured else DEFAULT_MAX_ATTEMPTS
 
 
+def _hold_to_slots(client: AioBaseClient) -> None:
+    """A request made under the SES budget checks its slot again right before it leaves."""
+    from domainflow.kit.ses_budget import hold_to_slot
+
+    # aiobotocore awaits a handler that returns a coroutine; botocore's stubs know only
+    # plain ones.
+    client.meta.events.register("before-send", hold_to_slot)  # type: ignore[arg-type]
+
+
 class AwsClients:
     """One aioboto3 session and the SES clients made from it, all with the same bounds."""
 
@@ -214,12 +223,15 @@ class AwsClients:
         # inside, one client per region is kept open until `aclose()`.
         if self._stack is None:
             async with new(region) as client:
+                _hold_to_slots(client)
                 yield client
             return
         if region not in kept:
             async with self._lock:
                 if region not in kept:
-                    kept[region] = await self._stack.enter_async_context(new(region))
+                    client = await self._stack.enter_async_context(new(region))
+                    _hold_to_slots(client)
+                    kept[region] = client
         yield kept[region]
 
     @asynccontextmanager

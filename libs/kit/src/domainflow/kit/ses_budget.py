@@ -25,6 +25,8 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
 from typing import Protocol, TypeVar
@@ -187,7 +189,14 @@ class SesBudget:
         return f"ses:{self.account}:{region}:{quota.value}"
 
     async def acquire(self, region: str, quota: Quota = Quota.REQUEST) -> float:
-        """Wait for one call's slot; the seconds waited.
+        """Wait for one call's slot; the seconds waited."""
+        _, waited = await self._take_slot(region, quota)
+        return waited
+
+    async def _take_slot(
+        self, region: str, quota: Quota, *, missed: int = 0
+    ) -> tuple[float, float]:
+        """Reserve and wait for a slot; the loop time it was due at, and the seconds waited.
 
         A caller the host woke later than the headroom allows (a stalled event loop, a busy
         CPU) would arrive on the heels of the next slot's call and be throttled: it takes a
@@ -196,19 +205,21 @@ class SesBudget:
         bucket = self.bucket(region, quota)
         loop = asyncio.get_running_loop()
         waited = 0.0
-        for missed in range(_MAX_MISSED_SLOTS + 1):
+        while True:
             wait = await self._store.reserve(bucket, self._spacing[quota])
+            due = loop.time() + max(wait, 0.0)
             if wait <= 0:
-                return waited
-            due = loop.time() + wait
+                return due, waited
             await self._sleep(wait)
             waited += wait
-            late = loop.time() - due
-            if self._slack[quota] <= 0 or late <= self._slack[quota]:
-                break
-            if missed < _MAX_MISSED_SLOTS:
-                log.info("ses.slot_missed", bucket=bucket, late_seconds=round(late, 3))
-        return waited
+            if not self._late(due, quota) or missed >= _MAX_MISSED_SLOTS:
+                return due, waited
+            missed += 1
+            log.info("ses.slot_missed", bucket=bucket, late_seconds=round(loop.time() - due, 3))
+
+    def _late(self, due: float, quota: Quota) -> bool:
+        slack = self._slack[quota]
+        return slack > 0 and asyncio.get_running_loop().time() - due > slack
 
     async def call(
         self,
@@ -224,12 +235,15 @@ class SesBudget:
         `timeout` bounds each call, never the wait for a slot: a call queued behind a burst
         has not been made, so it cannot have timed out. `reserved`: the caller already
         waited for the first slot (to gather more work into the call meanwhile). Any other
-        failure is raised as the call raised it.
+        failure is raised as the call raised it. A client built by `AwsClients` checks the
+        slot once more right before the request leaves (`hold_to_slot`): a request held up
+        between its slot and the wire (a cold client's first use) takes a new slot.
         """
+        loop = asyncio.get_running_loop()
         while True:
-            if not reserved:
-                await self.acquire(region, quota)
+            due = loop.time() if reserved else (await self._take_slot(region, quota))[0]
             reserved = False
+            token = _SLOT.set(_Slot(self, region, quota, due))
             try:
                 async with asyncio.timeout(timeout):
                     return await make()
@@ -240,6 +254,37 @@ class SesBudget:
                 bucket = self.bucket(region, quota)
                 log.warning("ses.throttled", bucket=bucket, error=refusal.message)
                 await self._store.throttled(bucket)
+            finally:
+                _SLOT.reset(token)
+
+
+@dataclass
+class _Slot:
+    """The slot the call under way in this task was given."""
+
+    budget: SesBudget
+    region: str
+    quota: Quota
+    due: float  # the event loop's time the call was due to leave
+    missed: int = 0
+
+
+_SLOT: ContextVar[_Slot | None] = ContextVar("ses_slot", default=None)
+
+
+async def hold_to_slot(**event: object) -> None:
+    """botocore's `before-send` hook: a request leaving too late for its slot takes another.
+
+    Runs right before the bytes go out, after everything between the slot and the wire
+    (serialising, signing, a cold client's first connection), so SES sees the calls spaced
+    as the budget spaced them.
+    """
+    slot = _SLOT.get()
+    if slot is None or slot.missed >= _MAX_MISSED_SLOTS:
+        return
+    if slot.budget._late(slot.due, slot.quota):
+        slot.missed += 1
+        slot.due, _ = await slot.budget._take_slot(slot.region, slot.quota, missed=slot.missed)
 
 
 def migrations() -> list[tuple[str, str]]:
