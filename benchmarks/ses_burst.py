@@ -1,7 +1,7 @@
 """Benchmark: a burst of creates from several teams against an SES that keeps its quotas.
 
 Runs the four services as processes (as `make run` does) on databases and a RabbitMQ vhost
-of their own, with SES behind `SesQuotaProxy` (moto behind a hop that throttles exactly like
+of their own, with SES behind `SesQuotaSandbox` (moto behind a hop that throttles exactly like
 SES past `--rate` non-send requests a second) and the DoH sandbox. Then `--domains` creates
 (default 500) arrive at once from `--teams` teams (default 5), and, once a fifth of them is
 provisioned, one create from a quiet team. It prints:
@@ -44,7 +44,7 @@ from domainflow.kit.database import drop_database
 from domainflow.kit.settings import DEFAULT_POSTGRES
 from domainflow.notifier.settings import NotifierSettings
 from domainflow.sandbox.dns import DnsSandbox
-from domainflow.sandbox.moto import MotoSandbox, SesQuotaProxy
+from domainflow.sandbox.moto import MotoSandbox, SesQuotaSandbox
 from domainflow.sandbox.ports import listening_port
 
 POSTGRES = os.environ.get("DOMAINFLOW_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
@@ -126,7 +126,7 @@ async def provisioned_at_least(provisioner_db: str, count: int) -> None:
         await asyncio.sleep(0.2)
 
 
-async def burst(args: argparse.Namespace, stack: LocalStack, proxy: SesQuotaProxy) -> None:
+async def burst(args: argparse.Namespace, stack: LocalStack, proxy: SesQuotaSandbox) -> None:
     env = stack.env
     api = f"http://127.0.0.1:{env['DOMAINFLOW_API_PORT']}/api/v1"
     run_id = uuid.uuid4().hex[:6]
@@ -167,7 +167,7 @@ def report(
     creates: list[Create],
     quiet: Create,
     done: dict[str, tuple[str, float, float]],
-    proxy: SesQuotaProxy,
+    proxy: SesQuotaSandbox,
 ) -> None:
     accepted = proxy.calls("request", accepted=True)
     throttled = proxy.calls("request", accepted=False)
@@ -245,7 +245,7 @@ def main() -> int:
     moto = MotoSandbox(log_path=workdir / "moto.log")
     moto.start()
     moto.verify_sender(parseaddr(NotifierSettings().notify_from)[1], REGION)
-    proxy = SesQuotaProxy(moto.url, rate=args.rate, send_rate=args.rate)
+    proxy = SesQuotaSandbox(moto.url, rate=args.rate, send_rate=args.rate)
     proxy.start()
     dns = DnsSandbox(workdir / "dns")
     dns.start()

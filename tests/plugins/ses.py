@@ -6,7 +6,7 @@ code under test builds, in this process or a child, reaches moto and never AWS. 
 is per test and starts it from nothing (not autouse: module-scoped fixtures of other tests
 keep what they set up). The session also gets an SES budget database of its own
 (`DOMAINFLOW_SES_BUDGET_DATABASE_URL`), so services started by tests never share slots with
-a developer's stack. `ses_quota` puts `SesQuotaProxy` (SES's throttling) in front of moto.
+a developer's stack. `ses_quota` puts `SesQuotaSandbox` (SES's throttling) in front of moto.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from domainflow.kit.database import drop_database, ensure_database
-from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaProxy
+from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaSandbox
 from tests.plugins.infra import POSTGRES
 
 REGION = "us-east-1"
@@ -64,8 +64,8 @@ def fresh_moto(moto_server: MotoSandbox) -> MotoSandbox:
 
 
 @pytest.fixture
-def ses_quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaProxy]:
+def ses_quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
     """An SES that keeps the quotas, 1 request/s and 1 mail/s per region, in front of an
     empty moto: point clients (or services, through `AWS_ENDPOINT_URL`) at its `url`."""
-    with SesQuotaProxy(fresh_moto.url, rate=1.0, send_rate=1.0) as proxy:
+    with SesQuotaSandbox(fresh_moto.url, rate=1.0, send_rate=1.0) as proxy:
         yield proxy

@@ -1,6 +1,6 @@
 """The provisioner against an SES that keeps its quotas: bursts end provisioned, never orphaned.
 
-The service runs as a process, as in `test_saga_service`, but its SES is `SesQuotaProxy` in
+The service runs as a process, as in `test_saga_service`, but its SES is `SesQuotaSandbox` in
 front of moto: past the account's rate it answers `Throttling` (v1, HTTP 400) and
 `TooManyRequestsException` (v2, HTTP 429) as SES does, and it counts every call it saw.
 What is left behind is judged by moto itself and by Postfix's `postmap -q`.
@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from domainflow.contracts import DomainProvisioned, Event, ProvisioningRolledBack
-from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaProxy
+from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaSandbox
 from tests.integration.provisioner.test_saga_service import (
     REGION,
     EventTap,
@@ -49,12 +49,12 @@ CALLS_PER_CREATE = 2
 
 
 @pytest.fixture
-def quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaProxy]:
-    with SesQuotaProxy(fresh_moto.url, rate=RATE, send_rate=RATE, burst=BURST) as proxy:
+def quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
+    with SesQuotaSandbox(fresh_moto.url, rate=RATE, send_rate=RATE, burst=BURST) as proxy:
         yield proxy
 
 
-def start(stack: Stack, quota: SesQuotaProxy) -> Any:
+def start(stack: Stack, quota: SesQuotaSandbox) -> Any:
     return stack.start(
         ses_url=quota.url,
         DOMAINFLOW_SES_RATE=str(RATE),
@@ -99,7 +99,7 @@ class Neighbour:
 async def test_a_burst_of_creates_all_end_provisioned_within_the_rate(
     stack: Stack,
     bus: tuple[EventTap, Publish],
-    quota: SesQuotaProxy,
+    quota: SesQuotaSandbox,
     postmap_query: PostmapQuery,
 ) -> None:
     tap, publish = bus
@@ -124,7 +124,7 @@ async def test_a_burst_of_creates_all_end_provisioned_within_the_rate(
 async def test_throttling_by_another_spender_is_waited_out_and_a_rollback_completes(
     stack: Stack,
     bus: tuple[EventTap, Publish],
-    quota: SesQuotaProxy,
+    quota: SesQuotaSandbox,
     postmap_query: PostmapQuery,
 ) -> None:
     tap, publish = bus

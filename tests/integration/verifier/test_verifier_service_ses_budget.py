@@ -1,6 +1,6 @@
 """The SES budget holds across replicas: two budgets on separate pools share one rate.
 
-Judged by what SES saw, not by a clock: every call goes over HTTP to `SesQuotaProxy`, which
+Judged by what SES saw, not by a clock: every call goes over HTTP to `SesQuotaSandbox`, which
 throttles like SES past the rate and counts what it accepted and refused. Replicas that
 share the budget's slots are (nearly) never refused; replicas that keep slots of their own
 spend twice the rate and are refused for it. A loaded machine can only wake a sleeper late
@@ -24,7 +24,7 @@ from domainflow.kit.ses_budget import (
     SlotStore,
     open_budget_database,
 )
-from domainflow.sandbox.moto import MotoSandbox, SesQuotaProxy
+from domainflow.sandbox.moto import MotoSandbox, SesQuotaSandbox
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,8 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def proxy(fresh_moto: MotoSandbox) -> Iterator[SesQuotaProxy]:
-    with SesQuotaProxy(fresh_moto.url, rate=RATE, burst=BURST) as running:
+def proxy(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
+    with SesQuotaSandbox(fresh_moto.url, rate=RATE, burst=BURST) as running:
         yield running
 
 
@@ -49,7 +49,7 @@ async def budget_db(database_url: Callable[[str], Awaitable[str]]) -> AsyncItera
     await db.close()
 
 
-async def _hammer(proxy: SesQuotaProxy, stores: list[SlotStore]) -> None:
+async def _hammer(proxy: SesQuotaSandbox, stores: list[SlotStore]) -> None:
     """Each replica runs several callers at once, every call through its budget to SES."""
     account = uuid.uuid4().hex
     async with AwsClients(endpoint_url=proxy.url) as aws, aws.ses(REGION) as ses:
@@ -67,7 +67,7 @@ async def _hammer(proxy: SesQuotaProxy, stores: list[SlotStore]) -> None:
 
 
 async def test_two_replicas_together_stay_within_the_rate(
-    proxy: SesQuotaProxy, budget_db: Database
+    proxy: SesQuotaSandbox, budget_db: Database
 ) -> None:
     second = await Database.connect(budget_db.url, size=4)  # another replica: its own pool
     try:
@@ -88,7 +88,7 @@ async def test_two_replicas_together_stay_within_the_rate(
 
 
 async def test_without_a_shared_store_two_replicas_would_overspend(
-    proxy: SesQuotaProxy,
+    proxy: SesQuotaSandbox,
 ) -> None:
     # The same harness with each replica keeping its own slots: together they offer SES
     # twice the rate and are refused for it (and still finish: throttling is waited out).
