@@ -237,7 +237,7 @@ class SesBudget:
         waited for the first slot (to gather more work into the call meanwhile). Any other
         failure is raised as the call raised it. A client built by `AwsClients` checks the
         slot once more right before the request leaves (`hold_to_slot`): a request held up
-        between its slot and the wire (a cold client's first use) takes a new slot.
+        between its slot and the wire takes a new slot.
         """
         loop = asyncio.get_running_loop()
         while True:
@@ -275,9 +275,10 @@ _SLOT: ContextVar[_Slot | None] = ContextVar("ses_slot", default=None)
 async def hold_to_slot(**event: object) -> None:
     """botocore's `before-send` hook: a request leaving too late for its slot takes another.
 
-    Runs right before the bytes go out, after everything between the slot and the wire
-    (serialising, signing, a cold client's first connection), so SES sees the calls spaced
-    as the budget spaced them.
+    Runs after serialising and signing, right before the request is handed to the HTTP
+    session, so SES sees the calls spaced as the budget spaced them. (Opening a fresh
+    client's first connection comes after it: that one call per client may still arrive
+    late, and is waited out if SES throttles it.)
     """
     slot = _SLOT.get()
     if slot is None or slot.missed >= _MAX_MISSED_SLOTS:
