@@ -106,24 +106,33 @@ async def create(http: aiohttp.ClientSession, api: str, key: str, team: str, dom
     return made
 
 
-async def finished(provisioner_db: str) -> dict[str, tuple[str, float, float]]:
-    """domain_id -> (state, finished_at, created_at as Unix times) of finished provisionings."""
-    conn = await asyncpg.connect(provisioner_db)
-    try:
-        rows = await conn.fetch(
+class Sagas:
+    """The provisioner's sagas, read over one connection (PostgreSQL is shared here)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+
+    async def finished(self) -> dict[str, tuple[str, float, float]]:
+        """domain_id -> (state, finished_at, created_at as Unix times) of finished provisionings."""
+        if self._conn is None:
+            self._conn = await asyncpg.connect(self._url)
+        rows = await self._conn.fetch(
             "SELECT domain_id, state, extract(epoch FROM finished_at)::float8 AS at,"
             " extract(epoch FROM created_at)::float8 AS created"
             " FROM sagas WHERE kind = 'provision' AND finished_at IS NOT NULL"
         )
-    finally:
-        await conn.close()
-    return {r["domain_id"]: (r["state"], r["at"], r["created"]) for r in rows}
+        return {r["domain_id"]: (r["state"], r["at"], r["created"]) for r in rows}
 
+    async def at_least(self, count: int) -> dict[str, tuple[str, float, float]]:
+        """Poll until `count` provisionings have finished."""
+        while len(done := await self.finished()) < count:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.5)
+        return done
 
-async def provisioned_at_least(provisioner_db: str, count: int) -> None:
-    """Poll the provisioner's sagas until `count` provisionings have finished."""
-    while len(await finished(provisioner_db)) < count:  # noqa: ASYNC110 - another process
-        await asyncio.sleep(0.2)
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
 
 
 async def burst(args: argparse.Namespace, stack: LocalStack, proxy: SesQuotaSandbox) -> None:
@@ -139,6 +148,7 @@ async def burst(args: argparse.Namespace, stack: LocalStack, proxy: SesQuotaSand
     wanted = [(t, f"d{i:04d}.{t}.bench.example") for t in teams for i in range(per_team)]
 
     proxy.reset()
+    sagas = Sagas(env["DOMAINFLOW_PROVISIONER_DATABASE_URL"])
     limit = asyncio.Semaphore(args.connections)
     connector = aiohttp.TCPConnector(limit=args.connections)
     timeout = aiohttp.ClientTimeout(total=600)
@@ -151,13 +161,13 @@ async def burst(args: argparse.Namespace, stack: LocalStack, proxy: SesQuotaSand
         started = time.time()
         tasks = [asyncio.create_task(one(t, d)) for t, d in wanted]
         # The quiet team asks once a fifth of the burst is provisioned.
-        await provisioned_at_least(env["DOMAINFLOW_PROVISIONER_DATABASE_URL"], len(wanted) // 5)
+        await sagas.at_least(len(wanted) // 5)
         quiet = await create(http, api, keys[quiet_team], quiet_team, f"mail.{quiet_team}.example")
         creates = await asyncio.gather(*tasks)
 
     answered = [c for c in [*creates, quiet] if c.domain_id is not None]
-    await provisioned_at_least(env["DOMAINFLOW_PROVISIONER_DATABASE_URL"], len(answered))
-    done = await finished(env["DOMAINFLOW_PROVISIONER_DATABASE_URL"])
+    done = await sagas.at_least(len(answered))
+    await sagas.close()
     report(args, started, creates, quiet, done, proxy)
 
 
@@ -229,7 +239,7 @@ def main() -> int:
     parser.add_argument("--domains", type=int, default=500)
     parser.add_argument("--teams", type=int, default=5)
     parser.add_argument("--rate", type=float, default=1.0, help="SES non-send requests/s")
-    parser.add_argument("--connections", type=int, default=100, help="HTTP requests at once")
+    parser.add_argument("--connections", type=int, default=20, help="HTTP requests at once")
     parser.add_argument("--details", action="store_true", help="print each throttled call")
     args = parser.parse_args()
 
@@ -260,6 +270,7 @@ def main() -> int:
         "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_DOMAIN_WRITE_RATE": "0",
+        "DOMAINFLOW_DATABASE_POOL_SIZE": "4",  # PostgreSQL's connections are shared here
         "DOMAINFLOW_SES_RATE": str(args.rate),
         "DOMAINFLOW_SES_SEND_RATE": str(args.rate),
         "DOMAINFLOW_LOG_LEVEL": "WARNING",
