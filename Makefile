@@ -85,10 +85,13 @@ asyncapi: venv
 	$(BIN)/domainflow asyncapi > docs/asyncapi.json
 	cd tools/asyncapi-check && npm ci --no-audit --no-fund --silent && node validate.mjs ../../docs/asyncapi.json
 
+SES_BURST_DOMAINS ?= 500
+
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
 	$(BIN)/python benchmarks/read_path.py
 	$(BIN)/python benchmarks/relay.py
+	$(BIN)/python benchmarks/ses_burst.py --domains $(SES_BURST_DOMAINS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

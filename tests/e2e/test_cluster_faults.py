@@ -112,6 +112,8 @@ async def _stack(
         "DOMAINFLOW_MAILSERVER_DATABASE_URL": mailserver_url,
         "DOMAINFLOW_DOH_URL": dns.doh_url,
         "DOMAINFLOW_DOH_CA_FILE": str(dns.ca_file),
+        # The sandbox resolver serves the names set aside for examples, as `make up` does.
+        "DOMAINFLOW_SPECIAL_USE_ALLOWED": '["example", "example.com", "test"]',
         "DOMAINFLOW_API_PORT": str(api_port),
         "DOMAINFLOW_REVERIFY_INTERVAL": str(REVERIFY_INTERVAL),
         "DOMAINFLOW_REVERIFY_TICK": "0.5",

@@ -4,16 +4,22 @@
 (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION=us-east-1`, dummy credentials), so any client the
 code under test builds, in this process or a child, reaches moto and never AWS. `fresh_moto`
 is per test and starts it from nothing (not autouse: module-scoped fixtures of other tests
-keep what they set up).
+keep what they set up). The session also gets an SES budget database of its own
+(`DOMAINFLOW_SES_BUDGET_DATABASE_URL`), so services started by tests never share slots with
+a developer's stack. `ses_quota` puts `SesQuotaSandbox` (SES's throttling) in front of moto.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox
+from domainflow.kit.database import drop_database, ensure_database
+from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaSandbox
+from tests.plugins.infra import POSTGRES
 
 REGION = "us-east-1"
 
@@ -33,7 +39,10 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoSandbo
     """A started `MotoSandbox` (`.url`), the AWS variables of the session pointing at it."""
     sandbox = MotoSandbox(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
     sandbox.start()
+    budget_url = f"{POSTGRES}/dftest_ses_budget_{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_database(budget_url))
     with pytest.MonkeyPatch.context() as env:
+        env.setenv("DOMAINFLOW_SES_BUDGET_DATABASE_URL", budget_url)
         for name in _CLEARED:
             env.delenv(name, raising=False)
         env.setenv("AWS_ENDPOINT_URL", sandbox.url)
@@ -44,6 +53,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoSandbo
             yield sandbox
         finally:
             sandbox.stop()
+            asyncio.run(drop_database(budget_url))
 
 
 @pytest.fixture
@@ -51,3 +61,11 @@ def fresh_moto(moto_server: MotoSandbox) -> MotoSandbox:
     """The session's moto with nothing in it: no identities, no mail."""
     moto_server.reset()
     return moto_server
+
+
+@pytest.fixture
+def ses_quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
+    """An SES that keeps the quotas, 1 request/s and 1 mail/s per region, in front of an
+    empty moto: point clients (or services, through `AWS_ENDPOINT_URL`) at its `url`."""
+    with SesQuotaSandbox(fresh_moto.url, rate=1.0, send_rate=1.0) as proxy:
+        yield proxy

@@ -47,5 +47,7 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
         "DOMAINFLOW_RABBITMQ_CLUSTER_NAME",
         "DOMAINFLOW_RABBITMQ_CLUSTER_PORTS",
         "DOMAINFLOW_RABBITMQ_CLUSTER_DIST_PORTS",
+        "DOMAINFLOW_SANDBOX_SES_QUOTAS",
+        "DOMAINFLOW_SANDBOX_SES_QUOTA_PORT",
     }
     assert _documented() - read - cli_only == set()

@@ -143,10 +143,12 @@ class HeldPauses:
         await self._pausing.put(next_pause)
 
 
-def request(domain: str = "mail.acme.test", **kw: str | None) -> DomainRequested:
+def request(
+    domain: str = "mail.acme.test", team_id: str = "team_1", **kw: str | None
+) -> DomainRequested:
     return DomainRequested(
         correlation_id="req_1",
-        team_id="team_1",
+        team_id=team_id,
         domain_id=f"mdom_{uuid.uuid4().hex[:10]}",
         domain=domain,
         region="us-east-1",
@@ -170,6 +172,7 @@ async def test_a_request_provisions_and_a_redelivery_changes_nothing(db: Databas
     event = request(mail_from_domain="bounce.mail.acme.test")
     await runner.on_domain_requested(event)
     await runner.on_domain_requested(event)  # redelivered
+    await runner.run_pending()
     (answer,) = await published(db)
     assert isinstance(answer, DomainProvisioned)
     assert answer.dkim_tokens == TOKENS
@@ -185,6 +188,7 @@ async def test_a_new_request_for_a_finished_saga_is_answered_again(db: Database)
     runner = SagaRunner(db, world, world, settings())
     first = request()
     await runner.on_domain_requested(first)
+    await runner.run_pending()
     again = first.model_copy(update={"event_id": uuid.uuid4(), "correlation_id": "req_again"})
     await runner.on_domain_requested(again)
     answers = await published(db)
@@ -208,6 +212,7 @@ async def test_ses_failing_rolls_back_the_mail_server(
     world = Scripted(failures={"create_identity": [failure] * 3})
     runner = SagaRunner(db, world, world, settings())
     await runner.on_domain_requested(request())
+    await runner.run_pending()
     (answer,) = await published(db)
     assert isinstance(answer, ProvisioningRolledBack)
     assert answer.failed_step == "ses_identity"
@@ -222,6 +227,7 @@ async def test_a_non_retryable_ses_error_compensates_at_once(db: Database) -> No
     world = Scripted(failures={"create_identity": [failure]})
     runner = SagaRunner(db, world, world, settings())
     await runner.on_domain_requested(request())
+    await runner.run_pending()
     (answer,) = await published(db)
     assert isinstance(answer, ProvisioningRolledBack)
     assert world.calls.count("create_identity") == 1
@@ -234,19 +240,20 @@ async def test_two_replicas_never_run_one_saga_together(db: Database) -> None:
     a = SagaRunner(db, world, world, settings(), renewal_pause=pauses)
     b = SagaRunner(db, world, world, settings())
     event = request()
-    first = asyncio.create_task(a.on_domain_requested(event))
+    await a.on_domain_requested(event)
+    first = asyncio.create_task(a.run_pending())
     await asyncio.wait_for(world.entered.wait(), timeout=10)
     async with db.transaction() as conn:
         found = await repository.find(conn, event.domain_id, SagaKind.PROVISION)
     assert found is not None
     # b can neither claim it directly nor through its recovery sweep while a holds it,
     assert await b.run_saga(found[0]) is None
-    assert await b.recover_once() == 0
+    assert await b.dispatch_once() == 0
     # even past the original lease, because a renews it.
     await lapse_leases(db)
     await pauses.end_one()
     assert await b.run_saga(found[0]) is None
-    assert await b.recover_once() == 0
+    assert await b.dispatch_once() == 0
     world.gate.set()  # type: ignore[union-attr]
     await first
     assert world.calls == ["add_domain", "create_identity"]
@@ -267,10 +274,10 @@ async def test_a_dead_replicas_saga_is_finished_by_the_recovery_sweep(db: Databa
         await repository.save(conn, claimed, saga, lease_seconds=60)
     world.domains.add(event.domain)
     runner = SagaRunner(db, world, world, settings())
-    assert await runner.recover_once() == 0  # still leased
+    assert await runner.dispatch_once() == 0  # still leased
     await lapse_leases(db)
-    assert await runner.recover_once() == 1
-    await asyncio.gather(*runner._recovering)
+    assert await runner.dispatch_once() == 1
+    await runner.run_pending()
     (answer,) = await published(db)
     assert isinstance(answer, DomainProvisioned)
     assert world.calls == ["create_identity"]  # the started step redone, nothing else
@@ -280,7 +287,8 @@ async def test_a_replica_that_lost_its_lease_stops(db: Database) -> None:
     world = Scripted(gate=asyncio.Event())
     runner = SagaRunner(db, world, world, settings())
     event = request()
-    task = asyncio.create_task(runner.on_domain_requested(event))
+    await runner.on_domain_requested(event)
+    task = asyncio.create_task(runner.run_pending())
     await asyncio.wait_for(world.entered.wait(), timeout=10)
     async with db.transaction() as conn:  # another replica took over
         await conn.execute("UPDATE sagas SET lease_token = gen_random_uuid()")
@@ -306,11 +314,11 @@ async def test_deletion_waits_for_the_unfinished_provisioning(db: Database) -> N
         with pytest.raises(LeaseLostError):
             await repository.save(conn, impostor, impostor.saga, lease_seconds=1)
     await runner.on_deletion_requested(delete(event))
+    await runner.run_pending()
     assert world.calls == []  # its turn has not come
-    assert await runner.recover_once() == 0  # nor the provisioning's, while its lease holds
+    assert await runner.dispatch_once() == 0  # nor the provisioning's, while its lease holds
     await lapse_leases(db)
-    await runner.recover_once()
-    await asyncio.gather(*runner._recovering)
+    await runner.run_pending()
     answers = await published(db)
     assert [type(a) for a in answers] == [DomainProvisioned, DomainDeprovisioned]
     assert world.calls == ["add_domain", "create_identity", "delete_identity", "remove_domain"]
@@ -331,6 +339,7 @@ async def test_deprovisioning_retries_until_ses_lets_it(db: Database) -> None:
     event = request()
     await runner.on_domain_requested(event)
     await runner.on_deletion_requested(delete(event))
+    await runner.run_pending()
     answers = await published(db)
     assert [type(a) for a in answers] == [DomainProvisioned, DomainDeprovisioned]
     assert world.calls.count("delete_identity") == 7
@@ -350,3 +359,42 @@ def _saga_of(event: DomainRequested) -> ProvisioningSaga:
         causation_id=event.event_id,
         max_attempts=3,
     )
+
+
+async def test_an_identity_created_before_a_later_call_failed_is_undone(db: Database) -> None:
+    # The step's first call (creating the identity) took effect, a later one (its DKIM
+    # tokens) was refused: the refusal must not pass for "nothing happened".
+    refusal = SesError("AccessDeniedException", "not allowed", retryable=False, took_effect=True)
+    world = Scripted(failures={"create_identity": [refusal]})
+    runner = SagaRunner(db, world, world, settings())
+    await runner.on_domain_requested(request())
+    await runner.run_pending()
+    (answer,) = await published(db)
+    assert isinstance(answer, ProvisioningRolledBack)
+    assert world.calls == ["add_domain", "create_identity", "delete_identity", "remove_domain"]
+
+
+async def test_a_quiet_teams_create_is_not_queued_behind_another_teams_burst(
+    db: Database,
+) -> None:
+    world = Scripted()
+    runner = SagaRunner(db, world, world, settings(provisioner_concurrency=1))
+    burst = [request(f"d{i}.burst.test", team_id="team_burst") for i in range(6)]
+    for event in burst:
+        await runner.on_domain_requested(event)
+    # Two of the burst are done before the quiet team asks.
+    await runner.dispatch_once()
+    await asyncio.gather(*runner._running)
+    await runner.dispatch_once()
+    await asyncio.gather(*runner._running)
+    quiet = request("mail.quiet.test", team_id="team_quiet")
+    more = request("d6.burst.test", team_id="team_burst")
+    await runner.on_domain_requested(quiet)
+    await runner.on_domain_requested(more)
+    await runner.run_pending()
+    added = [c for c in world.calls if c == "add_domain"]
+    assert len(added) == 8
+    order = [a.domain for a in await published(db) if isinstance(a, DomainProvisioned)]
+    # The quiet team's single create goes next to the burst's next one, not after it all.
+    assert order.index("mail.quiet.test") <= 3
+    assert [d for d in order if d != "mail.quiet.test"] == [e.domain for e in [*burst, more]]

@@ -125,9 +125,10 @@ async def bus(amqp_url: str) -> AsyncIterator[tuple[EventTap, Publish]]:
 async def failing_ses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, list[str]]]:
     """An SES endpoint that answers every request with one error; yields (url, requests).
 
-    The error is `(status, code)` from the test's parameter, 429 throttling by default.
+    The error is `(status, code)` from the test's parameter; by default a refusal that may
+    pass but is no throttling (which the SES budget waits out instead of failing on).
     """
-    status, code = getattr(request, "param", (429, "TooManyRequestsException"))
+    status, code = getattr(request, "param", (400, "LimitExceededException"))
     seen: list[str] = []
 
     async def fail(req: web.Request) -> web.Response:
@@ -373,7 +374,7 @@ async def test_ses_failing_after_the_mail_server_rolls_everything_back(
     answer = await tap.answer(event)
     assert isinstance(answer, ProvisioningRolledBack), answer
     assert answer.failed_step == "ses_identity"
-    assert "TooManyRequestsException" in answer.reason
+    assert "LimitExceededException" in answer.reason
     assert len(seen) >= STEP_ATTEMPTS  # the saga tried the bounded number of times
     (row,) = await saga_rows(stack, event.domain_id)
     assert row["state"] == "rolled_back"

@@ -15,14 +15,11 @@ import pytest
 
 from domainflow.contracts import DkimStatus, DnsRecords, RecordCheck
 from domainflow.kit.aws import AwsClients
-from domainflow.kit.database import Database
-from domainflow.kit.runtime import kit_migrations
+from domainflow.kit.ses_budget import PgSlotStore, SesBudget, open_budget_database
 from domainflow.sandbox.moto import DkimStatusProxy, MotoSandbox
 from domainflow.verifier.adapters.ses import DkimStatuses
 from domainflow.verifier.checks import verification_outcome
-from domainflow.verifier.main import migrations
 from domainflow.verifier.probe import DomainProbe
-from domainflow.verifier.ratelimit import PgSlotStore, SesRateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +41,11 @@ async def probe(
     proxy: DkimStatusProxy, database_url: Callable[[str], Awaitable[str]]
 ) -> AsyncIterator[DomainProbe]:
     url = await database_url("coalescing")
-    db = await Database.prepare(url, [*kit_migrations(), *migrations()], size=4)
+    db = await open_budget_database(url, size=4)
     try:
         async with DkimStatuses(AwsClients(endpoint_url=proxy.url, max_attempts=1)) as ses:
-            limiter = SesRateLimiter(PgSlotStore(db), 1.0, account=uuid.uuid4().hex)
-            yield DomainProbe(_no_dns, ses, limiter, verification_outcome)
+            budget = SesBudget(PgSlotStore(db), rate=1.0, send_rate=1.0, account=uuid.uuid4().hex)
+            yield DomainProbe(_no_dns, ses, budget, verification_outcome)
     finally:
         await db.close()
 

@@ -34,7 +34,16 @@ def service_migrations(service: str) -> list[tuple[str, str]]:
 
 
 async def migrate_services(services: Iterable[str]) -> None:
-    for service in services:
+    wanted = list(services)
+    for service in wanted:
         db = await Database.prepare(database_url(service), service_migrations(service), size=1)
         await db.close()
         print(f"{service}: migrated {database_url(service)}")
+    if set(wanted) & {"provisioner", "verifier", "notifier"}:  # the services that call SES
+        from domainflow.kit.ses_budget import open_budget_database
+        from domainflow.kit.settings import ServiceSettings
+
+        url = ServiceSettings().ses_budget_database_url
+        budget = await open_budget_database(url, size=1)
+        await budget.close()
+        print(f"ses budget: migrated {url}")

@@ -26,6 +26,10 @@ SERVICES = ("api", "provisioner", "verifier", "notifier")
 HEALTH_PORTS = {"provisioner": 8001, "verifier": 8002, "notifier": 8003}
 
 
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def state_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     return Path(env.get("DOMAINFLOW_STATE_DIR", "var")).resolve()
@@ -115,8 +119,11 @@ class LocalStack:
             moto = MotoSandbox(port=int(self.env.get("DOMAINFLOW_SANDBOX_SES_PORT", "4566")))
             moto.start()
             self._sandboxes.append(moto)
+            endpoint = moto.url
+            if _true(self.env.get("DOMAINFLOW_SANDBOX_SES_QUOTAS", "false")):
+                endpoint = self._start_quota_proxy(moto.url)
             self._choose(
-                AWS_ENDPOINT_URL=moto.url,
+                AWS_ENDPOINT_URL=endpoint,
                 AWS_ACCESS_KEY_ID="testing",
                 AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's conventional dummy
             )
@@ -144,6 +151,25 @@ class LocalStack:
                 self._choose(DOMAINFLOW_SPECIAL_USE_ALLOWED='["example", "example.com", "test"]')
             print(f"sandbox: DNS-over-HTTPS at {dns.doh_url}", file=sys.stderr)
         write_state(self.root / "stack.json", public_settings(self.env, self._chosen))
+
+    def _start_quota_proxy(self, moto_url: str) -> str:
+        """SES's quotas in front of moto, at the rates the services' budget is set to."""
+        from domainflow.sandbox.moto import SesQuotaProxy
+
+        proxy = SesQuotaProxy(
+            moto_url,
+            rate=float(self.env.get("DOMAINFLOW_SES_RATE", "1")),
+            send_rate=float(self.env.get("DOMAINFLOW_SES_SEND_RATE", "1")),
+            port=int(self.env.get("DOMAINFLOW_SANDBOX_SES_QUOTA_PORT", "4567")),
+        )
+        proxy.start()
+        self._sandboxes.append(proxy)
+        print(
+            f"sandbox: SES quotas at {proxy.url} ({proxy.rates['request']:g} request/s,"
+            f" {proxy.rates['send']:g} mail/s; calls seen per second: {proxy.url}/quota-api/seen)",
+            file=sys.stderr,
+        )
+        return proxy.url
 
     # --- services -------------------------------------------------------------------------
 

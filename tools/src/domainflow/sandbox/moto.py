@@ -5,7 +5,8 @@ botocore) as a child process that dies with the thread that started it (Linux
 PR_SET_PDEATHSIG) and at interpreter exit. `reset()` forgets every identity and mail;
 `sent_emails()` reads back what SES "sent" from moto's model dump, `/moto-api/data.json`
 (`ses.Message` for SendEmail, `ses.RawMessage` for SendRawEmail, across all regions).
-`DkimStatusProxy` sits in front of it to give chosen domains a DKIM status moto never gives.
+`DkimStatusProxy` sits in front of it to give chosen domains a DKIM status moto never gives;
+`SesQuotaProxy` sits in front of it to refuse, as SES does, what goes past the account's rates.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
 from email import policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -384,3 +387,404 @@ class DkimStatusProxy:
             return match[1] + match[2] + match[3] + status.encode() + match[5]
 
         return _DKIM_ENTRY.sub(entry, payload)
+
+
+#: SES v1 actions (query protocol) that send mail: they spend the sending rate, not the
+#: one request a second every other action shares.
+SEND_ACTIONS = frozenset(
+    {"SendEmail", "SendRawEmail", "SendTemplatedEmail", "SendBulkTemplatedEmail"}
+)
+#: SES v2 paths (REST) that send mail.
+_SEND_PATHS = ("/v2/email/outbound-emails", "/v2/email/outbound-bulk-emails")
+_REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
+
+_V1_THROTTLED = (
+    '<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
+    "<Error><Type>Sender</Type><Code>Throttling</Code><Message>{message}</Message></Error>"
+    "<RequestId>{request_id}</RequestId></ErrorResponse>"
+)
+
+
+@dataclass(frozen=True)
+class SeenCall:
+    """One SES request the quota proxy saw: when (monotonic), what, and whether it passed."""
+
+    at: float
+    region: str
+    kind: str  # "request" (every non-send action) or "send"
+    action: str
+    accepted: bool
+
+
+class _Bucket:
+    """A token bucket of `burst` tokens refilled at `rate` a second: SES's rate, as judged
+    at arrival. A throttled request takes no token."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class QuotaCounts:
+    """What an SES stand-in saw: every request with its arrival, and whether it passed."""
+
+    started_at: float
+
+    def _seen(self) -> list[SeenCall]:
+        raise NotImplementedError
+
+    def calls(self, kind: str | None = None, *, accepted: bool | None = None) -> list[SeenCall]:
+        return [
+            c
+            for c in self._seen()
+            if (kind is None or c.kind == kind) and (accepted is None or c.accepted is accepted)
+        ]
+
+    def per_second(self, kind: str = "request") -> dict[int, tuple[int, int]]:
+        """Whole seconds since the start: (accepted, throttled) requests of `kind` in each."""
+        accepted: Counter[int] = Counter()
+        throttled: Counter[int] = Counter()
+        for call in self.calls(kind):
+            second = int(call.at - self.started_at)
+            (accepted if call.accepted else throttled)[second] += 1
+        return {s: (accepted[s], throttled[s]) for s in sorted({*accepted, *throttled})}
+
+    def most_in_a_second(self, kind: str = "request", *, accepted: bool | None = None) -> int:
+        """The most `kind` requests seen (or only accepted, or only throttled) in any one
+        second, any window, not only whole seconds since the start."""
+        stamps = sorted(c.at for c in self.calls(kind, accepted=accepted))
+        best = start = 0
+        for end, stamp in enumerate(stamps):
+            while stamp - stamps[start] >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+
+class SesQuotaProxy(QuotaCounts):
+    """A real HTTP hop in front of moto that keeps Amazon SES's quotas, as SES does.
+
+    moto never throttles. This proxy counts each SES request per region against the
+    account's rates (`rate` for every action but sending, `send_rate` for sending), and
+    past them answers what SES answers: v1 (query/XML) `Throttling` with HTTP 400, v2
+    (REST/JSON) `TooManyRequestsException` with HTTP 429. Everything else goes to moto
+    unchanged; moto's own `/moto-api/` is never counted. Each quota is a token bucket
+    judged at arrival, `burst` requests deep (1: never two requests closer than 1/rate).
+    Every SES request is recorded (`seen`), and `per_second()` counts them by whole second
+    since the proxy started, so a test asserts on what SES would have seen, not on how long
+    the run took. `GET /quota-api/seen` gives the same counts over HTTP (the local stack's
+    proxy, `DOMAINFLOW_SANDBOX_SES_QUOTAS=true`).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 1.0,
+        send_rate: float = 1.0,
+        burst: float = 1.0,
+        port: int = 0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        if rate <= 0 or send_rate <= 0 or burst < 1:
+            raise ValueError("rates must be positive and the burst at least one request")
+        target = urllib.parse.urlsplit(upstream)
+        self._upstream = (target.hostname or "127.0.0.1", target.port or 80)
+        self.rates = {"request": rate, "send": send_rate}
+        self.burst = burst
+        self._port = port
+        self._clock = clock
+        self.started_at = clock()
+        self.seen: list[SeenCall] = []
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise MotoError("the proxy is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as SES: no connect per call
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+            def do_GET(self) -> None:
+                proxy._handle(self)
+
+            def do_DELETE(self) -> None:
+                proxy._handle(self)
+
+            def do_PUT(self) -> None:
+                proxy._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def reset(self) -> None:
+        """Forget what was seen and refill every bucket (a new test, a new run)."""
+        with self._lock:
+            self.seen.clear()
+            self._buckets.clear()
+            self.started_at = self._clock()
+
+    def _seen(self) -> list[SeenCall]:
+        with self._lock:
+            return list(self.seen)
+
+    # --- serving -----------------------------------------------------------------------
+
+    def _classify(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[str, str, str]:
+        """(region, kind, action) of an SES request; kind is "" for what is not counted."""
+        path = request.path.split("?", 1)[0]
+        if path.startswith(("/moto-api", "/quota-api")):
+            return "", "", ""
+        found = _REGION.search(request.headers.get("Authorization", ""))
+        region = found[1] if found else "us-east-1"
+        if path.startswith("/v2/"):
+            send = request.command == "POST" and path.startswith(_SEND_PATHS)
+            return region, "send" if send else "request", f"{request.command} {path}"
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        action = (form.get("Action") or [""])[0]
+        if not action:
+            return "", "", ""
+        return region, "send" if action in SEND_ACTIONS else "request", action
+
+    def _admit(self, region: str, kind: str, action: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get((region, kind))
+            if bucket is None:
+                bucket = self._buckets[(region, kind)] = _Bucket(self.rates[kind], self.burst, now)
+            accepted = bucket.take(now)
+            self.seen.append(SeenCall(now, region, kind, action, accepted))
+        return accepted
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        if request.path.startswith("/quota-api/"):
+            self._quota_api(request)
+            return
+        region, kind, action = self._classify(request, body)
+        if kind and not self._admit(region, kind, action):
+            self._throttle(request, kind)
+            return
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        conn = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            conn.request(request.command, request.path, body=body or None, headers=headers)
+            answer = conn.getresponse()
+            payload = answer.read()
+            status, answer_headers = answer.status, answer.getheaders()
+        finally:
+            conn.close()
+        kept = [
+            (name, value)
+            for name, value in answer_headers
+            if name.lower()
+            not in ("content-length", "transfer-encoding", "connection", "server", "date")
+        ]
+        self._answer(request, status, kept, payload)
+
+    def _quota_api(self, request: BaseHTTPRequestHandler) -> None:
+        """`GET /quota-api/seen`: counts per second; `GET /quota-api/calls`: every call;
+        `POST /quota-api/reset`: start over."""
+        path = request.path.split("?", 1)[0]
+        answer: Any
+        if path == "/quota-api/reset" and request.command == "POST":
+            self.reset()
+            answer = {"reset": True}
+        elif path == "/quota-api/calls":
+            answer = {"started_at": self.started_at, "calls": [asdict(c) for c in self._seen()]}
+        else:
+            answer = {
+                kind: {str(s): list(c) for s, c in self.per_second(kind).items()}
+                for kind in self.rates
+            }
+        payload = json.dumps(answer).encode()
+        self._answer(request, 200, [("Content-Type", "application/json")], payload)
+
+    @staticmethod
+    def _throttle(request: BaseHTTPRequestHandler, kind: str) -> None:
+        request_id = str(uuid.uuid4())
+        message = "Maximum sending rate exceeded." if kind == "send" else "Rate exceeded"
+        if request.path.startswith("/v2/"):
+            payload = json.dumps({"message": message}).encode()
+            headers = [
+                ("Content-Type", "application/json"),
+                ("x-amzn-ErrorType", "TooManyRequestsException"),
+                ("x-amzn-RequestId", request_id),
+            ]
+            SesQuotaProxy._answer(request, 429, headers, payload)
+            return
+        xml = _V1_THROTTLED.format(message=message, request_id=request_id).encode()
+        SesQuotaProxy._answer(request, 400, [("Content-Type", "text/xml")], xml)
+
+    @staticmethod
+    def _answer(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        headers: list[tuple[str, str]],
+        payload: bytes,
+    ) -> None:
+        request.send_response(status)
+        for name, value in headers:
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
+
+class SesQuotaSandbox(QuotaCounts):
+    """`SesQuotaProxy` in a process of its own, like moto: its clock and its threads are
+    never held up by the process that drives the test (a test's own work holding the
+    interpreter would stamp arrivals late and bunch them). Read back over `/quota-api/`."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = 1.0,
+        send_rate: float = 1.0,
+        burst: float = 1.0,
+        port: int | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.rate, self.send_rate, self.burst = rate, send_rate, burst
+        self.port = port
+        self.started_at = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise MotoError("the quota sandbox is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.port is None:
+            self.port = listening_port()
+        self._process = subprocess.Popen(
+            [
+                sys.executable, "-m", "domainflow.sandbox.moto", self.upstream,
+                "--port", str(self.port), "--rate", str(self.rate),
+                "--send-rate", str(self.send_rate), "--burst", str(self.burst),
+            ],
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        atexit.register(self.stop)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise MotoError(f"the quota sandbox exited with {self._process.returncode}")
+            try:
+                self.reset()
+            except OSError:
+                time.sleep(0.05)
+            else:
+                return
+        raise MotoError(f"the quota sandbox did not answer on {self.url}")
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+
+    def _request(self, method: str, path: str) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port or 0, timeout=30)
+        try:
+            conn.request(method, path, body=b"" if method == "POST" else None)
+            answer = conn.getresponse()
+            payload = answer.read()
+        finally:
+            conn.close()
+        return json.loads(payload)
+
+    def reset(self) -> None:
+        """Forget what was seen and refill every bucket."""
+        self._request("POST", "/quota-api/reset")
+
+    def _seen(self) -> list[SeenCall]:
+        answer = self._request("GET", "/quota-api/calls")
+        self.started_at = float(answer["started_at"])
+        return [SeenCall(**call) for call in answer["calls"]]
+
+
+def _serve_quota() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="SES's quotas in front of an SES endpoint")
+    parser.add_argument("upstream")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--send-rate", type=float, default=1.0)
+    parser.add_argument("--burst", type=float, default=1.0)
+    args = parser.parse_args()
+    proxy = SesQuotaProxy(
+        args.upstream, rate=args.rate, send_rate=args.send_rate, burst=args.burst, port=args.port
+    )
+    proxy.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    _serve_quota()

@@ -3,9 +3,13 @@
 Credentials, region and endpoint come from the standard AWS variables, read by botocore itself
 (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` or a
 service's own `AWS_ENDPOINT_URL_SES`/`AWS_ENDPOINT_URL_SESV2`, `AWS_MAX_ATTEMPTS`,
-`AWS_RETRY_MODE`); an explicit `endpoint_url` wins over them. Used as an async context
-manager, `AwsClients` keeps one client (one connection pool) per service and region until it
-closes; used without, every `ses()`/`sesv2()` block opens and closes a client of its own.
+`AWS_RETRY_MODE`); an explicit `endpoint_url` wins over them. botocore makes one attempt
+per call unless `AWS_MAX_ATTEMPTS` says otherwise, on purpose: its own retries would resend
+throttled calls outside the shared SES budget (`domainflow.kit.ses_budget`), which already
+waits out throttling slot by slot, and each caller has its own policy for outages. Used as an
+async context manager, `AwsClients` keeps one client (one connection pool) per service and
+region until it closes; used without, every `ses()`/`sesv2()` block opens and closes a client
+of its own.
 
 `SesError` is what the SES adapters raise: SES's error code and message, and whether trying
 again may help.
@@ -18,7 +22,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import aioboto3
 import aiohttp
@@ -39,8 +43,12 @@ from botocore.parsers import ResponseParserError
 from types_aiobotocore_ses.client import SESClient
 from types_aiobotocore_sesv2.client import SESV2Client
 
-#: Total tries of one request (the first included) unless `AWS_MAX_ATTEMPTS` says otherwise.
-DEFAULT_MAX_ATTEMPTS = 3
+if TYPE_CHECKING:
+    from domainflow.kit.ses_budget import SesBudget
+
+#: Total tries of one request (the first included) unless `AWS_MAX_ATTEMPTS` says otherwise:
+#: one, so that every retry of an SES call goes through the budget's slots.
+DEFAULT_MAX_ATTEMPTS = 1
 
 #: SES error codes that say "not now": the same request may succeed later.
 RETRYABLE_CODES = frozenset(
@@ -66,13 +74,17 @@ C = TypeVar("C", bound=AioBaseClient)  # an aiobotocore client type
 
 
 class SesError(Exception):
-    """SES refused or could not be reached: its error code, its words, and whether to retry."""
+    """SES refused or could not be reached: its error code, its words, whether to retry, and
+    whether an earlier call of the same operation already changed something in SES."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, took_effect: bool = False
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.took_effect = took_effect
 
 
 def ses_error(exc: BaseException) -> SesError | None:
@@ -126,6 +138,15 @@ def _max_attempts(explicit: int | None) -> int:
         return explicit
     configured = os.environ.get("AWS_MAX_ATTEMPTS")
     return int(configured) if configured else DEFAULT_MAX_ATTEMPTS
+
+
+def _hold_to_slots(client: AioBaseClient) -> None:
+    """A request made under the SES budget checks its slot again right before it leaves."""
+    from domainflow.kit.ses_budget import hold_to_slot
+
+    # aiobotocore awaits a handler that returns a coroutine; botocore's stubs know only
+    # plain ones.
+    client.meta.events.register("before-send", hold_to_slot)  # type: ignore[arg-type]
 
 
 class AwsClients:
@@ -202,12 +223,15 @@ class AwsClients:
         # inside, one client per region is kept open until `aclose()`.
         if self._stack is None:
             async with new(region) as client:
+                _hold_to_slots(client)
                 yield client
             return
         if region not in kept:
             async with self._lock:
                 if region not in kept:
-                    kept[region] = await self._stack.enter_async_context(new(region))
+                    client = await self._stack.enter_async_context(new(region))
+                    _hold_to_slots(client)
+                    kept[region] = client
         yield kept[region]
 
     @asynccontextmanager
@@ -224,11 +248,16 @@ class AwsClients:
 
 
 class SesAdapter:
-    """Base of each service's SES adapter: holds the clients, and as an async context
-    manager keeps them open for the adapter's lifetime (a service opens it once)."""
+    """Base of each service's SES adapter: holds the clients and the shared budget every
+    call takes its slot from, and as an async context manager keeps the clients open for
+    the adapter's lifetime (a service opens it once). Without a budget, calls are not
+    paced but throttling is still waited out."""
 
-    def __init__(self, clients: AwsClients | None = None) -> None:
+    def __init__(self, clients: AwsClients | None = None, budget: SesBudget | None = None) -> None:
+        from domainflow.kit.ses_budget import SesBudget
+
         self._clients = clients or AwsClients()
+        self._budget = budget or SesBudget.unlimited()
 
     async def __aenter__(self) -> Self:
         await self._clients.__aenter__()

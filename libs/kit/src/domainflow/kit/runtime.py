@@ -55,6 +55,8 @@ class ServiceRuntime:
         self._queues: list[RabbitQueue] = []
         #: What `/metrics` reports: the outbox every service has, plus the service's own.
         self.gauges: list[Gauge] = list(OUTBOX_GAUGES)
+        #: Gauges read from another database than the service's own (the SES budget's).
+        self.foreign_gauges: list[tuple[Database, Sequence[Gauge]]] = []
 
     @property
     def db(self) -> Database:
@@ -120,6 +122,8 @@ class ServiceRuntime:
         """`/metrics`: the service's gauges (`self.gauges` and `extra`) read from its database,
         then the depth, consumers and parked messages of each queue it consumes."""
         text = await exposition(self.db, [*self.gauges, *extra], self.name)
+        for db, gauges in self.foreign_gauges:
+            text += await exposition(db, gauges, self.name)
         return text + await queue_depths(self.broker, [q.name for q in self._queues], self.name)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:

@@ -66,3 +66,18 @@ class ServiceSettings(BaseSettings):
     def broker_urls(self) -> list[str]:
         """The RabbitMQ nodes to connect to, in order of preference."""
         return list(self.amqp_urls) or [self.amqp_url]
+
+    #: Amazon SES's quotas, one budget per account and region shared by every caller in every
+    #: service and replica: requests a second for every action but sending (SES: 1)...
+    ses_rate: float = Field(default=1.0, gt=0)
+    #: ...and mails a second (the account's sending rate: 1 in the sandbox, 14 or more in
+    #: production).
+    ses_send_rate: float = Field(default=1.0, gt=0)
+    #: Share of each SES quota the budget leaves unused: SES judges a call when it arrives,
+    #: and a call that leaves a few milliseconds late must not land on the next one's heels.
+    ses_headroom: float = Field(default=0.05, ge=0, lt=1)
+    #: Names the SES account in the budget's key: set it when several accounts are used.
+    ses_account: str = "default"
+    #: The database holding the budget's slots; every replica of every service that calls
+    #: SES must reach the same one (created and migrated on start).
+    ses_budget_database_url: str = f"{DEFAULT_POSTGRES}/domainflow_ses_budget"

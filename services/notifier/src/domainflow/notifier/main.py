@@ -10,6 +10,8 @@ from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
+from domainflow.kit.ses_budget import open_budget
 from domainflow.notifier.adapters.repository import PgNotifierStore
 from domainflow.notifier.adapters.ses import SesMailer
 from domainflow.notifier.entrypoints import build_router
@@ -32,18 +34,24 @@ async def serve(settings: NotifierSettings | None = None) -> None:
     settings = settings or NotifierSettings()
     runtime = ServiceRuntime(CONSUMER, settings, settings.notifier_database_url)
     # One attempt per SendEmail: the SDK retries read timeouts too, and a retry after a send
-    # SES carried out would mail the owner twice. Redelivery retries what provably failed.
-    async with SesMailer(AwsClients(max_attempts=1)) as mailer:
+    # SES carried out would mail the owner twice. Redelivery retries what provably failed;
+    # the budget resends only what SES refused for rate (not sent, provably).
+    budget, budget_db = await open_budget(settings)
+    try:
+        async with SesMailer(AwsClients(max_attempts=1), budget) as mailer:
 
-        async def setup(rt: ServiceRuntime) -> None:
-            await rt.open(migrations())
-            handlers = NotifierHandlers(PgNotifierStore(rt.db), mailer, settings)
-            router, queues = build_router(handlers, settings)
-            await rt.start(router, queues, trims=retention(settings))
-            rt.gauges.extend(GAUGES)
-            await rt.serve_health(settings.notifier_health_host, settings.notifier_health_port)
+            async def setup(rt: ServiceRuntime) -> None:
+                await rt.open(migrations())
+                rt.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
+                handlers = NotifierHandlers(PgNotifierStore(rt.db), mailer, settings)
+                router, queues = build_router(handlers, settings)
+                await rt.start(router, queues, trims=retention(settings))
+                rt.gauges.extend(GAUGES)
+                await rt.serve_health(settings.notifier_health_host, settings.notifier_health_port)
 
-        await run_until_signalled(runtime, setup)
+            await run_until_signalled(runtime, setup)
+    finally:
+        await budget_db.close()
 
 
 def run() -> None:

@@ -6,9 +6,10 @@ nothing. A step's status is written *before* the outside call (`started`: intent
 *after* it (`done`: outcome), so a replica that dies between the two leaves a record of
 what may have happened. Re-entry redoes a `started` step (every call is idempotent);
 compensation undoes, newest first, every step that is `started` or `done`. A step whose
-every try was plainly refused (SES answered "throttled", the connection was refused)
-goes back to `pending`: it never took effect, so there is nothing to undo and rolling
-back needs nothing from the system that refused.
+every try was plainly refused (SES answered with a refusal, the connection was refused)
+and none of whose calls took effect goes back to `pending`: there is nothing to undo, and
+rolling back needs nothing from the system that refused. (SES's throttling never gets
+here: the adapter waits it out in later slots of the shared budget.)
 
 Deprovisioning runs the steps in reverse and cannot roll back: each removal is idempotent
 and is retried, with backoff, until it succeeds.

@@ -1,9 +1,18 @@
-"""The provisioner's handlers: start a saga per request, run it step by step, recover orphans.
+"""The provisioner's handlers: record a saga per request, run sagas in turn, recover orphans.
+
+A request only records its saga (with the inbox claim, in one transaction) and wakes the
+dispatcher: under a burst, the queue of work is the `sagas` table, not RabbitMQ's prefetch.
+The dispatcher of each replica runs up to `provisioner_concurrency` sagas at once and
+claims the next ones in turn order: a team's burst takes consecutive turns, and a team
+arriving later starts at the turn being served, so teams interleave; within a team, sagas
+run in arrival order. A few sagas in flight are enough to keep SES's budget busy, and a
+quiet team's single create waits behind a handful of sagas, never behind another team's
+burst.
 
 Running a saga: claim it under a lease (renewed while it runs), then loop: persist the
 intent, call the mail server or SES, persist the outcome. The final state and the result
 event commit in one transaction (the outbox relays the event). A replica that dies
-anywhere in between leaves its lease to expire; the recovery sweep of any replica then
+anywhere in between leaves its lease to expire; the dispatcher of any replica then
 claims the saga and carries on from the last persisted state.
 """
 
@@ -104,10 +113,12 @@ def classify(exc: BaseException, step: Step) -> StepError:
     if isinstance(exc, StepError):
         return exc
     if isinstance(exc, SesError):
+        # An earlier call of the step (the identity's creation) took effect: whatever the
+        # later call's failure says, there is something to undo.
         return StepError(
             f"Amazon SES answered {exc.code}: {exc.message}",
             retryable=exc.retryable,
-            no_effect=exc.code not in _SES_IN_DOUBT,
+            no_effect=not exc.took_effect and exc.code not in _SES_IN_DOUBT,
         )
     system = "the mail server's database" if step is Step.MAILSERVER else "Amazon SES"
     if isinstance(exc, TimeoutError):
@@ -123,7 +134,7 @@ def classify(exc: BaseException, step: Step) -> StepError:
 
 
 class SagaRunner:
-    """Handlers for the provisioner's two events, the saga loop, and the recovery sweep."""
+    """Handlers for the provisioner's two events, the saga loop, and the dispatcher."""
 
     def __init__(
         self,
@@ -142,7 +153,9 @@ class SagaRunner:
         self._ses = ses
         self._settings = settings
         self._lease = settings.provisioner_lease_seconds
-        self._recovering: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()
+        # Set when a saga is recorded or one finishes: the dispatcher looks again at once.
+        self._wake = asyncio.Event()
 
     # --- events ---------------------------------------------------------------------------
 
@@ -167,7 +180,7 @@ class SagaRunner:
                 ),
             )
         if saga_id is not None:
-            await self._run_logged(saga_id)
+            self._wake.set()
 
     async def on_deletion_requested(self, event: DeletionRequested) -> None:
         """Remove the domain from SES and the mail server.
@@ -196,7 +209,7 @@ class SagaRunner:
                 ),
             )
         if saga_id is not None:
-            await self._run_logged(saga_id)
+            self._wake.set()
 
     async def _open(self, conn: Connection, event: Event, saga: ProvisioningSaga) -> int | None:
         """Insert the saga; a second request for the same domain id and kind reuses the first.
@@ -220,32 +233,13 @@ class SagaRunner:
 
     # --- running a saga -------------------------------------------------------------------
 
-    async def _run_logged(self, saga_id: int) -> None:
-        # The saga is durable; if running it fails here, the recovery sweep finishes it.
-        # Raising would only make the broker redeliver an event the inbox already holds.
-        try:
-            await self.run_saga(saga_id)
-        except LeaseLostError:
-            log.warning("saga.lease_lost", saga_id=saga_id)
-        except Exception:
-            log.exception("saga.run_failed", saga_id=saga_id)
-
     async def run_saga(self, saga_id: int) -> SagaState | None:
         """Run the saga to its end if this replica can claim it; None if it cannot."""
         async with self._db.transaction() as conn:
             claimed = await repository.claim(conn, saga_id, self._lease)
         if claimed is None:
             return None
-        state = await self._drive(claimed)
-        await self._hand_over(claimed.saga.domain)
-        return state
-
-    async def _hand_over(self, domain: str) -> None:
-        """Start the next saga of the same domain name at once, instead of at the next sweep."""
-        async with self._db.transaction() as conn:
-            waiting = await repository.next_waiting(conn, domain)
-        if waiting is not None:
-            await self.run_saga(waiting)
+        return await self._drive(claimed)
 
     async def _drive(self, claimed: Claimed) -> SagaState:
         keeper = asyncio.create_task(self._keep_lease(claimed))
@@ -306,10 +300,11 @@ class SagaRunner:
             step = action.step
             saga = undo_started(saga, step) if undo else step_started(saga, step)
             await self._save(claimed, saga)  # intent, before the call
+            # SES calls are bounded one by one inside the adapter: a step queued for its
+            # SES slot behind a burst has not been tried, so it cannot have timed out.
+            timeout = s.provisioner_step_timeout if step is Step.MAILSERVER else None
             try:
-                tokens = await asyncio.wait_for(
-                    self._call(saga, action), timeout=s.provisioner_step_timeout
-                )
+                tokens = await asyncio.wait_for(self._call(saga, action), timeout=timeout)
             except Exception as exc:  # every failure becomes a saga transition
                 failure = classify(exc, step)
                 saga = step_failed(
@@ -358,56 +353,77 @@ class SagaRunner:
         # Undoing MAIL FROM needs no call: deleting the identity, next, takes it along.
         return None
 
-    # --- recovery -------------------------------------------------------------------------
+    # --- dispatching -----------------------------------------------------------------------
 
-    async def recovery_loop(self) -> None:
-        """At start and every interval: take over sagas whose replica died, and run them.
+    async def dispatch_loop(self) -> None:
+        """Run the sagas waiting their turn, as they come and as running ones finish.
 
+        Also takes over, at every `provisioner_recovery_interval`, sagas whose replica died
+        (their lease ran out) and sagas another replica recorded but had no room for.
         Cancelling the loop stops the sagas it started; their leases run out and another
         replica carries on from the last persisted state.
         """
         try:
             while True:
+                self._wake.clear()
                 try:
-                    await self.recover_once()
+                    await self.dispatch_once()
                 except Exception:
-                    log.exception("saga.recovery_failed")
-                await asyncio.sleep(self._settings.provisioner_recovery_interval)
+                    log.exception("saga.dispatch_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self._settings.provisioner_recovery_interval
+                    )
         finally:
             await self.close()
 
-    async def recover_once(self) -> int:
-        """Claim unfinished, unheld sagas (up to the free slots) and start running them."""
-        free = self._settings.provisioner_recovery_batch - len(self._recovering)
+    async def dispatch_once(self) -> int:
+        """Claim runnable sagas, fairly between teams, up to the free room, and start them."""
+        free = self._settings.provisioner_concurrency - len(self._running)
         async with self._db.transaction() as conn:
-            claimed = await repository.claim_due(conn, self._lease, free)
+            claimed = await repository.claim_next(conn, self._lease, free)
         for c in claimed:
             log.info(
-                "saga.recovering",
+                "saga.dispatched",
                 saga_id=c.saga_id,
                 kind=c.saga.kind,
                 domain=c.saga.domain,
+                team_id=c.saga.team_id,
                 state=c.saga.state,
                 attempts=c.saga.attempts,
             )
-            task = asyncio.create_task(self._recover(c), name=f"saga-{c.saga_id}")
-            self._recovering.add(task)
-            task.add_done_callback(self._recovering.discard)
+            task = asyncio.create_task(self._run_claimed(c), name=f"saga-{c.saga_id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
         return len(claimed)
 
-    async def _recover(self, claimed: Claimed) -> None:
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # room for the next saga, and maybe the next of the same name
+
+    async def run_pending(self) -> None:
+        """Run every saga that may run now to its end, then return (tools and tests)."""
+        while True:
+            started = await self.dispatch_once()
+            if not self._running:
+                if not started:
+                    return
+                continue
+            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _run_claimed(self, claimed: Claimed) -> None:
+        # The saga is durable; if running it fails here, a later dispatch finishes it.
         try:
             await self._drive(claimed)
-            await self._hand_over(claimed.saga.domain)
         except LeaseLostError:
             log.warning("saga.lease_lost", saga_id=claimed.saga_id)
         except Exception:
             log.exception("saga.run_failed", saga_id=claimed.saga_id)
 
     async def close(self) -> None:
-        """Stop the sagas the recovery sweep started."""
-        for task in list(self._recovering):
+        """Stop the sagas this replica runs (their leases let another replica go on)."""
+        for task in list(self._running):
             task.cancel()
-        for task in list(self._recovering):
+        for task in list(self._running):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -9,11 +9,14 @@ inserts and deletes rows in it.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 import asyncpg
 
 from domainflow.kit.database import ensure_database
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
+from domainflow.kit.ses_budget import open_budget
 from domainflow.provisioner.adapters.mailserver import MailServer, ensure_schema
 from domainflow.provisioner.adapters.repository import migrations
 from domainflow.provisioner.adapters.ses import SesIdentities
@@ -26,28 +29,35 @@ from domainflow.provisioner.settings import ProvisionerSettings
 async def serve(settings: ProvisionerSettings | None = None) -> None:
     settings = settings or ProvisionerSettings()
     runtime = ServiceRuntime("provisioner", settings, settings.provisioner_database_url)
-    pools: list[asyncpg.Pool[asyncpg.Record]] = []
+    async with AsyncExitStack() as closing:
 
-    async def setup(rt: ServiceRuntime) -> None:
-        await rt.open(migrations())
-        if settings.mailserver_ensure_schema:
-            await ensure_database(settings.mailserver_database_url)
-        pool = await asyncpg.create_pool(settings.mailserver_database_url, min_size=1, max_size=4)
-        pools.append(pool)
-        if settings.mailserver_ensure_schema:
-            await ensure_schema(pool)
-        runner = SagaRunner(rt.db, MailServer(pool), SesIdentities(), settings)
-        router, queues = build_router(runner, settings)
-        await rt.start(router, queues)
-        rt.spawn(runner.recovery_loop(), name="saga-recovery")
-        rt.gauges.extend(GAUGES)
-        await rt.serve_health(settings.provisioner_health_host, settings.provisioner_health_port)
+        async def setup(rt: ServiceRuntime) -> None:
+            await rt.open(migrations())
+            if settings.mailserver_ensure_schema:
+                await ensure_database(settings.mailserver_database_url)
+            pool = await asyncpg.create_pool(
+                settings.mailserver_database_url, min_size=1, max_size=4
+            )
+            closing.push_async_callback(pool.close)
+            if settings.mailserver_ensure_schema:
+                await ensure_schema(pool)
+            budget, budget_db = await open_budget(settings)
+            closing.push_async_callback(budget_db.close)
+            # Opened once: one kept connection per region, no TLS handshake per call.
+            ses = await closing.enter_async_context(
+                SesIdentities(budget=budget, call_timeout=settings.provisioner_step_timeout)
+            )
+            runner = SagaRunner(rt.db, MailServer(pool), ses, settings)
+            router, queues = build_router(runner, settings)
+            await rt.start(router, queues)
+            rt.spawn(runner.dispatch_loop(), name="saga-dispatch")
+            rt.gauges.extend(GAUGES)
+            rt.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
+            await rt.serve_health(
+                settings.provisioner_health_host, settings.provisioner_health_port
+            )
 
-    try:
         await run_until_signalled(runtime, setup)
-    finally:
-        for pool in pools:
-            await pool.close()
 
 
 def run() -> None:

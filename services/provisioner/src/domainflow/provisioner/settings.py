@@ -1,5 +1,7 @@
 """The provisioner's settings: its database, the mail platform's database, and saga pacing."""
 
+from pydantic import Field
+
 from domainflow.kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 
@@ -22,7 +24,9 @@ class ProvisionerSettings(ServiceSettings):
     provisioner_step_timeout: float = 30.0
     #: Seconds a replica holds a saga; renewed while it runs, so only a dead replica loses it.
     provisioner_lease_seconds: float = 30.0
-    #: How often each replica looks for unfinished sagas whose replica died.
-    provisioner_recovery_interval: float = 5.0
-    #: Sagas one replica runs at once from its recovery sweep.
-    provisioner_recovery_batch: int = 10
+    #: How often each replica looks for sagas waiting their turn that it was not woken for
+    #: (recorded by another replica, or left by one that died).
+    provisioner_recovery_interval: float = 1.0
+    #: Sagas one replica runs at once. A few keep SES's budget busy (each waits for its slot
+    #: while another makes its call); more only lengthen the queue a new team's create joins.
+    provisioner_concurrency: int = Field(default=2, ge=1)

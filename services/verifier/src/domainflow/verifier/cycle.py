@@ -1,7 +1,7 @@
 """The background re-verification: every pending and verified domain, once per interval.
 
 Every tick a replica claims due rows in batches (`FOR UPDATE SKIP LOCKED` with a lease token),
-asks SES for DKIM one region-chunk of up to 100 at a time under the shared rate limiter, probes
+asks SES for DKIM one region-chunk of up to 100 at a time under the shared SES budget, probes
 DNS for the whole batch meanwhile, and for each domain commits in ONE transaction: the history
 row, `VerificationCompleted(trigger=scheduled)` in the outbox, the next due time, and the
 released claim. Only a holder of the current claim may commit, so a domain is checked once a
@@ -133,7 +133,7 @@ class ReverifyCycle:
         self, batch: list[DueDomain], token: uuid.UUID, report: CycleReport
     ) -> None:
         # DNS for the whole batch starts at once (bounded by the probe); SES answers a region
-        # chunk at a time as the limiter allows, and each domain commits as soon as it has both.
+        # chunk at a time as the budget allows, and each domain commits as soon as it has both.
         dns = {d.domain_id: asyncio.create_task(self._probe.dns(d.records)) for d in batch}
         watched = asyncio.create_task(self._watched([d.domain for d in batch]))
         finishing: list[asyncio.Task[None]] = []

@@ -13,6 +13,8 @@ from importlib.resources import files
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
+from domainflow.kit.ses_budget import SesBudget, open_budget
 from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.adapters.rdap import RdapClient
 from domainflow.verifier.adapters.ses import DkimStatuses
@@ -23,7 +25,6 @@ from domainflow.verifier.entrypoints import build_router
 from domainflow.verifier.handlers import VerifierHandlers
 from domainflow.verifier.metrics import GAUGES
 from domainflow.verifier.probe import DkimSource, DomainProbe
-from domainflow.verifier.ratelimit import PgSlotStore, SesRateLimiter
 from domainflow.verifier.settings import VerifierSettings
 from domainflow.verifier.watch import RegistrationWatch
 
@@ -46,10 +47,20 @@ class Verifier:
 
 @asynccontextmanager
 async def open_verifier(
-    db: Database, settings: VerifierSettings, *, dkim: DkimSource | None = None
+    db: Database,
+    settings: VerifierSettings,
+    *,
+    dkim: DkimSource | None = None,
+    budget: SesBudget | None = None,
 ) -> AsyncIterator[Verifier]:
-    """The resolver, SES client, shared limiter, handlers and cycle; closed on exit."""
+    """The resolver, SES client, shared SES budget, handlers and cycle; closed on exit.
+
+    Without `budget`, the one the settings name is opened (its database, shared by every
+    service that calls SES)."""
     async with AsyncExitStack() as stack:
+        if budget is None:
+            budget, budget_db = await open_budget(settings)
+            stack.push_async_callback(budget_db.close)
         resolver = await stack.enter_async_context(
             DohResolver(
                 settings.doh_url,
@@ -61,7 +72,6 @@ async def open_verifier(
         source: DkimSource = (
             dkim if dkim is not None else await stack.enter_async_context(DkimStatuses())
         )
-        limiter = SesRateLimiter(PgSlotStore(db), settings.ses_rate, account=settings.ses_account)
         authority = (
             AuthorityOptions(settings.dns_authority_port, settings.dns_authority_timeout)
             if settings.dns_authority_check
@@ -70,7 +80,7 @@ async def open_verifier(
         probe = DomainProbe(
             dns_check(resolver, authority),
             source,
-            limiter,
+            budget,
             verification_outcome,
             ses_batch=settings.ses_batch,
             ses_timeout=settings.ses_timeout,
@@ -128,11 +138,14 @@ async def start(
 ) -> Verifier:
     """Open the runtime, consume, spawn the cycle, answer health checks."""
     await runtime.open(migrations())
-    verifier = await stack.enter_async_context(open_verifier(runtime.db, settings))
+    budget, budget_db = await open_budget(settings)
+    stack.push_async_callback(budget_db.close)
+    verifier = await stack.enter_async_context(open_verifier(runtime.db, settings, budget=budget))
     router, queues = build_router(verifier.handlers, settings)
     await runtime.start(router, queues, trims=retention(settings))
     runtime.spawn(verifier.cycle.run(), name="reverify-cycle")
     runtime.gauges.extend(GAUGES)
+    runtime.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
     await runtime.serve_health(settings.verifier_health_host, settings.verifier_health_port)
     return verifier
 

@@ -1,9 +1,10 @@
 """One domain's probe: the four DNS checks and SES's DKIM status, combined into a verdict.
 
 DNS goes through the DoH resolver (bounded concurrency); SES is asked for DKIM in batches of
-up to 100 identities, each call only after the shared rate limiter grants its slot. An SES
-call that fails or times out leaves DKIM unknown (None), which makes the verdict inconclusive,
-never failed: an outage of ours must not count against a customer's domain.
+up to 100 identities, each call in a slot of the account's shared SES budget (and again in a
+later slot when SES throttles it anyway). An SES call that fails or times out leaves DKIM
+unknown (None), which makes the verdict inconclusive, never failed: an outage of ours must
+not count against a customer's domain.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from domainflow.contracts import (
     VerificationOutcome,
 )
 from domainflow.kit.logging import get_logger
-from domainflow.verifier.ratelimit import SesRateLimiter
+from domainflow.kit.ses_budget import SesBudget
 
 log = get_logger(__name__)
 
@@ -54,7 +55,7 @@ class DomainProbe:
         self,
         dns: DnsCheck,
         dkim: DkimSource,
-        limiter: SesRateLimiter,
+        budget: SesBudget,
         combine: Combine,
         *,
         ses_batch: int = 100,
@@ -67,7 +68,7 @@ class DomainProbe:
         self._dkim_diagnosis = dkim_diagnosis
         self._preflight = preflight
         self._dkim = dkim
-        self._limiter = limiter
+        self._budget = budget
         self._combine = combine
         self.ses_batch = min(ses_batch, 100)  # SES's own ceiling per call
         self._ses_timeout = ses_timeout
@@ -82,20 +83,25 @@ class DomainProbe:
             return await self._dns(records)
 
     async def dkim_statuses(self, domains: list[str], region: str) -> dict[str, DkimStatus | None]:
-        """SES's DKIM status of up to `ses_batch` domains, one call under the shared limiter.
+        """SES's DKIM status of up to `ses_batch` domains, one call under the shared budget.
 
         A domain SES does not mention has no DKIM set up there (`not_started`); a call that
         fails leaves every domain of it unknown (None).
         """
         if len(domains) > self.ses_batch:
             raise ValueError(f"at most {self.ses_batch} identities per SES call")
-        await self._limiter.acquire(region)
+        await self._budget.acquire(region)
         return await self._ask_ses(domains, region)
 
     async def _ask_ses(self, domains: list[str], region: str) -> dict[str, DkimStatus | None]:
+        """One call in the slot the caller already waited for (later slots if throttled)."""
         try:
-            async with asyncio.timeout(self._ses_timeout):
-                found = await self._dkim.fetch(domains, region)
+            found = await self._budget.call(
+                region,
+                lambda: self._dkim.fetch(domains, region),
+                timeout=self._ses_timeout,
+                reserved=True,
+            )
         except Exception as error:  # any SES failure is inconclusive, never fatal
             log.warning(
                 "ses.dkim_unavailable", region=region, count=len(domains), error=repr(error)
@@ -121,8 +127,8 @@ class DomainProbe:
         try:
             while self._waiting.get(region):
                 try:
-                    await self._limiter.acquire(region)
-                except Exception as error:  # the limiter's database: the handlers retry
+                    await self._budget.acquire(region)
+                except Exception as error:  # the budget's database: the handlers retry
                     for _, answer in self._waiting.pop(region, []):
                         if not answer.done():
                             answer.set_exception(error)

@@ -41,13 +41,9 @@ class VerifierSettings(ServiceSettings):
     reverify_parallel_claims: int = 2
     #: Seconds a replica holds claimed domains; a killed replica's claims come back after this.
     reverify_lease: float = 300.0
-    #: SES non-send requests per second per account and region, shared by every replica.
-    ses_rate: float = 1.0
     #: Identities per GetIdentityDkimAttributes call (SES's limit is 100).
     ses_batch: int = 100
     #: Days every probe's record (`check_history`) and a deleted domain's tombstone are kept.
     check_history_retention_days: float = Field(default=90.0, gt=0)
-    #: Names the AWS account in the shared limiter's key (replicas of one account share it).
-    ses_account: str = "default"
     #: Seconds one SES call may take before its domains count as inconclusive.
     ses_timeout: float = 10.0

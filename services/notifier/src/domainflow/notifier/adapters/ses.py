@@ -1,7 +1,9 @@
 """Email through Amazon SES: one SendEmail (SES v1) with a text and an HTML part.
 
-Failures are raised as botocore raised them, not as `SesError`: whether a failed send may
-have gone out depends on exactly which exception it was (`adapters.ses_outcome.verdict`).
+Each send takes a slot of the account's shared sending budget first, and is sent again in a
+later slot when SES refuses it for rate (a refused mail was not sent). Other failures are
+raised as botocore raised them, not as `SesError`: whether a failed send may have gone out
+depends on exactly which exception it was (`adapters.ses_outcome.verdict`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import uuid
 from types_aiobotocore_ses.type_defs import MessageTagTypeDef
 
 from domainflow.kit.aws import SesAdapter
+from domainflow.kit.ses_budget import Quota
 
 CHARSET = "UTF-8"
 
@@ -41,16 +44,20 @@ class SesMailer(SesAdapter):
         if transition_id is not None:
             tags.append({"Name": "transition_id", "Value": str(transition_id)})
         async with self._clients.ses(region) as ses:
-            answer = await ses.send_email(
-                Source=sender,
-                Destination={"ToAddresses": recipients},
-                Message={
-                    "Subject": {"Data": subject, "Charset": CHARSET},
-                    "Body": {
-                        "Text": {"Data": text, "Charset": CHARSET},
-                        "Html": {"Data": html, "Charset": CHARSET},
+            answer = await self._budget.call(
+                region,
+                lambda: ses.send_email(
+                    Source=sender,
+                    Destination={"ToAddresses": recipients},
+                    Message={
+                        "Subject": {"Data": subject, "Charset": CHARSET},
+                        "Body": {
+                            "Text": {"Data": text, "Charset": CHARSET},
+                            "Html": {"Data": html, "Charset": CHARSET},
+                        },
                     },
-                },
-                Tags=tags,
+                    Tags=tags,
+                ),
+                quota=Quota.SEND,
             )
         return answer["MessageId"]

@@ -40,6 +40,7 @@ class Claimed:
     saga_id: int
     token: uuid.UUID
     saga: ProvisioningSaga
+    turn: int = 0
 
 
 _UNFINISHED = "('running', 'compensating')"
@@ -53,6 +54,27 @@ _RUNNABLE = f"""
         SELECT 1 FROM sagas e
         WHERE e.domain = c.domain AND e.id < c.id AND e.state IN {_UNFINISHED}
     )
+"""
+
+
+# A new saga's turn: right after its team's last unfinished one, but never before the turn
+# being served now (the lowest unfinished turn; with nothing unfinished, after the last
+# one). A team's burst takes consecutive turns; a team arriving later starts at the turn
+# under way, so it is interleaved with the burst instead of queued behind it.
+_NEXT_TURN = f"""
+    greatest(
+        (SELECT max(turn) + 1 FROM sagas WHERE team_id = $3 AND state IN {_UNFINISHED}),
+        coalesce(
+            (SELECT min(turn) FROM sagas WHERE state IN {_UNFINISHED}),
+            (SELECT max(turn) + 1 FROM sagas),
+            0
+        )
+    )
+"""
+
+
+_TEAM_BACKLOG = f"""
+    (SELECT count(*) FROM sagas o WHERE o.team_id = c.team_id AND o.state IN {_UNFINISHED})
 """
 
 
@@ -85,10 +107,10 @@ def saga_from_record(r: asyncpg.Record) -> ProvisioningSaga:
 async def insert(conn: Connection, saga: ProvisioningSaga) -> int | None:
     """Store a new saga; None if one for the same domain id and kind exists already."""
     saga_id: int | None = await conn.fetchval(
-        """
+        f"""
         INSERT INTO sagas (domain_id, kind, team_id, domain, region, mail_from_domain, state,
-                           steps, max_attempts, correlation_id, causation_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                           steps, max_attempts, correlation_id, causation_id, turn)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NEXT_TURN})
         ON CONFLICT (domain_id, kind) DO NOTHING
         RETURNING id
         """,
@@ -138,11 +160,17 @@ async def claim(conn: Connection, saga_id: int, lease_seconds: float) -> Claimed
         token,
         lease_seconds,
     )
-    return None if r is None else Claimed(r["id"], token, saga_from_record(r))
+    return None if r is None else Claimed(r["id"], token, saga_from_record(r), r["turn"])
 
 
-async def claim_due(conn: Connection, lease_seconds: float, limit: int) -> list[Claimed]:
-    """Take up to `limit` unfinished sagas nobody holds (their replica died, or never began)."""
+async def claim_next(conn: Connection, lease_seconds: float, limit: int) -> list[Claimed]:
+    """Take up to `limit` runnable sagas nobody holds, in turn order.
+
+    Turns interleave teams (see `_NEXT_TURN`): one team's burst of 500 creates does not
+    stand in front of another team's single one, and deletes and retries queue alike.
+    Within a turn, the team with the least work waiting goes first (a quiet team's single
+    create before the next of each bursting team's), then arrival order.
+    """
     if limit <= 0:
         return []
     token = uuid.uuid4()
@@ -152,7 +180,7 @@ async def claim_due(conn: Connection, lease_seconds: float, limit: int) -> list[
         SET lease_token = $1, leased_until = now() + make_interval(secs => $2), updated_at = now()
         WHERE s.id IN (
             SELECT c.id FROM sagas c WHERE {_RUNNABLE}
-            ORDER BY c.id LIMIT $3
+            ORDER BY c.turn, {_TEAM_BACKLOG}, c.id LIMIT $3
             FOR UPDATE SKIP LOCKED
         )
         RETURNING s.*
@@ -162,7 +190,8 @@ async def claim_due(conn: Connection, lease_seconds: float, limit: int) -> list[
         limit,
     )
     return sorted(
-        (Claimed(r["id"], token, saga_from_record(r)) for r in records), key=lambda c: c.saga_id
+        (Claimed(r["id"], token, saga_from_record(r), r["turn"]) for r in records),
+        key=lambda c: (c.turn, c.saga_id),
     )
 
 

@@ -6,12 +6,23 @@ Easy DKIM was on, or moto, whose v2 API never returns tokens) gets them from v1'
 VerifyDomainDkim, which starts Easy DKIM and hands back the tokens. The MAIL FROM domain is
 set through v1 (the same identity; moto has no v2 call for it). Every call is idempotent, so
 a saga step retried after a crash or a lost answer is safe: creating an identity that exists
-returns its tokens, deleting one that is gone succeeds. Failures surface as `SesError`.
+returns its tokens, deleting one that is gone succeeds.
+
+Each call takes a slot of the account's shared SES budget first and is made again in a later
+slot when SES throttles it anyway, so throttling never reaches the saga. Other failures
+surface as `SesError`; one raised after the identity was created (or found) says so
+(`took_effect`), so the saga undoes the identity instead of taking the step for a no-op.
 """
 
 from __future__ import annotations
 
-from domainflow.kit.aws import SesAdapter, raising_ses_errors
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from domainflow.kit.aws import AwsClients, SesAdapter, SesError, raising_ses_errors, ses_error
+from domainflow.kit.ses_budget import SesBudget
+
+T = TypeVar("T")
 
 
 def _identity(domain: str) -> str:
@@ -22,33 +33,60 @@ def _identity(domain: str) -> str:
 class SesIdentities(SesAdapter):
     """Domain identities in one AWS account, any region."""
 
+    def __init__(
+        self,
+        clients: AwsClients | None = None,
+        budget: SesBudget | None = None,
+        *,
+        call_timeout: float | None = None,
+    ) -> None:
+        super().__init__(clients, budget)
+        self._call_timeout = call_timeout
+
+    async def _call(self, region: str, make: Callable[[], Awaitable[T]]) -> T:
+        return await self._budget.call(region, make, timeout=self._call_timeout)
+
     async def create_identity(self, domain: str, region: str) -> list[str]:
         """Create the identity with Easy DKIM; its three DKIM tokens (the existing ones if any)."""
         identity = _identity(domain)
         async with self._clients.sesv2(region) as sesv2:
             with raising_ses_errors():
                 try:
-                    made = await sesv2.create_email_identity(EmailIdentity=identity)
+                    made = await self._call(
+                        region, lambda: sesv2.create_email_identity(EmailIdentity=identity)
+                    )
                     tokens = made.get("DkimAttributes", {}).get("Tokens", [])
                 except sesv2.exceptions.AlreadyExistsException:
-                    found = await sesv2.get_email_identity(EmailIdentity=identity)
+                    tokens = []
+                    try:
+                        found = await self._call(
+                            region, lambda: sesv2.get_email_identity(EmailIdentity=identity)
+                        )
+                    except Exception as exc:
+                        raise _took_effect(exc) from exc
                     tokens = found.get("DkimAttributes", {}).get("Tokens", [])
         if tokens:
             return list(tokens)
+        # The identity exists now: whatever fails from here leaves it behind to undo.
         async with self._clients.ses(region) as ses:
-            with raising_ses_errors():
-                started = await ses.verify_domain_dkim(Domain=identity)
+            try:
+                started = await self._call(region, lambda: ses.verify_domain_dkim(Domain=identity))
+            except Exception as exc:
+                raise _took_effect(exc) from exc
         return list(started["DkimTokens"])
 
     async def set_mail_from(self, domain: str, mail_from_domain: str, region: str) -> None:
         """Send with a MAIL FROM of `mail_from_domain` (a subdomain of `domain`)."""
         async with self._clients.ses(region) as ses:
             with raising_ses_errors():
-                await ses.set_identity_mail_from_domain(
-                    Identity=_identity(domain),
-                    MailFromDomain=_identity(mail_from_domain),
-                    # SES falls back to its own MAIL FROM while the MX is missing, not refuse.
-                    BehaviorOnMXFailure="UseDefaultValue",
+                await self._call(
+                    region,
+                    lambda: ses.set_identity_mail_from_domain(
+                        Identity=_identity(domain),
+                        MailFromDomain=_identity(mail_from_domain),
+                        # SES falls back to its own MAIL FROM while the MX is missing.
+                        BehaviorOnMXFailure="UseDefaultValue",
+                    ),
                 )
 
     async def delete_identity(self, domain: str, region: str) -> None:
@@ -56,7 +94,10 @@ class SesIdentities(SesAdapter):
         async with self._clients.sesv2(region) as sesv2:
             with raising_ses_errors():
                 try:
-                    await sesv2.delete_email_identity(EmailIdentity=_identity(domain))
+                    await self._call(
+                        region,
+                        lambda: sesv2.delete_email_identity(EmailIdentity=_identity(domain)),
+                    )
                 except sesv2.exceptions.NotFoundException:
                     return
 
@@ -64,7 +105,17 @@ class SesIdentities(SesAdapter):
         async with self._clients.sesv2(region) as sesv2:
             with raising_ses_errors():
                 try:
-                    await sesv2.get_email_identity(EmailIdentity=_identity(domain))
+                    await self._call(
+                        region, lambda: sesv2.get_email_identity(EmailIdentity=_identity(domain))
+                    )
                 except sesv2.exceptions.NotFoundException:
                     return False
         return True
+
+
+def _took_effect(exc: BaseException) -> BaseException:
+    """`exc` as an `SesError` that says the identity exists, whatever kind of failure it was."""
+    error = ses_error(exc)
+    if error is None:
+        error = SesError(type(exc).__name__, str(exc), retryable=False)
+    return SesError(error.code, error.message, retryable=error.retryable, took_effect=True)

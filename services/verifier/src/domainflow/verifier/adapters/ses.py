@@ -1,8 +1,8 @@
 """SES's DKIM status of domain identities, 100 identities per GetIdentityDkimAttributes call.
 
-Calls go one after another; pacing them to SES's one request per second is the caller's
-limiter's job. A domain SES does not know has no DKIM there: `not_started`. Failures surface
-as `SesError` (`domainflow.kit.aws`).
+Calls go one after another; pacing them to SES's one request per second is the caller's job
+(the shared SES budget). A domain SES does not know has no DKIM there: `not_started`.
+Failures surface as `SesError` (`domainflow.kit.aws`).
 """
 
 from __future__ import annotations

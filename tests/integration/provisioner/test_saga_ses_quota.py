@@ -1,0 +1,154 @@
+"""The provisioner against an SES that keeps its quotas: bursts end provisioned, never orphaned.
+
+The service runs as a process, as in `test_saga_service`, but its SES is `SesQuotaSandbox` in
+front of moto: past the account's rate it answers `Throttling` (v1, HTTP 400) and
+`TooManyRequestsException` (v2, HTTP 429) as SES does, and it counts every call it saw.
+What is left behind is judged by moto itself and by Postfix's `postmap -q`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.exceptions import ClientError
+
+from domainflow.contracts import DomainProvisioned, Event, ProvisioningRolledBack
+from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaSandbox
+from tests.integration.provisioner.test_saga_service import (
+    REGION,
+    EventTap,
+    PostmapQuery,
+    Publish,
+    Stack,
+    bus,
+    identity_exists,
+    requested,
+    saga_rows,
+    stack,
+    unique_domain,
+)
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["bus", "stack"]  # fixtures, shared with the service's other scenarios
+
+RATE = 2.0  # SES's non-send requests a second for this account (1 on real SES)
+#: SES's bucket lets a request that left late pass beside the next one: a loaded machine
+#: wakes a caller late, which says nothing about the budget.
+BURST = 2.0
+#: Calls each create makes on moto: CreateEmailIdentity (v2, no tokens from moto), then
+#: VerifyDomainDkim (v1), then SetIdentityMailFromDomain (v1) when a MAIL FROM is asked.
+CALLS_PER_CREATE = 2
+
+
+@pytest.fixture
+def quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
+    with SesQuotaSandbox(fresh_moto.url, rate=RATE, send_rate=RATE, burst=BURST) as proxy:
+        yield proxy
+
+
+def start(stack: Stack, quota: SesQuotaSandbox) -> Any:
+    return stack.start(
+        ses_url=quota.url,
+        DOMAINFLOW_SES_RATE=str(RATE),
+        DOMAINFLOW_SES_ACCOUNT=f"acct-{uuid.uuid4().hex[:8]}",  # a budget of this test's own
+        DOMAINFLOW_PROVISIONER_CONCURRENCY="2",
+    )
+
+
+async def answers(tap: EventTap, events: list[Any], within: float) -> list[Event]:
+    return list(await asyncio.gather(*(tap.answer(e, within=within) for e in events)))
+
+
+class Neighbour:
+    """Another system spending the same SES account outside the budget, once a second."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        client: Any = botocore.session.get_session().create_client(
+            "ses",
+            region_name=REGION,
+            endpoint_url=self._url,
+            aws_access_key_id=TEST_ACCESS_KEY,
+            aws_secret_access_key=TEST_ACCESS_KEY,
+        )
+        while not self._stop.wait(1.0):
+            with contextlib.suppress(ClientError):  # throttled: the neighbour does not care
+                client.get_identity_dkim_attributes(Identities=["neighbour.example"])
+
+    def __enter__(self) -> Neighbour:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+async def test_a_burst_of_creates_all_end_provisioned_within_the_rate(
+    stack: Stack,
+    bus: tuple[EventTap, Publish],
+    quota: SesQuotaSandbox,
+    postmap_query: PostmapQuery,
+) -> None:
+    tap, publish = bus
+    await stack.ready(start(stack, quota))
+    burst = [
+        requested(unique_domain(f"burst{i}")).model_copy(update={"team_id": f"team_{i % 3}"})
+        for i in range(12)
+    ]
+    for event in burst:
+        await publish(event)
+    got = await answers(tap, burst, within=120)
+    assert all(isinstance(a, DomainProvisioned) for a in got), got
+    for event in burst:
+        assert await identity_exists(stack, event.domain)
+        assert await postmap_query(event.domain)
+    # SES saw each call once, throttled nothing but a stray late one, never over the rate.
+    assert len(quota.calls(accepted=True)) == CALLS_PER_CREATE * len(burst)
+    assert len(quota.calls(accepted=False)) <= len(burst) // 4, quota.per_second()
+    assert quota.most_in_a_second(accepted=True) <= RATE + BURST - 1
+
+
+async def test_throttling_by_another_spender_is_waited_out_and_a_rollback_completes(
+    stack: Stack,
+    bus: tuple[EventTap, Publish],
+    quota: SesQuotaSandbox,
+    postmap_query: PostmapQuery,
+) -> None:
+    tap, publish = bus
+    await stack.ready(start(stack, quota))
+    good = [requested(unique_domain(f"busy{i}")) for i in range(5)]
+    # SES refuses a MAIL FROM outside the domain: created identity, then a real refusal.
+    bad_domain = unique_domain("refused")
+    bad = requested(bad_domain, mail_from_domain="bounce.elsewhere.example")
+    with Neighbour(quota.url):
+        for event in [*good[:2], bad, *good[2:]]:
+            await publish(event)
+        got = await answers(tap, [*good, bad], within=180)
+    *provisioned, rolled_back = got
+    assert all(isinstance(a, DomainProvisioned) for a in provisioned), provisioned
+    assert isinstance(rolled_back, ProvisioningRolledBack), rolled_back
+    assert rolled_back.failed_step == "mail_from"
+    # The provisioner's own calls were throttled (the neighbour spent their slots) and made
+    # again; none of that was a failure, and the rollback undid the identity it made.
+    ours = [c for c in quota.calls(accepted=False) if c.action != "GetIdentityDkimAttributes"]
+    assert ours, quota.per_second()
+    for event in good:
+        assert await identity_exists(stack, event.domain)
+        assert await postmap_query(event.domain)
+        (row,) = await saga_rows(stack, event.domain_id)
+        assert row["state"] == "completed"
+    assert not await identity_exists(stack, bad_domain)
+    assert not await postmap_query(bad_domain)
