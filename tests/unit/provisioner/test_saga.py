@@ -493,3 +493,37 @@ def test_any_failure_sequence_deprovisions_completely(
     )
     run = drive(new_saga(SagaKind.DEPROVISION), world, iter(outcomes))
     assert_converged(run)
+
+
+def _start(kind: SagaKind, *, receives: bool = True) -> ProvisioningSaga:
+    return ProvisioningSaga.start(
+        kind=kind,
+        domain_id="mdom_1",
+        team_id="team_1",
+        domain="mail.acme.com",
+        region="us-east-1",
+        mail_from_domain="send.mail.acme.com" if kind is SagaKind.PROVISION else None,
+        correlation_id="req_1",
+        causation_id=uuid.uuid4(),
+        max_attempts=2,
+        receives=receives,
+    )
+
+
+def test_a_send_only_domain_never_goes_on_the_mail_server() -> None:
+    steps = [step for step, _ in _start(SagaKind.PROVISION, receives=False).steps]
+    assert steps == [Step.SES_IDENTITY, Step.MAIL_FROM]
+    steps = [step for step, _ in _start(SagaKind.PROVISION).steps]
+    assert steps == [Step.MAILSERVER, Step.SES_IDENTITY, Step.MAIL_FROM]
+
+
+def test_an_upgrade_adds_the_domain_to_the_mail_server_forward_only() -> None:
+    saga = _start(SagaKind.RECEIVE)
+    assert [step for step, _ in saga.steps] == [Step.MAILSERVER]
+    started = step_started(saga, Step.MAILSERVER)
+    for _ in range(5):  # past max_attempts: still forward, never compensating
+        started = step_failed(started, Step.MAILSERVER, "refused", retryable=False)
+        assert started.state is SagaState.RUNNING
+        started = step_started(started, Step.MAILSERVER)
+    done = step_succeeded(started, Step.MAILSERVER)
+    assert result_events(done, SagaState.COMPLETED) == ()  # the api moved the domain already

@@ -30,7 +30,11 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.verification_completed",
         "domain.deprovisioned",
     ),
-    "provisioner": ("domain.requested", "domain.deletion_requested"),
+    "provisioner": (
+        "domain.requested",
+        "domain.receiving_requested",
+        "domain.deletion_requested",
+    ),
     "verifier": ("domain.verify_requested", "domain.status_changed", "domain.deleted"),
     "notifier": ("domain.status_changed",),
 }

@@ -32,6 +32,8 @@ from domainflow.contracts import (
 class SagaKind(StrEnum):
     PROVISION = "provision"
     DEPROVISION = "deprovision"
+    #: A send-only domain upgraded to send and receive: onto the mail server, forward only.
+    RECEIVE = "receive"
 
 
 class SagaState(StrEnum):
@@ -65,12 +67,15 @@ _STEP_DESCRIPTIONS = {
 }
 
 
-def steps_for(kind: SagaKind, *, mail_from: bool) -> tuple[Step, ...]:
-    """The steps a saga runs, in the order it runs them."""
+def steps_for(kind: SagaKind, *, mail_from: bool, receives: bool = True) -> tuple[Step, ...]:
+    """The steps a saga runs, in the order it runs them (a send-only domain is never on the
+    mail server: it receives nothing)."""
     if kind is SagaKind.PROVISION:
-        if mail_from:
-            return (Step.MAILSERVER, Step.SES_IDENTITY, Step.MAIL_FROM)
-        return (Step.MAILSERVER, Step.SES_IDENTITY)
+        steps: tuple[Step, ...] = (Step.MAILSERVER,) if receives else ()
+        steps += (Step.SES_IDENTITY, Step.MAIL_FROM) if mail_from else (Step.SES_IDENTITY,)
+        return steps
+    if kind is SagaKind.RECEIVE:
+        return (Step.MAILSERVER,)
     # Deleting the SES identity removes its MAIL FROM setting with it: nothing to undo there.
     return (Step.SES_IDENTITY, Step.MAILSERVER)
 
@@ -112,10 +117,11 @@ class ProvisioningSaga:
         correlation_id: str,
         causation_id: uuid.UUID,
         max_attempts: int,
+        receives: bool = True,
     ) -> ProvisioningSaga:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        steps = steps_for(kind, mail_from=mail_from_domain is not None)
+        steps = steps_for(kind, mail_from=mail_from_domain is not None, receives=receives)
         return cls(
             domain_id=domain_id,
             team_id=team_id,
@@ -203,6 +209,8 @@ def result_events(
     """
     correlation_id = answering.correlation_id if answering else saga.correlation_id
     causation_id = answering.event_id if answering else saga.causation_id
+    if saga.kind is SagaKind.RECEIVE:
+        return ()  # the api moved the domain already; its MX check shows the rest
     if saga.kind is SagaKind.DEPROVISION:
         return (
             DomainDeprovisioned(
@@ -301,15 +309,15 @@ def step_failed(
     a non-retryable one compensates at once. `no_effect` says the outside system plainly
     refused the call; if no earlier try is in doubt, the step goes back to `pending`.
     Otherwise it stays `started` (it may have taken effect) and compensation undoes it.
-    An undo, and every deprovisioning step, is retried without limit: there is no way
-    back from them, only forward.
+    An undo, and every deprovisioning or receiving step, is retried without limit: there
+    is no way back from them, only forward.
     """
     if saga.state is SagaState.COMPENSATING:
         # `error` keeps what made the saga roll back: that is what the requester must hear.
         _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
         return saga
     _expect(saga, step, StepStatus.STARTED)
-    if saga.kind is SagaKind.DEPROVISION:
+    if saga.kind in (SagaKind.DEPROVISION, SagaKind.RECEIVE):
         return replace(saga, error=error)
     if no_effect and not saga.in_doubt:
         failed = saga.with_status(step, StepStatus.PENDING)

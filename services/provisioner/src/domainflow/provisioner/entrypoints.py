@@ -2,7 +2,7 @@
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
-from domainflow.contracts import DeletionRequested, DomainRequested
+from domainflow.contracts import DeletionRequested, DomainRequested, ReceivingRequested
 from domainflow.kit.messaging import Redelivery, subscribe_all
 from domainflow.provisioner.handlers import CONSUMER, SagaRunner
 from domainflow.provisioner.settings import ProvisionerSettings
@@ -17,6 +17,7 @@ def build_router(
         CONSUMER,
         {
             DomainRequested.TYPE: runner.on_domain_requested,
+            ReceivingRequested.TYPE: runner.on_receiving_requested,
             DeletionRequested.TYPE: runner.on_deletion_requested,
         },
         redelivery=Redelivery.of(settings),

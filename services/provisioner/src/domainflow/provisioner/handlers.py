@@ -26,7 +26,13 @@ from typing import Protocol
 import asyncpg
 from botocore.exceptions import BotoCoreError, EndpointConnectionError
 
-from domainflow.contracts import DeletionRequested, DomainRequested, Event
+from domainflow.contracts import (
+    DeletionRequested,
+    DomainMode,
+    DomainRequested,
+    Event,
+    ReceivingRequested,
+)
 from domainflow.kit import inbox, outbox
 from domainflow.kit.aws import SesError
 from domainflow.kit.database import Connection, Database
@@ -174,6 +180,31 @@ class SagaRunner:
                     domain=event.domain,
                     region=event.region,
                     mail_from_domain=event.mail_from_domain,
+                    correlation_id=event.correlation_id,
+                    causation_id=event.event_id,
+                    max_attempts=self._settings.provisioner_step_attempts,
+                    receives=event.mode is DomainMode.SEND_RECEIVE,
+                ),
+            )
+        if saga_id is not None:
+            self._wake.set()
+
+    async def on_receiving_requested(self, event: ReceivingRequested) -> None:
+        """A send-only domain now receives too: add it to the mail server. A saga like the
+        others, so it waits for the domain's earlier sagas and a later deletion waits for it."""
+        async with self._db.transaction() as conn:
+            if not await inbox.claim(conn, CONSUMER, event):
+                return
+            saga_id = await self._open(
+                conn,
+                event,
+                ProvisioningSaga.start(
+                    kind=SagaKind.RECEIVE,
+                    domain_id=event.domain_id,
+                    team_id=event.team_id,
+                    domain=event.domain,
+                    region=event.region,
+                    mail_from_domain=None,
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
                     max_attempts=self._settings.provisioner_step_attempts,

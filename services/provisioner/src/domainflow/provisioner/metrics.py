@@ -7,7 +7,7 @@ GAUGES = (
         "domainflow_sagas_unfinished",
         "Provisioning and deprovisioning sagas running or compensating.",
         "SELECT k.kind, count(s.id) AS value"
-        " FROM (VALUES ('provision'), ('deprovision')) AS k (kind)"
+        " FROM (VALUES ('provision'), ('deprovision'), ('receive')) AS k (kind)"
         " LEFT JOIN sagas s ON s.kind = k.kind AND s.state IN ('running', 'compensating')"
         " GROUP BY k.kind",
         ("kind",),
