@@ -68,3 +68,21 @@ async def test_with_no_memory_every_request_looks_the_key_up(uow: FakeUnitOfWork
     assert await ring.principal(key.plaintext) is not None
     await teams.revoke_key(uow, key.key_id)
     assert await ring.principal(key.plaintext) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a@x\r\nbcc: b@y",  # a header smuggled into the address
+        "Name <a@b.com>",
+        "a@b.com, c@d.com",
+        "not-an-address",
+        "ops@printer.local",
+    ],
+)
+async def test_an_owner_must_be_one_plain_address(uow: FakeUnitOfWork, raw: str) -> None:
+    with pytest.raises(ValueError, match="is not an email address"):
+        await teams.create_key(uow, team="acme", owner_email=raw, role="root:full", prefix="smx")
+    assert uow.state.teams == {}  # refused before anything was written
+    with pytest.raises(ValueError, match="is not an email address"):
+        await teams.add_member(uow, team="acme", email=raw, role="owner")

@@ -74,7 +74,8 @@ class StaleVersion(Refused):
 
 class DomainNotFound(Refused):
     def __init__(self, public_id: str) -> None:
-        super().__init__(f"No domain with id '{public_id}'.")
+        # The id is not echoed: it is whatever the caller sent (a 60 KB string, markup, ...).
+        super().__init__("No domain of your team has this id.")
         self.public_id = public_id
 
 
@@ -159,7 +160,7 @@ class InvalidAddress(InvalidRequest):
 
 class MailboxNotFound(Refused):
     def __init__(self, public_id: str) -> None:
-        super().__init__(f"No mailbox with id '{public_id}'.")
+        super().__init__("No mailbox of your team has this id.")
 
 
 class MailboxExists(Refused):

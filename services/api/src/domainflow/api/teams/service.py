@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from email_validator import EmailNotValidError, validate_email
+
 from domainflow.api.domain.keys import generate_key, permissions_for_role
 from domainflow.api.teams.repository import KeyListing
 from domainflow.api.unit_of_work import UnitOfWork
@@ -22,28 +24,40 @@ class NewKey:
     role: str
 
 
+def owner_address(raw: str) -> str:
+    """One mailbox address, as an email's To can carry it (no display name, no header
+    characters), normalized; ValueError saying why not."""
+    try:
+        checked = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as bad:
+        raise ValueError(f"{raw!r} is not an email address: {bad}") from None
+    return checked.normalized.lower()
+
+
 async def create_key(
     uow: UnitOfWork, *, team: str, owner_email: str | None, role: str, prefix: str
 ) -> NewKey:
     """Issue a key for `team`, creating the team (and its owner) when it is new."""
     permissions = sorted(permissions_for_role(role))  # raises on an unknown role
     issued = generate_key(prefix=prefix, role=role)
+    owner = owner_address(owner_email) if owner_email else None  # before anything is written
     async with uow.transaction() as work:
         found = await work.teams.named(team)
         if found is None:
             found = await work.teams.add(new_id("team"), team)
-        if owner_email:
-            await work.teams.set_member(found, owner_email.strip().lower(), "owner")
+        if owner is not None:
+            await work.teams.set_member(found, owner, "owner")
         await work.teams.add_key(found, issued.key_id, issued.hash, role, permissions)
     return NewKey(issued.plaintext, issued.key_id, found.name, found.public_id, role)
 
 
 async def add_member(uow: UnitOfWork, *, team: str, email: str, role: str) -> bool:
+    address = owner_address(email)
     async with uow.transaction() as work:
         found = await work.teams.named(team)
         if found is None:
             return False
-        await work.teams.set_member(found, email.strip().lower(), role)
+        await work.teams.set_member(found, address, role)
     return True
 
 
