@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv system-deps services run up down status test test-unit lint format asyncapi bench clean
+.PHONY: help venv system-deps services run up down status test test-unit lint format asyncapi openapi bench clean
 
 help:
 	@echo "make run      the whole stack in the foreground (Ctrl-C stops it)"
@@ -57,6 +57,9 @@ format: venv
 
 asyncapi: venv
 	$(BIN)/domainflow asyncapi > docs/asyncapi.json
+
+openapi: venv
+	$(BIN)/domainflow openapi > docs/openapi.json
 
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
