@@ -521,7 +521,12 @@ def _dns_records(operation: Schema) -> None:
 
 
 def _create_mailbox(operation: Schema) -> None:
-    _success(operation, "201")["headers"] = {"Location": _LOCATION}
+    created = _success(operation, "201")
+    created["headers"] = {"Location": _LOCATION}
+    created["links"] = {
+        link: {"operationId": target, "parameters": {"public_id": "$response.body#/data/id"}}
+        for link, target in (("GetMailbox", "getMailbox"), ("DeleteMailbox", "deleteMailbox"))
+    }
 
 
 _OPERATION_REFINEMENTS = {
