@@ -306,3 +306,29 @@ async def test_mailboxes_every_answer(api: ApiHarness, team: NewKey) -> None:
     )
     missing = await api.client.get(f"{MAILBOXES}/mbx_nope", headers=auth(key))
     assert conforms(one, "get", missing).status_code == 404
+
+
+@pytest.fixture(scope="module")
+async def throttled(
+    database_url: Callable[[str], Awaitable[str]], amqp_url: str
+) -> AsyncIterator[ApiHarness]:
+    """An api whose teams may write one domain, then one an hour."""
+    settings = api_settings(
+        await database_url("apicontract429"),
+        amqp_url,
+        domain_write_rate=1 / 3600,
+        domain_write_burst=1,
+    )
+    async with AsyncTestClient(create_app(settings)) as client:
+        yield ApiHarness(client, settings)
+
+
+async def test_a_spent_budget_answers_as_documented(throttled: ApiHarness) -> None:
+    team = await throttled.key()
+    for status in (202, 429):
+        answer = await throttled.client.post(
+            DOMAINS, json={"domain": _name()}, headers=auth(team.plaintext)
+        )
+        assert conforms(DOMAINS_PATH, "post", answer).status_code == status
+    assert answer.json()["error"]["retryable"] is True
+    assert int(answer.headers["retry-after"]) > 0
