@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from domainflow.api.http import problems
 from domainflow.api.http.openapi import DOMAIN_PATTERN, ERROR_CODES, OPERATIONS
@@ -80,3 +83,32 @@ def test_create_domain_says_what_the_runtime_checks() -> None:
     assert create["properties"]["mode"]["enum"] == ["send_only", "send_receive"]
     assert create["required"] == ["domain"]
     assert "(?=" not in DOMAIN_PATTERN
+
+
+def test_every_example_of_an_answer_is_valid_against_its_schema() -> None:
+    doc = _document()
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:doc", Resource.from_contents(doc, default_specification=DRAFT202012)
+    )
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for status, answer in op.get("responses", {}).items():
+                if "$ref" in answer:
+                    continue
+                for media, content in answer.get("content", {}).items():
+                    if "example" not in content:
+                        continue
+                    pointer = "/".join(
+                        p.replace("~", "~0").replace("/", "~1")
+                        for p in ("paths", path, method, "responses", status, "content", media)
+                    )
+                    schema = {"$ref": f"urn:doc#/{pointer}/schema"}
+                    Draft202012Validator(schema, registry=registry).validate(content["example"])
+                    checked += 1
+    for name, answer in doc["components"]["responses"].items():
+        example = answer["content"]["application/json"]["example"]
+        schema = {"$ref": "urn:doc#/components/schemas/ErrorResponse"}
+        Draft202012Validator(schema, registry=registry).validate(example)
+        checked += bool(name)
+    assert checked >= 3 + len(doc["components"]["responses"])

@@ -173,6 +173,55 @@ OPERATIONS: dict[str, tuple[int, ...]] = {
 
 _SECURITY = "bearerAuth"
 
+_META = {"request_id": "req_3f9c2a"}
+_RECORDS = {
+    "mx": [{"priority": 10, "target": "mail.sendmux.ai", "name": "mail.acme.com"}],
+    "spf": {
+        "name": "mail.acme.com",
+        "value": "v=spf1 include:amazonses.com include:sendmux.ai ~all",
+    },
+    "dmarc": {"name": "_dmarc.mail.acme.com", "value": "v=DMARC1; p=quarantine"},
+    "dkim": [
+        {"name": f"{t * 32}._domainkey.mail.acme.com", "value": f"{t * 32}.dkim.amazonses.com"}
+        for t in "abc"
+    ],
+    "verification": {"name": "_sendmux.mail.acme.com", "value": "sendmux-verify=team_7k2m"},
+    "mail_from": {
+        "mx": {
+            "name": "send.mail.acme.com",
+            "priority": 10,
+            "target": "feedback-smtp.us-east-1.amazonses.com",
+        },
+        "spf": {"name": "send.mail.acme.com", "value": "v=spf1 include:amazonses.com ~all"},
+    },
+}
+#: A domain as createDomain answers it (the unit tests validate it against the schema).
+DOMAIN_EXAMPLE: Schema = {
+    "id": "mdom_8d2kq0x1m4v7c9p3r5t6w8y0",
+    "domain": "mail.acme.com",
+    "mode": "send_receive",
+    "verification_status": "pending",
+    "created_at": "2026-04-15T10:00:00Z",
+    "verified_at": None,
+    "mailbox_count": 0,
+    "ses_dkim_status": "pending",
+    "ses_dkim_signing_enabled": True,
+    "ses_identity_verification_status": None,
+    "ses_mail_from_status": None,
+    "ses_verified_for_sending": None,
+    "ses_identity_checked_at": None,
+    "dns_records": _RECORDS,
+    "state": "pending",
+    "last_checked_at": None,
+    "verification_in_progress": False,
+    "region": "us-east-1",
+    "external_id": None,
+    "metadata": {},
+    "mail_from_domain": "send.mail.acme.com",
+    "last_checks": None,
+    "display_domain": None,
+}
+
 
 def openapi_config() -> OpenAPIConfig:
     """What Litestar's own options can say: the bearer scheme, and the interactive page."""
@@ -449,8 +498,14 @@ def _success(operation: Schema, status: str = "200") -> Schema:
     return answer
 
 
+def _example(answer: Schema, example: Any) -> None:
+    for media in answer.get("content", {}).values():
+        media["example"] = example
+
+
 def _create_domain(operation: Schema) -> None:
     created = _success(operation, "201")
+    _example(created, {"ok": True, "data": DOMAIN_EXAMPLE, "meta": _META})
     created["description"] = "Provisioned on the mail server and SES: place the records."
     created["headers"] = {"Location": _LOCATION}
     # What a client (and schemathesis' stateful phase) does next with the id it was given.
@@ -484,6 +539,7 @@ def _create_domain(operation: Schema) -> None:
 
 def _get_domain(operation: Schema) -> None:
     _success(operation)["headers"] = {"ETag": _ETAG}
+    _example(_success(operation), {"ok": True, "data": DOMAIN_EXAMPLE, "meta": _META})
     operation["responses"]["304"] = {
         "description": "Not modified: If-None-Match names the current ETag. No body.",
         "headers": {"ETag": _ETAG},
@@ -529,8 +585,21 @@ def _create_mailbox(operation: Schema) -> None:
     }
 
 
+def _list_domains(operation: Schema) -> None:
+    _example(
+        _success(operation),
+        {
+            "ok": True,
+            "data": [DOMAIN_EXAMPLE],
+            "pagination": {"has_more": True, "next_cursor": "ZDptZG9tXzhkMmtx"},
+            "meta": _META,
+        },
+    )
+
+
 _OPERATION_REFINEMENTS = {
     "createDomain": _create_domain,
+    "listDomains": _list_domains,
     "getDomain": _get_domain,
     "getDomainZoneFile": _zone_file,
     "getDomainDnsRecords": _dns_records,
