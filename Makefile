@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lock system-deps services run run-cluster cluster-stop up down status test test-unit lint format asyncapi bench clean
+.PHONY: help venv lock system-deps services run run-cluster cluster-stop up down status test test-unit lint format asyncapi openapi bench clean
 
 help:
 	@echo "make run      the whole stack in the foreground (Ctrl-C stops it)"
@@ -86,6 +86,9 @@ asyncapi: venv
 	cd tools/asyncapi-check && npm ci --no-audit --no-fund --silent && node validate.mjs ../../docs/asyncapi.json
 
 SES_BURST_DOMAINS ?= 500
+
+openapi: venv
+	$(BIN)/domainflow openapi > docs/openapi.json
 
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py

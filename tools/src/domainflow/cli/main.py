@@ -228,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="findings as JSON")
 
     sub.add_parser("asyncapi", help="print the AsyncAPI document of every event")
+    sub.add_parser("openapi", help="print the api's OpenAPI document (as /schema serves it)")
     return parser
 
 
@@ -271,5 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from domainflow.cli.asyncapi import document
 
         print(document())
+        return 0
+    if args.command == "openapi":
+        from domainflow.cli.openapi import document as openapi_document
+
+        print(openapi_document(), end="")
         return 0
     return 2

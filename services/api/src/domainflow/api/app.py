@@ -8,12 +8,13 @@ from importlib.resources import files
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
-from litestar.openapi import OpenAPIConfig
 
 from domainflow.api.domains.controller import DomainController
 from domainflow.api.domains.repository import DOMAIN_GAUGES
 from domainflow.api.domains.service import DomainService
 from domainflow.api.entrypoints import build_router
+from domainflow.api.http.allow import allow_middleware
+from domainflow.api.http.openapi import openapi_config, refine_on_startup
 from domainflow.api.http.problems import EXCEPTION_HANDLERS
 from domainflow.api.http.request_id import request_id_middleware
 from domainflow.api.mailboxes.controller import MailboxController
@@ -85,14 +86,11 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[DomainController, MailboxController, healthz, readyz, metrics],
         lifespan=[lifespan],
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, allow_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.api_max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="domainflow",
-            version="1.0.0",
-            description="Custom sending domains: add, verify, re-verify, delete.",
-            path="/schema",
-        ),
+        openapi_config=openapi_config(),
+        # The generated document, refined once to say every answer (http/openapi.py).
+        on_startup=[refine_on_startup],
         debug=False,
     )

@@ -39,6 +39,7 @@ from domainflow.api.http.envelope import (
 )
 from domainflow.api.http.guards import principal_of, requires
 from domainflow.api.http.problems import ApiError
+from domainflow.api.http.text import refuse_unstorable
 
 PATH = "/api/v1/domains"
 
@@ -60,6 +61,8 @@ class DomainController(Controller):
 
         201 once provisioned; 202 when provisioning outlives the wait bound.
         """
+        for field in ("external_id", "metadata", "mail_from", "region", "mode"):
+            refuse_unstorable(field, getattr(data, field))
         service = service_of(request)
         added = await service.add(
             principal_of(request),

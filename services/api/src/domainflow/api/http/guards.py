@@ -10,6 +10,7 @@ from litestar.types import Guard
 
 from domainflow.api.domain.keys import Principal, grants
 from domainflow.api.http.problems import ApiError
+from domainflow.api.http.text import refuse_unstorable_in_url
 from domainflow.api.teams.keyring import KeyRing
 
 AnyConnection = ASGIConnection[Any, Any, Any, Any]
@@ -46,6 +47,8 @@ def requires(permission: str) -> Guard:
                 {"required_permission": permission},
             )
         connection.scope["state"]["principal"] = principal
+        # Before any handler hands them to PostgreSQL, which stores no NUL.
+        refuse_unstorable_in_url(connection.path_params, dict(connection.query_params.dict()))
 
     guard.__name__ = f"requires_{permission.replace('.', '_').replace('*', 'any')}"
     return guard

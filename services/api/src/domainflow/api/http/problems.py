@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from domainflow.api.domain import errors as refusals
 from domainflow.api.domain.state import public_status
 from domainflow.api.http.envelope import request_id_of
+from domainflow.api.http.request_id import new_request_id
 from domainflow.contracts import DomainStatus
 from domainflow.kit.logging import get_logger
 
@@ -99,10 +100,15 @@ def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
 
 def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     headers = dict(exc.headers or {})
+    request_id = request_id_of(request)
+    if not request_id:
+        # Refused while routing (405, no such path): the request-id middleware never ran.
+        request_id = new_request_id()
+        headers["X-Request-Id"] = request_id
     if exc.status == 503 and "Retry-After" not in headers:
         headers["Retry-After"] = "5"  # every 503 here passes: say when to come back
     return Response(
-        content=error_body(exc, request_id_of(request)),
+        content=error_body(exc, request_id),
         status_code=exc.status,
         media_type=MediaType.JSON,
         headers=headers or None,
