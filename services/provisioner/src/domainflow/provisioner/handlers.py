@@ -167,51 +167,17 @@ class SagaRunner:
 
     async def on_domain_requested(self, event: DomainRequested) -> None:
         """Provision the domain on the mail server and SES, all or nothing."""
-        async with self._db.transaction() as conn:
-            if not await inbox.claim(conn, CONSUMER, event):
-                return  # redelivered: the saga exists already
-            saga_id = await self._open(
-                conn,
-                event,
-                ProvisioningSaga.start(
-                    kind=SagaKind.PROVISION,
-                    domain_id=event.domain_id,
-                    team_id=event.team_id,
-                    domain=event.domain,
-                    region=event.region,
-                    mail_from_domain=event.mail_from_domain,
-                    correlation_id=event.correlation_id,
-                    causation_id=event.event_id,
-                    max_attempts=self._settings.provisioner_step_attempts,
-                    receives=event.mode is DomainMode.SEND_RECEIVE,
-                ),
-            )
-        if saga_id is not None:
-            self._wake.set()
+        await self._record(
+            event,
+            SagaKind.PROVISION,
+            mail_from_domain=event.mail_from_domain,
+            receives=event.mode is DomainMode.SEND_RECEIVE,
+        )
 
     async def on_receiving_requested(self, event: ReceivingRequested) -> None:
         """A send-only domain now receives too: add it to the mail server. A saga like the
         others, so it waits for the domain's earlier sagas and a later deletion waits for it."""
-        async with self._db.transaction() as conn:
-            if not await inbox.claim(conn, CONSUMER, event):
-                return
-            saga_id = await self._open(
-                conn,
-                event,
-                ProvisioningSaga.start(
-                    kind=SagaKind.RECEIVE,
-                    domain_id=event.domain_id,
-                    team_id=event.team_id,
-                    domain=event.domain,
-                    region=event.region,
-                    mail_from_domain=None,
-                    correlation_id=event.correlation_id,
-                    causation_id=event.event_id,
-                    max_attempts=self._settings.provisioner_step_attempts,
-                ),
-            )
-        if saga_id is not None:
-            self._wake.set()
+        await self._record(event, SagaKind.RECEIVE)
 
     async def on_deletion_requested(self, event: DeletionRequested) -> None:
         """Remove the domain from SES and the mail server.
@@ -221,22 +187,35 @@ class SagaRunner:
         provisioning left: nothing if it rolled back, everything if it completed. Cutting
         into a running provisioning instead would race its in-flight calls.
         """
+        await self._record(event, SagaKind.DEPROVISION)
+
+    async def _record(
+        self,
+        event: DomainRequested | ReceivingRequested | DeletionRequested,
+        kind: SagaKind,
+        *,
+        mail_from_domain: str | None = None,
+        receives: bool = True,
+    ) -> None:
+        """Record the saga an event asks for (once: a redelivery finds it) and wake the
+        dispatcher, which runs it in its turn."""
         async with self._db.transaction() as conn:
             if not await inbox.claim(conn, CONSUMER, event):
-                return
+                return  # redelivered: the saga exists already
             saga_id = await self._open(
                 conn,
                 event,
                 ProvisioningSaga.start(
-                    kind=SagaKind.DEPROVISION,
+                    kind=kind,
                     domain_id=event.domain_id,
                     team_id=event.team_id,
                     domain=event.domain,
                     region=event.region,
-                    mail_from_domain=None,
+                    mail_from_domain=mail_from_domain,
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
                     max_attempts=self._settings.provisioner_step_attempts,
+                    receives=receives,
                 ),
             )
         if saga_id is not None:
