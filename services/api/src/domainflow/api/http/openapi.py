@@ -449,6 +449,9 @@ def _refine_requests(schemas: Schema) -> None:
         "description": "The MAIL FROM label (the operator's default, e.g. `send`, when absent).",
         "example": "bounce",
     }
+    # Null means absent for every optional field, as the runtime reads it.
+    for optional in ("mode", "region", "external_id", "metadata", "mail_from"):
+        props[optional]["type"] = [props[optional]["type"], "null"]
     create["example"] = {"domain": "mail.acme.com", "mode": "send_receive"}
     mailbox = schemas.get("CreateMailbox")
     if mailbox is not None:
