@@ -42,7 +42,7 @@ from domainflow.kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 IN_FLIGHT = 100
 #: The relay's batch, as a replica runs it (DOMAINFLOW_OUTBOX_BATCH_SIZE).
-BATCH = ServiceSettings().outbox_batch_size
+BATCH = ServiceSettings().outbox.batch_size
 QUEUE = "bench.relay"
 
 
@@ -118,9 +118,9 @@ async def relay_drain(db: Database, url: str) -> float:
 async def bench(rows: int, rounds: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     settings = ServiceSettings()
-    api = ManagementApi.for_amqp(settings.amqp_url, settings.rabbitmq_management_url)
+    api = ManagementApi.for_amqp(settings.broker.amqp_url, settings.broker.management_url)
     vhost = f"domainflow-bench-{run}"
-    root = settings.amqp_url.rstrip("/")
+    root = settings.broker.amqp_url.rstrip("/")
     url = f"{root.rsplit('/', 1)[0] if root.count('/') > 2 else root}/{quote(vhost, safe='')}"
     db_url = f"{DEFAULT_POSTGRES}/dfbench_relay_{run}"
     await scratch_vhost(api, vhost)

@@ -38,13 +38,19 @@ import dns.name
 from domainflow.contracts import DkimRecord, DnsRecords, MxRecord, NamedRecord
 from domainflow.kit.database import Database, drop_database, ensure_database
 from domainflow.kit.runtime import kit_migrations
-from domainflow.kit.settings import DEFAULT_POSTGRES
+from domainflow.kit.settings import DEFAULT_POSTGRES, LogSettings
 from domainflow.sandbox.dns import DnsSandbox, rdata_text, record_sets
 from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.dns_probe import AuthorityOptions, probe_dns
 from domainflow.verifier.lookups import LookupResult
 from domainflow.verifier.main import Verifier, migrations, open_verifier
-from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.settings import (
+    DnsSettings,
+    ReverifySettings,
+    VerifierDatabaseSettings,
+    VerifierSesSettings,
+    VerifierSettings,
+)
 
 REGION = "us-east-1"
 POSTGRES = os.environ.get("DOMAINFLOW_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
@@ -161,13 +167,13 @@ async def dns_part(
 ) -> tuple[float, int]:
     """Every domain's DNS probe alone, as the cycle runs it: seconds taken, lookups made."""
     counting = CountingResolver(verifier.resolver)
-    authority = AuthorityOptions(settings.dns_authority_port, settings.dns_authority_timeout)
-    slots = asyncio.Semaphore(settings.dns_concurrency)
+    authority = AuthorityOptions(settings.dns.authority_port, settings.dns.authority_timeout)
+    slots = asyncio.Semaphore(settings.dns.concurrency)
 
     async def one(domain: str) -> None:
         async with slots:
             await probe_dns(counting, records_for(domain), authority)
-            if settings.registration_watch:  # the watch's look at the zone's nameservers
+            if settings.registration.watch:  # the watch's look at the zone's nameservers
                 await counting.lookup(domain.partition(".")[2], "NS")
 
     started = time.perf_counter()
@@ -196,13 +202,13 @@ def peak_rss() -> float:
 
 async def child(url: str, domains: list[str], args: argparse.Namespace) -> dict[str, Any]:
     settings = VerifierSettings(
-        verifier_database_url=url,
-        doh_url=args.doh_url,
-        doh_ca_file=args.ca_file,
-        ses_rate=args.ses_rate,
-        reverify_batch=args.batch,
-        dns_concurrency=args.dns_concurrency,
-        log_level="WARNING",
+        database=VerifierDatabaseSettings(url=url),
+        dns=DnsSettings(
+            doh_url=args.doh_url, doh_ca_file=args.ca_file, concurrency=args.dns_concurrency
+        ),
+        ses=VerifierSesSettings(rate=args.ses_rate),
+        reverify=ReverifySettings(batch=args.batch),
+        log=LogSettings(level="WARNING"),
     )
     db = await Database.connect(url, size=10)
     try:

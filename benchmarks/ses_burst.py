@@ -259,7 +259,7 @@ def main() -> int:
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     moto = MotoSandbox(log_path=workdir / "moto.log")
     moto.start()
-    moto.verify_sender(parseaddr(NotifierSettings().notify_from)[1], REGION)
+    moto.verify_sender(parseaddr(NotifierSettings().notify.sender)[1], REGION)
     proxy = SesQuotaSandbox(moto.url, rate=args.rate, send_rate=args.rate)
     proxy.start()
     dns = DnsSandbox(workdir / "dns")

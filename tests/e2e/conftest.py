@@ -126,7 +126,7 @@ async def e2e(
         "DOMAINFLOW_LOG_LEVEL": "INFO",
         "DOMAINFLOW_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
     }
-    moto_server.verify_sender(parseaddr(NotifierSettings().notify_from)[1], "us-east-1")
+    moto_server.verify_sender(parseaddr(NotifierSettings().notify.sender)[1], "us-east-1")
     stack = LocalStack(env, Path(env["DOMAINFLOW_STATE_DIR"]))
     await asyncio.to_thread(stack.migrate)
     for service in ("api", "provisioner", "verifier", "notifier"):

@@ -123,7 +123,7 @@ async def _stack(
         "DOMAINFLOW_STATE_DIR": str(tmp),
     }
     env.pop("DOMAINFLOW_AMQP_URL", None)
-    moto.verify_sender(parseaddr(NotifierSettings().notify_from)[1], "us-east-1")
+    moto.verify_sender(parseaddr(NotifierSettings().notify.sender)[1], "us-east-1")
     stack = LocalStack(env, tmp)
     await asyncio.to_thread(stack.migrate)
     started = Replicas(stack)

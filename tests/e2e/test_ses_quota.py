@@ -52,7 +52,7 @@ async def quota_e2e(
         f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{POSTGRES}/dftest_quota_{svc}_{suffix}"
         for svc in ("api", "provisioner", "verifier", "notifier")
     }
-    moto_server.verify_sender(parseaddr(NotifierSettings().notify_from)[1], "us-east-1")
+    moto_server.verify_sender(parseaddr(NotifierSettings().notify.sender)[1], "us-east-1")
     proxy = SesQuotaSandbox(moto_server.url, rate=RATE, send_rate=SEND_RATE)
     proxy.start()
     env = {

@@ -14,21 +14,26 @@ from domainflow.api.teams.service import NewKey
 from tests.integration.api.harness import ApiHarness
 
 
-def api_settings(database_url: str, amqp_url: str, **overrides: Any) -> ApiSettings:
-    chosen: dict[str, Any] = {
-        "create_wait_seconds": 0.5,
-        "verify_wait_seconds": 0.5,
-        "log_level": "WARNING",
-        "log_format": "console",
-        "outbox_poll_interval": 0.2,
-        "database_pool_size": 20,
+def api_settings(database_url: str, amqp_url: str, **overrides: dict[str, Any]) -> ApiSettings:
+    """The tests' api settings; `overrides` change single fields of a group
+    (`waits={"verify_seconds": 5.0}`), the group's other choices here stay."""
+    chosen: dict[str, dict[str, Any]] = {
+        "waits": {"create_seconds": 0.5, "verify_seconds": 0.5},
+        "log": {"level": "WARNING", "format": "console"},
+        "outbox": {"poll_interval": 0.2},
+        "database": {"url": database_url, "pool_size": 20},
+        "broker": {"amqp_url": amqp_url},
         # Tests add hundreds of domains a second for one team; test_api_throttle.py turns the
         # team budget on where it is the subject.
-        "domain_write_rate": 0.0,
+        "write_limit": {"domain_write_rate": 0.0},
         # The tests' names are under example.com, as the sandbox resolver's are.
-        "special_use_allowed": ["example", "example.com", "test"],
+        "names": {"special_use_allowed": ["example", "example.com", "test"]},
     }
-    return ApiSettings(api_database_url=database_url, amqp_url=amqp_url, **{**chosen, **overrides})
+    groups = {
+        group: {**chosen.get(group, {}), **overrides.get(group, {})}
+        for group in chosen.keys() | overrides.keys()
+    }
+    return ApiSettings(**groups)
 
 
 @pytest.fixture(scope="module")

@@ -116,11 +116,11 @@ class ApiHarness:
             team=team or unique("team-"),
             owner_email="owner@example.com",
             role=role,
-            prefix=self.settings.key_prefix,
+            prefix=self.settings.keys.prefix,
         )
 
     def shared_suffix(self, team: NewKey) -> str:
-        return shared_suffix_domain(team.team_public_id, self.settings.shared_mailbox_domain)
+        return shared_suffix_domain(team.team_public_id, self.settings.names.shared_mailbox_domain)
 
     async def revoke(self, key_id: str) -> bool:
         """Revoke as an api replica does: forgotten by this replica at once (the others hear it

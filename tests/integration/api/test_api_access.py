@@ -71,7 +71,7 @@ async def test_a_key_revoked_elsewhere_stops_working_here(api: ApiHarness) -> No
     the key, forgets it when PostgreSQL delivers the revocation's NOTIFY."""
     key = await api.key()
     assert (await api.client.get(DOMAINS, headers=auth(key.plaintext))).status_code == 200
-    cli = await Database.connect(api.settings.api_database_url, size=1)
+    cli = await Database.connect(api.settings.database.url, size=1)
     try:
         assert await teams.revoke_key(PostgresUnitOfWork(cli), key.key_id)
     finally:

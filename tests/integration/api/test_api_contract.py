@@ -102,7 +102,9 @@ async def api(
     database_url: Callable[[str], Awaitable[str]], amqp_url: str
 ) -> AsyncIterator[ApiHarness]:
     """An api whose verify waits long enough for the verifier's answer this test delivers."""
-    settings = api_settings(await database_url("apicontract"), amqp_url, verify_wait_seconds=5.0)
+    settings = api_settings(
+        await database_url("apicontract"), amqp_url, waits={"verify_seconds": 5.0}
+    )
     async with AsyncTestClient(create_app(settings)) as client:
         yield ApiHarness(client, settings)
 
@@ -255,7 +257,7 @@ async def test_verify_and_delete_every_answer(
     assert set(verified.json()["data"]["checks"]) >= {"mx", "mail_from_mx", "mail_from_spf"}
 
     late = await api.pending_domain(team)
-    api_wait = api.settings.verify_wait_seconds
+    api_wait = api.settings.waits.verify_seconds
     assert api_wait > 0
     pending = await api.client.post(f"{DOMAINS}/{late['id']}/verify", headers=auth(key))
     assert conforms(verify_path, "post", pending).status_code == 503
@@ -316,8 +318,7 @@ async def throttled(
     settings = api_settings(
         await database_url("apicontract429"),
         amqp_url,
-        domain_write_rate=1 / 3600,
-        domain_write_burst=1,
+        write_limit={"domain_write_rate": 1 / 3600, "domain_write_burst": 1},
     )
     async with AsyncTestClient(create_app(settings)) as client:
         yield ApiHarness(client, settings)

@@ -172,7 +172,7 @@ async def test_unknown_body_fields_are_refused(api: ApiHarness, team: NewKey) ->
 
 
 async def test_a_body_over_the_limit_is_a_413(api: ApiHarness, team: NewKey) -> None:
-    padding = "x" * (api.settings.api_max_body_bytes + 1)
+    padding = "x" * (api.settings.http.max_body_bytes + 1)
     response = await api.client.post(
         DOMAINS,
         json={"domain": f"{unique('m')}.example.com", "metadata": {"pad": padding}},

@@ -156,7 +156,7 @@ async def test_each_request_gets_its_own_id(api: ApiHarness, team: NewKey) -> No
 @pytest.fixture
 async def requested_events(api: ApiHarness) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     """A private queue on the events exchange of the api's vhost, bound to domain.requested."""
-    connection = await aio_pika.connect_robust(api.settings.amqp_url)
+    connection = await aio_pika.connect_robust(api.settings.broker.amqp_url)
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)  # the api declared it

@@ -47,7 +47,7 @@ async def api(
 ) -> AsyncIterator[ApiHarness]:
     """An api of this module's own: no other consumer shares its queues, one delivery at a time."""
     settings = api_settings(
-        await database_url("api_inbox"), amqp_vhost("api-inbox"), consumer_prefetch=1
+        await database_url("api_inbox"), amqp_vhost("api-inbox"), broker={"prefetch": 1}
     )
     async with AsyncTestClient(create_app(settings)) as client:
         yield ApiHarness(client, settings)
@@ -56,7 +56,7 @@ async def api(
 @pytest.fixture
 async def publish(api: ApiHarness) -> AsyncIterator[Publish]:
     """Publish an event on the events exchange, as the other services' outbox relays do."""
-    connection = await aio_pika.connect_robust(api.settings.amqp_url)
+    connection = await aio_pika.connect_robust(api.settings.broker.amqp_url)
     try:
         channel = await connection.channel()  # publisher confirms: published means routed
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)  # the api declared it

@@ -32,7 +32,7 @@ async def _listening(
 ) -> AsyncIterator[asyncio.Queue[aio_pika.abc.AbstractIncomingMessage]]:
     """A queue of the test's own on the events exchange: what the api publishes there."""
     heard: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
-    connection = await aio_pika.connect(api.settings.amqp_url)
+    connection = await aio_pika.connect(api.settings.broker.amqp_url)
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)
@@ -135,7 +135,7 @@ async def test_the_cli_shows_the_holder_and_releases(api: ApiHarness) -> None:
     team = await api.key()
     name = f"{unique('cli')}.example.com"
     domain = await api.pending_domain(team, name)
-    env = {**os.environ, "DOMAINFLOW_API_DATABASE_URL": api.settings.api_database_url}
+    env = {**os.environ, "DOMAINFLOW_API_DATABASE_URL": api.settings.database.url}
 
     async def run(*argv: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(

@@ -29,10 +29,9 @@ async def api(
     settings = api_settings(
         await database_url("api_throttle"),
         amqp_url,
-        domain_write_rate=RATE,
-        domain_write_burst=BURST,
-        create_wait_seconds=0.01,  # no provisioner runs: answer 202 at once
-        verify_wait_seconds=0.01,
+        write_limit={"domain_write_rate": RATE, "domain_write_burst": BURST},
+        # no provisioner runs: answer 202 at once
+        waits={"create_seconds": 0.01, "verify_seconds": 0.01},
     )
     async with AsyncTestClient(create_app(settings)) as client:
         yield ApiHarness(client, settings)
@@ -93,7 +92,7 @@ async def test_refused_input_costs_nothing(api: ApiHarness) -> None:
 async def test_replicas_share_one_budget(api: ApiHarness) -> None:
     team = await api.key()
     team_id = await api.fetchval("SELECT id FROM teams WHERE public_id = $1", team.team_public_id)
-    url = api.settings.api_database_url
+    url = api.settings.database.url
     first, second = await Database.connect(url, size=2), await Database.connect(url, size=2)
     try:
         replicas = [PostgresUnitOfWork(db) for db in (first, second)]

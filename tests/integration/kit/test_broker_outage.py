@@ -20,7 +20,7 @@ from domainflow.contracts import DomainDeleted
 from domainflow.kit import outbox
 from domainflow.kit.messaging import subscribe
 from domainflow.kit.runtime import ServiceRuntime
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, OutboxSettings, ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,8 @@ async def replica(
     amqp_vhost: Callable[[str], str], database_url: Callable[[str], Awaitable[str]]
 ) -> AsyncIterator[Replica]:
     settings = ServiceSettings(
-        amqp_url=amqp_vhost("outage"), outbox_poll_interval=0.2, outbox_lease_seconds=LEASE_SECONDS
+        broker=BrokerSettings(amqp_url=amqp_vhost("outage")),
+        outbox=OutboxSettings(poll_interval=0.2, lease_seconds=LEASE_SECONDS),
     )
     runtime = ServiceRuntime("outage-test", settings, await database_url("outage"))
     await runtime.open([])
@@ -90,7 +91,7 @@ async def test_a_replica_reconnects_and_relays_what_was_written_during_the_outag
     await replica.emit("before")
     await replica.until_received("before")
 
-    closed = await asyncio.to_thread(_close_connections, replica.runtime.settings.amqp_url)
+    closed = await asyncio.to_thread(_close_connections, replica.runtime.settings.broker.amqp_url)
     assert closed >= 1  # the replica's connection really was cut
     await replica.emit("during")  # written while the connection is down or coming back
     await replica.until_received("during")

@@ -22,7 +22,7 @@ from domainflow.kit.envelope import encode
 from domainflow.kit.inbox import claim
 from domainflow.kit.messaging import EVENTS, Redelivery, subscribe
 from domainflow.kit.runtime import ServiceRuntime
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, DatabaseSettings, ServiceSettings
 from domainflow.sandbox.link import CuttableLink
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,9 @@ async def running_consumer(
     link = CuttableLink(real_db)
     await link.up()
     amqp_url = amqp_vhost("consumer-outage")
-    settings = ServiceSettings(amqp_url=amqp_url, database_pool_size=2)
+    settings = ServiceSettings(
+        broker=BrokerSettings(amqp_url=amqp_url), database=DatabaseSettings(pool_size=2)
+    )
     runtime = ServiceRuntime(CONSUMER, settings, link.url_for(real_db))
     await runtime.open([])
     consumer = Consumer(runtime, link, amqp_url, [])

@@ -1,4 +1,4 @@
-"""A replica's consumer holds at most `consumer_prefetch` messages; the rest wait in the queue
+"""A replica's consumer holds at most `broker.prefetch` messages; the rest wait in the queue
 for whichever replica is free (real RabbitMQ, a vhost per case)."""
 
 from __future__ import annotations

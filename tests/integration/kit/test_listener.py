@@ -18,7 +18,7 @@ from domainflow.kit.database import Database
 from domainflow.kit.listener import ChannelListener
 from domainflow.kit.messaging import subscribe
 from domainflow.kit.runtime import ServiceRuntime, kit_migrations
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, OutboxSettings, ServiceSettings
 from domainflow.sandbox.link import CuttableLink
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,10 @@ async def test_the_relay_is_woken_by_notifications_again_after_a_database_restar
     link = CuttableLink(real)
     await link.up()
     # A poll of ten minutes: only a notification (or a resumed listener) can wake the relay.
-    settings = ServiceSettings(amqp_url=amqp_vhost("listener"), outbox_poll_interval=600)
+    settings = ServiceSettings(
+        broker=BrokerSettings(amqp_url=amqp_vhost("listener")),
+        outbox=OutboxSettings(poll_interval=600),
+    )
     runtime = ServiceRuntime("listener-test", settings, link.url_for(real))
     await runtime.open([])
     received: list[str] = []

@@ -15,7 +15,7 @@ from domainflow.cli.migrations import service_migrations
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.metrics import OUTBOX_GAUGES, Gauge, exposition
 from domainflow.kit.runtime import ServiceRuntime
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, ServiceSettings
 from domainflow.notifier.metrics import GAUGES as NOTIFIER_GAUGES
 from domainflow.provisioner.metrics import GAUGES as PROVISIONER_GAUGES
 from domainflow.verifier.metrics import GAUGES as VERIFIER_GAUGES
@@ -137,7 +137,9 @@ async def test_a_consumer_serves_them_on_its_health_port(
     database_url: Callable[[str], Awaitable[str]], amqp_url: str, unused_tcp_port: int
 ) -> None:
     url = await database_url("metrics_runtime")
-    runtime = ServiceRuntime("verifier", ServiceSettings(amqp_url=amqp_url), url)
+    runtime = ServiceRuntime(
+        "verifier", ServiceSettings(broker=BrokerSettings(amqp_url=amqp_url)), url
+    )
     await runtime.open(migration_files(files("domainflow.verifier") / "migrations"))
     try:
         await runtime.serve_health("127.0.0.1", unused_tcp_port)

@@ -18,9 +18,9 @@ from domainflow.kit.database import Database
 from domainflow.kit.retention import inbox_trim, keep_trimmed, trim
 from domainflow.kit.runtime import kit_migrations
 from domainflow.notifier import main as notifier
-from domainflow.notifier.settings import NotifierSettings
+from domainflow.notifier.settings import NotifierRetentionSettings, NotifierSettings
 from domainflow.verifier.main import migrations, retention
-from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.settings import VerifierRetentionSettings, VerifierSettings
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ async def test_probe_records_and_tombstones_age_out_but_live_domains_stay(db: Da
                 status,
                 days_ago,
             )
-    rules = retention(VerifierSettings(check_history_retention_days=90))
+    rules = retention(VerifierSettings(retention=VerifierRetentionSettings(check_history_days=90)))
     assert [await trim(db, rule) for rule in rules] == [1, 1]
     assert await _count(db, "SELECT count(*) FROM check_history") == 1
     async with db.pool.acquire() as conn:
@@ -130,7 +130,9 @@ async def test_settled_mails_age_out_but_a_mail_of_unknown_fate_stays(
                     "ses-id" if state == "sent" else None,
                     days_ago,
                 )
-        rules = notifier.retention(NotifierSettings(notification_retention_days=365))
+        rules = notifier.retention(
+            NotifierSettings(retention=NotifierRetentionSettings(notification_days=365))
+        )
         assert [await trim(db, rule) for rule in rules] == [2]
         async with db.pool.acquire() as conn:
             left = sorted(r["state"] for r in await conn.fetch("SELECT state FROM notifications"))

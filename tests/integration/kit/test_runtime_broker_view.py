@@ -23,7 +23,7 @@ from domainflow.kit import outbox
 from domainflow.kit.messaging import subscribe
 from domainflow.kit.policies import ManagementApi
 from domainflow.kit.runtime import ServiceRuntime
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, LogSettings, ServiceSettings
 from domainflow.sandbox.ports import listening_port
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,10 @@ async def test_a_replica_is_named_its_events_carry_cloud_events_and_metrics_show
 
     runtime = ServiceRuntime(
         "viewtest",
-        ServiceSettings(amqp_url=url, replica="3", log_format="console"),
+        ServiceSettings(
+            broker=BrokerSettings(amqp_url=url, replica="3"),
+            log=LogSettings(format="console"),
+        ),
         await database_url("brokerview"),
     )
     router = RabbitRouter()

@@ -16,7 +16,7 @@ import pytest
 from aiormq.exceptions import ProbableAuthenticationError
 
 from domainflow.kit.runtime import ServiceRuntime
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, ServiceSettings, StartupSettings
 from domainflow.sandbox.link import CuttableLink
 from tests.plugins.infra import AMQP_ROOT
 
@@ -42,7 +42,10 @@ async def test_a_replica_started_before_its_servers_waits_for_them(
     postgres, rabbitmq, real_db = late_servers
     runtime = ServiceRuntime(
         "startup-test",
-        ServiceSettings(amqp_url=rabbitmq.url_for(AMQP_ROOT + "/"), startup_timeout=60),
+        ServiceSettings(
+            broker=BrokerSettings(amqp_url=rabbitmq.url_for(AMQP_ROOT + "/")),
+            startup=StartupSettings(timeout=60),
+        ),
         postgres.url_for(real_db),
     )
     opening = asyncio.create_task(runtime.open([]))
@@ -65,7 +68,10 @@ async def test_past_the_startup_timeout_the_refusal_is_raised(
     postgres, _, real_db = late_servers
     runtime = ServiceRuntime(
         "startup-test",
-        ServiceSettings(amqp_url=AMQP_ROOT + "/", startup_timeout=0.5),
+        ServiceSettings(
+            broker=BrokerSettings(amqp_url=AMQP_ROOT + "/"),
+            startup=StartupSettings(timeout=0.5),
+        ),
         postgres.url_for(real_db),
     )
     with pytest.raises(OSError, match="Connect call failed"):
@@ -81,7 +87,10 @@ async def test_wrong_credentials_fail_without_waiting(
     )
     runtime = ServiceRuntime(
         "startup-test",
-        ServiceSettings(amqp_url=wrong + "/", startup_timeout=600),
+        ServiceSettings(
+            broker=BrokerSettings(amqp_url=wrong + "/"),
+            startup=StartupSettings(timeout=600),
+        ),
         await database_url("startup"),
     )
     try:

@@ -31,7 +31,7 @@ from domainflow.notifier.handlers import (
     NotifierHandlers,
     TransitionBusyError,
 )
-from domainflow.notifier.settings import NotifierSettings
+from domainflow.notifier.settings import NotifierSettings, NotifySettings
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +77,12 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-def handlers_for(db: Database, mailer: ScriptedMailer, **settings: object) -> NotifierHandlers:
+def handlers_for(
+    db: Database, mailer: ScriptedMailer, *, on_verified: bool = True
+) -> NotifierHandlers:
     store = PgNotifierStore(db)
-    return NotifierHandlers(store, mailer, NotifierSettings(**settings))  # type: ignore[arg-type]
+    settings = NotifierSettings(notify=NotifySettings(on_verified=on_verified))
+    return NotifierHandlers(store, mailer, settings)
 
 
 def failed_transition(owners: list[str], **fields: object) -> DomainStatusChanged:
@@ -152,13 +155,13 @@ async def test_each_owner_is_mailed_once_and_the_result_is_published_once(db: Da
 
 async def test_unflagged_and_unwanted_transitions_send_nothing(db: Database) -> None:
     mailer = ScriptedMailer()
-    quiet = handlers_for(db, mailer, notify_on_verified=False)
+    quiet = handlers_for(db, mailer, on_verified=False)
     await quiet.on_status_changed(failed_transition(["a@acme.com"], notify_owners=False))
     verified = failed_transition(["a@acme.com"], new_status=DomainStatus.VERIFIED)
     await quiet.on_status_changed(verified)
     assert mailer.calls == []
     assert await log_rows(db, verified) == {}
-    await handlers_for(db, mailer, notify_on_verified=True).on_status_changed(verified)
+    await handlers_for(db, mailer, on_verified=True).on_status_changed(verified)
     assert [subject for _, subject, _ in mailer.sent] == ["mail.acme.com is verified"]
 
 

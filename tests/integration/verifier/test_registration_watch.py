@@ -21,7 +21,13 @@ from domainflow.sandbox.ports import listening_port
 from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.adapters.rdap import RdapClient
 from domainflow.verifier.main import migrations, open_verifier
-from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.settings import (
+    DnsSettings,
+    RegistrationSettings,
+    VerifierDatabaseSettings,
+    VerifierSesSettings,
+    VerifierSettings,
+)
 from domainflow.verifier.watch import RegistrationWatch
 from tests.integration.verifier.test_reverify_cycle import schedule
 from tests.plugins.dns import SandboxZones
@@ -158,11 +164,10 @@ async def test_the_cycle_carries_the_watch_warnings(
         domain = await conn.fetchval("SELECT domain FROM schedule WHERE domain_id = $1", domain_id)
     rdap.expiries[domain.partition(".")[2]] = datetime.now(UTC) + timedelta(days=3)
     settings = VerifierSettings(
-        verifier_database_url="unused",
-        doh_url=dns_sandbox.doh_url,
-        doh_ca_file=str(dns_sandbox.ca_file),
-        ses_rate=20.0,
-        rdap_url=rdap.url,
+        database=VerifierDatabaseSettings(url="unused"),
+        dns=DnsSettings(doh_url=dns_sandbox.doh_url, doh_ca_file=str(dns_sandbox.ca_file)),
+        ses=VerifierSesSettings(rate=20.0),
+        registration=RegistrationSettings(rdap_url=rdap.url),
     )
     async with open_verifier(db, settings) as verifier:
         report = await verifier.cycle.run_once()

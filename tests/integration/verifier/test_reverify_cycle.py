@@ -35,7 +35,13 @@ from domainflow.sandbox.ports import listening_port
 from domainflow.verifier.adapters import repository
 from domainflow.verifier.cycle import ReverifyCycle
 from domainflow.verifier.main import migrations, open_verifier
-from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.settings import (
+    DnsSettings,
+    ReverifySettings,
+    VerifierDatabaseSettings,
+    VerifierSesSettings,
+    VerifierSettings,
+)
 from tests.plugins.dns import SandboxZones, make_records
 
 pytestmark = pytest.mark.integration
@@ -119,16 +125,15 @@ def fresh_db(scratch: tuple[str, Database]) -> Database:
     return scratch[1]
 
 
-def settings_for(db_url: str, sandbox: DnsSandbox, **overrides: Any) -> VerifierSettings:
-    values: dict[str, Any] = {
-        "verifier_database_url": db_url,
-        "doh_url": sandbox.doh_url,
-        "doh_ca_file": str(sandbox.ca_file),
-        "doh_timeout": 2.0,
-        "ses_rate": 20.0,
-        **overrides,
-    }
-    return VerifierSettings(**values)
+def settings_for(
+    db_url: str, sandbox: DnsSandbox, *, reverify: ReverifySettings | None = None
+) -> VerifierSettings:
+    return VerifierSettings(
+        database=VerifierDatabaseSettings(url=db_url),
+        dns=DnsSettings(doh_url=sandbox.doh_url, doh_ca_file=str(sandbox.ca_file), doh_timeout=2.0),
+        ses=VerifierSesSettings(rate=20.0),
+        reverify=reverify or ReverifySettings(),
+    )
 
 
 class SteppedClock:
@@ -165,7 +170,7 @@ async def test_each_scheduled_domain_is_rechecked_once_per_interval(
 ) -> None:
     # The real six-hour cadence: the test moves the cycle's clock instead of waiting for it.
     interval = timedelta(hours=6)
-    settings = settings_for("unused", dns_sandbox, reverify_batch=4)
+    settings = settings_for("unused", dns_sandbox, reverify=ReverifySettings(batch=4))
     scheduled = await schedule(fresh_db, dns_zones, 6)
     failed = await schedule(fresh_db, dns_zones, 1, status="failed")
     deleted = await schedule(fresh_db, dns_zones, 1, status="deleted")

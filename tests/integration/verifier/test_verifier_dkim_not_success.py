@@ -16,7 +16,12 @@ from domainflow.sandbox.dns import DnsSandbox
 from domainflow.sandbox.moto import DkimStatusProxy, MotoSandbox
 from domainflow.verifier.adapters.ses import DkimStatuses
 from domainflow.verifier.main import migrations, open_verifier
-from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.settings import (
+    DnsSettings,
+    VerifierDatabaseSettings,
+    VerifierSesSettings,
+    VerifierSettings,
+)
 from tests.plugins.dns import SandboxZones, make_records
 
 pytestmark = pytest.mark.integration
@@ -43,10 +48,9 @@ async def test_records_right_but_dkim_not_success_fails(
     url = await database_url("verifier_dkim")
     db = await Database.prepare(url, [*kit_migrations(), *migrations()], size=2)
     settings = VerifierSettings(
-        verifier_database_url=url,
-        doh_url=dns_sandbox.doh_url,
-        doh_ca_file=str(dns_sandbox.ca_file),
-        ses_rate=20.0,
+        database=VerifierDatabaseSettings(url=url),
+        dns=DnsSettings(doh_url=dns_sandbox.doh_url, doh_ca_file=str(dns_sandbox.ca_file)),
+        ses=VerifierSesSettings(rate=20.0),
     )
     request = VerifyRequested(
         correlation_id="req_dkim",

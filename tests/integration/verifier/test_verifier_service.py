@@ -33,9 +33,17 @@ from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit.database import Database
 from domainflow.kit.envelope import decode, encode
 from domainflow.kit.runtime import ServiceRuntime, kit_migrations
+from domainflow.kit.settings import BrokerSettings, OutboxSettings, RedeliverySettings
 from domainflow.sandbox.dns import DnsSandbox
 from domainflow.verifier.main import migrations, open_verifier, start
-from domainflow.verifier.settings import VerifierSettings
+from domainflow.verifier.settings import (
+    DnsSettings,
+    ReverifySettings,
+    VerifierDatabaseSettings,
+    VerifierHealthSettings,
+    VerifierSesSettings,
+    VerifierSettings,
+)
 from tests.plugins.dns import SandboxZones, make_records
 
 pytestmark = pytest.mark.integration
@@ -85,18 +93,19 @@ async def verifier(
     unused_tcp_port: int,
 ) -> AsyncIterator[tuple[ServiceRuntime, Bus]]:
     settings = VerifierSettings(
-        amqp_url=amqp_url,
-        verifier_database_url=await database_url("verifier_service"),
-        verifier_health_port=unused_tcp_port,
-        doh_url=dns_sandbox.doh_url,
-        doh_ca_file=str(dns_sandbox.ca_file),
-        doh_timeout=2.0,
-        ses_rate=20.0,
-        reverify_tick=3600.0,  # this module drives the consumers; the cycle has its own tests
-        redelivery_backoff_max=1.0,
-        outbox_poll_interval=0.2,
+        broker=BrokerSettings(amqp_url=amqp_url),
+        database=VerifierDatabaseSettings(url=await database_url("verifier_service")),
+        health=VerifierHealthSettings(port=unused_tcp_port),
+        dns=DnsSettings(
+            doh_url=dns_sandbox.doh_url, doh_ca_file=str(dns_sandbox.ca_file), doh_timeout=2.0
+        ),
+        ses=VerifierSesSettings(rate=20.0),
+        # this module drives the consumers; the cycle has its own tests
+        reverify=ReverifySettings(tick=3600.0),
+        redelivery=RedeliverySettings(backoff_max=1.0),
+        outbox=OutboxSettings(poll_interval=0.2),
     )
-    runtime = ServiceRuntime("verifier", settings, settings.verifier_database_url)
+    runtime = ServiceRuntime("verifier", settings, settings.database.url)
     connection = await aio_pika.connect_robust(amqp_url)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(connection.close)
@@ -349,10 +358,8 @@ async def test_ses_out_of_reach_makes_the_probe_inconclusive(
     dns_zones.place(records)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing answers
     settings = VerifierSettings(
-        doh_url=dns_sandbox.doh_url,
-        doh_ca_file=str(dns_sandbox.ca_file),
-        ses_rate=20.0,
-        ses_timeout=3.0,
+        dns=DnsSettings(doh_url=dns_sandbox.doh_url, doh_ca_file=str(dns_sandbox.ca_file)),
+        ses=VerifierSesSettings(rate=20.0, timeout=3.0),
     )
     url = await database_url("verifier_ses_down")
     db = await Database.prepare(url, [*kit_migrations(), *migrations()], size=2)

@@ -10,7 +10,7 @@ import pytest
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.handlers import ApiHandlers
-from domainflow.api.settings import ApiSettings
+from domainflow.api.settings import ApiSettings, WriteLimitSettings
 from domainflow.contracts import (
     ChangeReason,
     ChangeTrigger,
@@ -31,7 +31,7 @@ from domainflow.contracts import (
 from tests.unit.api.fakes import FakeChanges, FakeUnitOfWork
 
 ACME = Principal(1, "team_acme", "key_acme", ("*",))
-SETTINGS = ApiSettings(domain_write_rate=0.0)
+SETTINGS = ApiSettings(write_limit=WriteLimitSettings(domain_write_rate=0.0))
 TOKENS = ["a" * 32, "b" * 32, "c" * 32]
 
 

@@ -25,7 +25,13 @@ from domainflow.api.domain.errors import (
 )
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domains.service import AddDomain, ChangeDomain, DomainService
-from domainflow.api.settings import ApiSettings
+from domainflow.api.settings import (
+    ApiSettings,
+    NameSettings,
+    RegionSettings,
+    WaitSettings,
+    WriteLimitSettings,
+)
 from domainflow.contracts import (
     ChangeTrigger,
     DeletionRequested,
@@ -66,8 +72,8 @@ def changes() -> FakeChanges:
     return FakeChanges()
 
 
-def service(uow: FakeUnitOfWork, changes: FakeChanges, **settings: Any) -> DomainService:
-    chosen: dict[str, Any] = {"domain_write_rate": 0.0, **settings}
+def service(uow: FakeUnitOfWork, changes: FakeChanges, **groups: Any) -> DomainService:
+    chosen: dict[str, Any] = {"write_limit": WriteLimitSettings(domain_write_rate=0.0), **groups}
     return DomainService(uow, ApiSettings(**chosen), changes)
 
 
@@ -163,7 +169,7 @@ async def test_add_refuses_bad_input_and_writes_nothing(
 async def test_add_offers_only_the_configured_regions(
     uow: FakeUnitOfWork, changes: FakeChanges
 ) -> None:
-    domains = service(uow, changes, allowed_regions=["eu-west-1"])
+    domains = service(uow, changes, regions=RegionSettings(allowed=["eu-west-1"]))
     with pytest.raises(InvalidDomainInput) as refused:
         await domains.add(ACME, AddDomain("acme.com", region="us-east-1"), "req_1")
     assert refused.value.reason == "region_not_offered"
@@ -204,7 +210,9 @@ async def test_a_malformed_idempotency_key_is_refused(domains: DomainService, ke
 async def test_past_the_team_budget_writes_are_refused_with_the_wait(
     uow: FakeUnitOfWork, changes: FakeChanges, clock: Clock
 ) -> None:
-    domains = service(uow, changes, domain_write_rate=0.5, domain_write_burst=2)
+    domains = service(
+        uow, changes, write_limit=WriteLimitSettings(domain_write_rate=0.5, domain_write_burst=2)
+    )
     await domains.add(ACME, AddDomain("a.acme.com"), "r1")
     await domains.add(ACME, AddDomain("b.acme.com"), "r2")
     with pytest.raises(RateLimited) as limited:
@@ -285,7 +293,7 @@ async def test_verify_asks_once_and_waits_for_the_answer(
 async def test_a_lost_verification_may_be_asked_again(
     uow: FakeUnitOfWork, changes: FakeChanges
 ) -> None:
-    domains = service(uow, changes, verify_stale_seconds=60)
+    domains = service(uow, changes, waits=WaitSettings(verify_stale_seconds=60))
     added = await domains.add(ACME, AddDomain("acme.com"), "req_1")
     public_id = added.domain.public_id
     set_status(uow, public_id, DomainStatus.PENDING)
@@ -481,7 +489,7 @@ async def test_a_busy_domain_takes_no_change(
 async def test_names_nobody_may_hold_are_refused(
     uow: FakeUnitOfWork, changes: FakeChanges, name: str, reason: str
 ) -> None:
-    domains = service(uow, changes, notify_from="Ops <alerts@notify-sender.io>")
+    domains = service(uow, changes, names=NameSettings(notify_from="Ops <alerts@notify-sender.io>"))
     with pytest.raises(InvalidDomainInput) as refused:
         await domains.add(ACME, AddDomain(name), "req_1")
     assert (refused.value.reason, refused.value.field) == (reason, "domain")
@@ -491,7 +499,7 @@ async def test_names_nobody_may_hold_are_refused(
 async def test_a_sandbox_may_accept_special_use_names(
     uow: FakeUnitOfWork, changes: FakeChanges
 ) -> None:
-    domains = service(uow, changes, special_use_allowed=["example"])
+    domains = service(uow, changes, names=NameSettings(special_use_allowed=["example"]))
     assert (await domains.add(ACME, AddDomain("acme.example"), "r")).domain.name == "acme.example"
     with pytest.raises(InvalidDomainInput):
         await domains.add(ACME, AddDomain("acme.test"), "r")

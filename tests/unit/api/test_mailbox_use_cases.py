@@ -18,14 +18,14 @@ from domainflow.api.domain.keys import Principal
 from domainflow.api.domain.mailboxes import shared_suffix_domain
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.mailboxes.service import CreateMailbox, MailboxService
-from domainflow.api.settings import ApiSettings
+from domainflow.api.settings import ApiSettings, WriteLimitSettings
 from domainflow.contracts import DomainMode, DomainStatus
 from tests.unit.api.fakes import FakeChanges, FakeUnitOfWork
 
 ACME = Principal(1, "team_acme", "key_acme", ("*",))
 GLOBEX = Principal(2, "team_globex", "key_globex", ("*",))
-SETTINGS = ApiSettings(domain_write_rate=0.0)
-SUFFIX = shared_suffix_domain("team_acme", SETTINGS.shared_mailbox_domain)
+SETTINGS = ApiSettings(write_limit=WriteLimitSettings(domain_write_rate=0.0))
+SUFFIX = shared_suffix_domain("team_acme", SETTINGS.names.shared_mailbox_domain)
 
 
 @pytest.fixture
@@ -49,7 +49,9 @@ async def test_an_address_under_the_teams_shared_suffix(mailboxes: MailboxServic
     row = await mailboxes.create(ACME, CreateMailbox(f"agent@{SUFFIX}"))
     assert (row.address, row.domain_id) == (f"agent@{SUFFIX}", None)
     with pytest.raises(InvalidAddress) as elsewhere:
-        await mailboxes.create(ACME, CreateMailbox(f"agent@other.{SETTINGS.shared_mailbox_domain}"))
+        await mailboxes.create(
+            ACME, CreateMailbox(f"agent@other.{SETTINGS.names.shared_mailbox_domain}")
+        )
     assert (elsewhere.value.reason, elsewhere.value.suffix) == ("shared_suffix_required", SUFFIX)
     with pytest.raises(InvalidAddress) as malformed:
         await mailboxes.create(ACME, CreateMailbox("no-at-sign"))

@@ -11,7 +11,7 @@ from yarl import URL
 
 from domainflow.kit.failover import ClusterNodes, FailoverConnection
 from domainflow.kit.messaging import QUORUM_REPLICAS, Redelivery, broker_for, consumer_queue
-from domainflow.kit.settings import ServiceSettings
+from domainflow.kit.settings import BrokerSettings, ServiceSettings
 
 NODES = [f"amqp://guest:guest@127.0.0.1:{port}/" for port in (5681, 5682, 5683)]
 
@@ -53,9 +53,9 @@ def test_settings_take_a_node_list_and_the_single_url_stays_valid(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DOMAINFLOW_AMQP_URL", NODES[2])
-    assert ServiceSettings().broker_urls == [NODES[2]]
+    assert ServiceSettings().broker.urls == [NODES[2]]
     monkeypatch.setenv("DOMAINFLOW_AMQP_URLS", '["' + '","'.join(NODES) + '"]')
-    assert ServiceSettings().broker_urls == NODES
+    assert ServiceSettings().broker.urls == NODES
 
 
 def test_queues_ask_for_three_copies_unless_told_otherwise() -> None:
@@ -72,6 +72,6 @@ def test_queues_ask_for_three_copies_unless_told_otherwise() -> None:
 def test_zero_replicas_declares_queues_as_before_the_setting() -> None:
     """Queues declared without the argument are refused if redeclared with it: `0` keeps
     an existing install starting."""
-    replicas = Redelivery.of(ServiceSettings(quorum_replicas=0)).replicas
+    replicas = Redelivery.of(ServiceSettings(broker=BrokerSettings(quorum_replicas=0))).replicas
     queue = consumer_queue("verifier", "domain.created", replicas=replicas)
     assert QUORUM_REPLICAS not in (queue.arguments or {})

@@ -148,19 +148,19 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "DOMAINFLOW_NOTIFY_REGION"):
         monkeypatch.delenv(var, raising=False)
     defaults = NotifierSettings()
-    assert defaults.notifier_health_port == 8003
-    assert defaults.notify_on_verified is True
-    assert defaults.notify_region == "us-east-1"
-    assert defaults.notify_dashboard_url is None
+    assert defaults.health.port == 8003
+    assert defaults.notify.on_verified is True
+    assert defaults.notify.region == "us-east-1"
+    assert defaults.notify.dashboard_url is None
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("DOMAINFLOW_NOTIFY_FROM", "ops@example.com")
     monkeypatch.setenv("DOMAINFLOW_NOTIFY_ON_VERIFIED", "false")
     monkeypatch.setenv("DOMAINFLOW_NOTIFY_DASHBOARD_URL", "https://app.example.com/d")
     configured = NotifierSettings()
-    assert configured.notify_region == "eu-west-1"
-    assert configured.notify_from == "ops@example.com"
-    assert configured.notify_on_verified is False
-    assert configured.notify_dashboard_url == "https://app.example.com/d"
+    assert configured.notify.region == "eu-west-1"
+    assert configured.notify.sender == "ops@example.com"
+    assert configured.notify.on_verified is False
+    assert configured.notify.dashboard_url == "https://app.example.com/d"
 
 
 def test_dashboard_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +168,7 @@ def test_dashboard_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError):
         NotifierSettings()
     monkeypatch.setenv("DOMAINFLOW_NOTIFY_DASHBOARD_URL", "")
-    assert NotifierSettings().notify_dashboard_url is None
+    assert NotifierSettings().notify.dashboard_url is None
 
 
 def _translated(exc: BaseException) -> SesError:

@@ -29,7 +29,7 @@ from domainflow.notifier.handlers import (
     TransitionBusyError,
 )
 from domainflow.notifier.in_memory import InMemoryStore
-from domainflow.notifier.settings import NotifierSettings
+from domainflow.notifier.settings import NotifierSettings, NotifySettings
 from domainflow.notifier.unit_of_work import LogRow
 
 
@@ -63,7 +63,9 @@ class ScriptedMailer:
 def handlers_for(
     store: InMemoryStore, mailer: ScriptedMailer, *, notify_on_verified: bool = True
 ) -> NotifierHandlers:
-    return NotifierHandlers(store, mailer, NotifierSettings(notify_on_verified=notify_on_verified))
+    return NotifierHandlers(
+        store, mailer, NotifierSettings(notify=NotifySettings(on_verified=notify_on_verified))
+    )
 
 
 def transition(owners: list[str], **fields: object) -> DomainStatusChanged:

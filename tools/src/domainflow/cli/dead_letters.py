@@ -10,7 +10,7 @@ from domainflow.kit.settings import ServiceSettings
 
 
 async def main(action: str, queue: str | None, limit: int | None) -> int:
-    amqp_url = ServiceSettings().broker_urls
+    amqp_url = ServiceSettings().broker.urls
     try:
         if action == "list":
             for entry in await dead_letters.parked(amqp_url):

@@ -169,9 +169,11 @@ async def _broker(amqp_url: Nodes) -> list[Finding]:
 
 
 async def _ses(settings: NotifierSettings) -> list[Finding]:
-    region = settings.notify_region
-    address = parseaddr(settings.notify_from)[1]
-    async with AwsClients(connect_timeout=TIMEOUT, read_timeout=TIMEOUT, max_attempts=1) as aws:
+    region = settings.notify.region
+    address = parseaddr(settings.notify.sender)[1]
+    async with AwsClients(
+        settings.aws, connect_timeout=TIMEOUT, read_timeout=TIMEOUT, max_attempts=1
+    ) as aws:
         try:
             async with aws.ses(region) as ses:
                 quota = await ses.get_send_quota()
@@ -207,7 +209,7 @@ async def _ses(settings: NotifierSettings) -> list[Finding]:
             Finding(
                 "ses-sender",
                 False,
-                f"DOMAINFLOW_NOTIFY_FROM {settings.notify_from!r} has no email address",
+                f"DOMAINFLOW_NOTIFY_FROM {settings.notify.sender!r} has no email address",
                 "set DOMAINFLOW_NOTIFY_FROM to an address such as 'Mail <ops@example.com>'",
             )
         )
@@ -229,19 +231,22 @@ async def _ses(settings: NotifierSettings) -> list[Finding]:
 
 async def _doh(settings: VerifierSettings, probe_name: str) -> Finding:
     async with DohResolver(
-        settings.doh_url, ca_file=settings.doh_ca_file, timeout=min(TIMEOUT, 5.0), attempts=1
+        settings.dns.doh_url,
+        ca_file=settings.dns.doh_ca_file,
+        timeout=min(TIMEOUT, 5.0),
+        attempts=1,
     ) as resolver:
         answer = await resolver.lookup(probe_name, "MX")
     if isinstance(answer, Unavailable):
         return Finding(
             "doh",
             False,
-            f"{settings.doh_url} gave no answer ({answer.reason}): every check would be "
+            f"{settings.dns.doh_url} gave no answer ({answer.reason}): every check would be "
             "inconclusive and no domain would verify",
             "set DOMAINFLOW_DOH_URL to a DNS-over-HTTPS resolver (RFC 8484), and "
             "DOMAINFLOW_DOH_CA_FILE for a private CA",
         )
-    return Finding("doh", True, f"{settings.doh_url} answers")
+    return Finding("doh", True, f"{settings.dns.doh_url} answers")
 
 
 async def diagnose() -> list[Finding]:
@@ -262,11 +267,11 @@ async def diagnose() -> list[Finding]:
         *(bounded(f"{service}-database", one(_service_database(service))) for service in DATABASES),
         bounded(
             "mailserver-database",
-            one(_mailserver_database(provisioner.mailserver_database_url)),
+            one(_mailserver_database(provisioner.mailserver.database_url)),
         ),
-        bounded("rabbitmq", _broker(api.broker_urls)),
+        bounded("rabbitmq", _broker(api.broker.urls)),
         bounded("ses", _ses(notifier)),
-        bounded("doh", one(_doh(verifier, api.mx_target))),
+        bounded("doh", one(_doh(verifier, api.records.mx_target))),
     ]
     return [finding for found in await asyncio.gather(*checks) for finding in found]
 

@@ -40,7 +40,7 @@ async def _api_db() -> object:
 
     settings = ApiSettings()
     return await Database.prepare(
-        settings.api_database_url, [*kit_migrations(), *api_migrations()], size=2
+        settings.database.url, [*kit_migrations(), *api_migrations()], size=2
     )
 
 
@@ -61,7 +61,7 @@ async def _keys(args: argparse.Namespace) -> int:
                     team=args.team,
                     owner_email=args.owner_email,
                     role=args.role,
-                    prefix=ApiSettings().key_prefix,
+                    prefix=ApiSettings().keys.prefix,
                 )
             except ValueError as bad:
                 print(f"error: {bad}", file=sys.stderr)

@@ -9,23 +9,19 @@ from importlib.resources import files
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.runtime import kit_migrations
 
-#: service -> (settings class, database URL field)
-DATABASES: dict[str, tuple[str, str]] = {
-    "api": ("domainflow.api.settings:ApiSettings", "api_database_url"),
-    "provisioner": (
-        "domainflow.provisioner.settings:ProvisionerSettings",
-        "provisioner_database_url",
-    ),
-    "verifier": ("domainflow.verifier.settings:VerifierSettings", "verifier_database_url"),
-    "notifier": ("domainflow.notifier.settings:NotifierSettings", "notifier_database_url"),
+#: service -> its settings class, whose `database.url` is the service's database
+DATABASES: dict[str, str] = {
+    "api": "domainflow.api.settings:ApiSettings",
+    "provisioner": "domainflow.provisioner.settings:ProvisionerSettings",
+    "verifier": "domainflow.verifier.settings:VerifierSettings",
+    "notifier": "domainflow.notifier.settings:NotifierSettings",
 }
 
 
 def database_url(service: str) -> str:
-    dotted, field = DATABASES[service]
-    module, _, name = dotted.partition(":")
+    module, _, name = DATABASES[service].partition(":")
     settings = getattr(importlib.import_module(module), name)()
-    return str(getattr(settings, field))
+    return str(settings.database.url)
 
 
 def service_migrations(service: str) -> list[tuple[str, str]]:
@@ -43,7 +39,7 @@ async def migrate_services(services: Iterable[str]) -> None:
         from domainflow.kit.ses_budget import open_budget_database
         from domainflow.kit.settings import ServiceSettings
 
-        url = ServiceSettings().ses_budget_database_url
+        url = ServiceSettings().ses.budget_database_url
         budget = await open_budget_database(url, size=1)
         await budget.close()
         print(f"ses budget: migrated {url}")

@@ -35,7 +35,7 @@ async def dns(action: str, domain: str) -> int:
         print(f"removed every record of {name} from the sandbox resolver")
         return 0
     settings = ApiSettings()
-    db = await Database.connect(settings.api_database_url, size=1)
+    db = await Database.connect(settings.database.url, size=1)
     try:
         async with PostgresUnitOfWork(db).read() as work:
             row = await work.domains.holding(name)
@@ -46,7 +46,7 @@ async def dns(action: str, domain: str) -> int:
             f"error: {name} has not been added; POST it to /api/v1/domains first", file=sys.stderr
         )
         return 1
-    records = records_for(row, settings.records)
+    records = records_for(row, settings.records.rules)
     sandbox.place(records)
     print(f"placed the records of {name}: MX, SPF, DMARC, ownership TXT, {len(records.dkim)} DKIM")
     return 0

@@ -133,7 +133,7 @@ class LocalStack:
             from domainflow.notifier.settings import NotifierSettings
 
             # The notifier's sender must be verified in SES; in the sandbox we verify it.
-            sender = self.env.get("DOMAINFLOW_NOTIFY_FROM") or NotifierSettings().notify_from
+            sender = self.env.get("DOMAINFLOW_NOTIFY_FROM") or NotifierSettings().notify.sender
             moto.verify_sender(parseaddr(sender)[1], self.env["AWS_DEFAULT_REGION"])
             print(f"sandbox: SES (moto) at {moto.url}", file=sys.stderr)
         if not self.env.get("DOMAINFLOW_DOH_URL"):

@@ -14,9 +14,9 @@ async def add(name: str, max_length: int) -> int:
     settings = ServiceSettings()
     try:
         subscriber = await add_subscriber(
-            settings.amqp_url,
+            settings.broker.amqp_url,
             name,
-            management_url=settings.rabbitmq_management_url,
+            management_url=settings.broker.management_url,
             max_length=max_length,
         )
     except SubscriberNameError as bad:

@@ -2,14 +2,14 @@
 
 Credentials, region and endpoint come from the standard AWS variables, read by botocore itself
 (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` or a
-service's own `AWS_ENDPOINT_URL_SES`/`AWS_ENDPOINT_URL_SESV2`, `AWS_MAX_ATTEMPTS`,
-`AWS_RETRY_MODE`); an explicit `endpoint_url` wins over them. botocore makes one attempt
-per call unless `AWS_MAX_ATTEMPTS` says otherwise, on purpose: its own retries would resend
-throttled calls outside the shared SES budget (`domainflow.kit.ses_budget`), which already
-waits out throttling slot by slot, and each caller has its own policy for outages. Used as an
-async context manager, `AwsClients` keeps one client (one connection pool) per service and
-region until it closes; used without, every `ses()`/`sesv2()` block opens and closes a client
-of its own.
+service's own `AWS_ENDPOINT_URL_SES`/`AWS_ENDPOINT_URL_SESV2`), and `AWS_MAX_ATTEMPTS` and
+`AWS_RETRY_MODE` through the settings (`kit.settings.AwsSettings`); an explicit `endpoint_url`
+wins over them. botocore makes one attempt per call unless `AWS_MAX_ATTEMPTS` says otherwise,
+on purpose: its own retries would resend throttled calls outside the shared SES budget
+(`domainflow.kit.ses_budget`), which already waits out throttling slot by slot, and each
+caller has its own policy for outages. Used as an async context manager, `AwsClients` keeps
+one client (one connection pool) per service and region until it closes; used without, every
+`ses()`/`sesv2()` block opens and closes a client of its own.
 
 `SesError` is what the SES adapters raise: SES's error code and message, and whether trying
 again may help.
@@ -18,7 +18,6 @@ again may help.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import TracebackType
@@ -43,12 +42,10 @@ from botocore.parsers import ResponseParserError
 from types_aiobotocore_ses.client import SESClient
 from types_aiobotocore_sesv2.client import SESV2Client
 
+from domainflow.kit.settings import AwsSettings
+
 if TYPE_CHECKING:
     from domainflow.kit.ses_budget import SesBudget
-
-#: Total tries of one request (the first included) unless `AWS_MAX_ATTEMPTS` says otherwise:
-#: one, so that every retry of an SES call goes through the budget's slots.
-DEFAULT_MAX_ATTEMPTS = 1
 
 #: SES error codes that say "not now": the same request may succeed later.
 RETRYABLE_CODES = frozenset(
@@ -133,13 +130,6 @@ def raising_ses_errors() -> Iterator[None]:
         raise translated from exc
 
 
-def _max_attempts(explicit: int | None) -> int:
-    if explicit is not None:
-        return explicit
-    configured = os.environ.get("AWS_MAX_ATTEMPTS")
-    return int(configured) if configured else DEFAULT_MAX_ATTEMPTS
-
-
 def _hold_to_slots(client: AioBaseClient) -> None:
     """A request made under the SES budget checks its slot again right before it leaves."""
     from domainflow.kit.ses_budget import hold_to_slot
@@ -154,6 +144,7 @@ class AwsClients:
 
     def __init__(
         self,
+        settings: AwsSettings | None = None,
         *,
         endpoint_url: str | None = None,
         connect_timeout: float = 5.0,
@@ -163,6 +154,9 @@ class AwsClients:
         max_pool_connections: int = 10,
         session: aioboto3.Session | None = None,
     ) -> None:
+        # Tries and retry mode: the caller's, else `settings`' (read from the environment's
+        # `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE` when none are given).
+        aws = settings or AwsSettings()
         self.session = session or aioboto3.Session()
         self.endpoint_url = endpoint_url
         # `total_max_attempts` counts the first request too, as AWS_MAX_ATTEMPTS does;
@@ -171,8 +165,8 @@ class AwsClients:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             retries={
-                "mode": retry_mode or os.environ.get("AWS_RETRY_MODE") or "standard",
-                "total_max_attempts": _max_attempts(max_attempts),
+                "mode": retry_mode or aws.retry_mode,
+                "total_max_attempts": aws.max_attempts if max_attempts is None else max_attempts,
             },
             max_pool_connections=max_pool_connections,
         )

@@ -145,10 +145,10 @@ class Redelivery:
     @classmethod
     def of(cls, settings: ServiceSettings) -> Redelivery:
         return cls(
-            limit=settings.delivery_limit,
-            backoff_max=settings.redelivery_backoff_max,
-            outage_patience=settings.outage_patience,
-            replicas=settings.quorum_replicas or None,
+            limit=settings.redelivery.delivery_limit,
+            backoff_max=settings.redelivery.backoff_max,
+            outage_patience=settings.redelivery.outage_patience,
+            replicas=settings.broker.quorum_replicas or None,
         )
 
 

@@ -40,9 +40,9 @@ class QueueLimits:
     @classmethod
     def of(cls, settings: ServiceSettings) -> QueueLimits:
         return cls(
-            delivery_limit=settings.delivery_limit,
-            max_length=settings.queue_max_length,
-            dead_letter_max_length=settings.dead_letter_max_length,
+            delivery_limit=settings.redelivery.delivery_limit,
+            max_length=settings.broker.queue_max_length,
+            dead_letter_max_length=settings.broker.dead_letter_max_length,
         )
 
 

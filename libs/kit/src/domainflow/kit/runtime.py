@@ -45,9 +45,11 @@ class ServiceRuntime:
         self.database_url = database_url
         self._db: Database | None = None
         self.broker = broker_for(
-            settings.broker_urls,
-            prefetch=settings.consumer_prefetch,
-            name=connection_name(name, socket.gethostname(), settings.replica or str(os.getpid())),
+            settings.broker.urls,
+            prefetch=settings.broker.prefetch,
+            name=connection_name(
+                name, socket.gethostname(), settings.broker.replica or str(os.getpid())
+            ),
             app_id=name,
         )
         self._tasks: list[asyncio.Task[Any]] = []
@@ -65,14 +67,14 @@ class ServiceRuntime:
         return self._db
 
     async def open(self, migrations: Sequence[tuple[str, str]]) -> None:
-        configure_logging(self.settings.log_level, self.settings.log_format)
-        within = self.settings.startup_timeout
+        configure_logging(self.settings.log.level, self.settings.log.format)
+        within = self.settings.startup.timeout
         self._db = await through_outages(
             "postgresql",
             lambda: Database.prepare(
                 self.database_url,
                 [*kit_migrations(), *migrations],
-                size=self.settings.database_pool_size,
+                size=self.settings.database.pool_size,
             ),
             within=within,
         )
@@ -93,26 +95,26 @@ class ServiceRuntime:
             lambda: declare_topology(
                 self.broker,
                 self._queues,
-                amqp_url=self.settings.broker_urls,
-                management_url=self.settings.rabbitmq_management_url,
+                amqp_url=self.settings.broker.urls,
+                management_url=self.settings.broker.management_url,
                 limits=QueueLimits.of(self.settings),
             ),
-            within=self.settings.startup_timeout,
+            within=self.settings.startup.timeout,
         )
         if router is not None:
             self.broker.include_router(router)
         await self.broker.start()
-        trims = [inbox_trim(timedelta(days=self.settings.inbox_retention_days)), *trims]
+        trims = [inbox_trim(timedelta(days=self.settings.retention.inbox_days)), *trims]
         self.spawn(
-            keep_trimmed(self.db, trims, every=self.settings.retention_interval), name="retention"
+            keep_trimmed(self.db, trims, every=self.settings.retention.interval), name="retention"
         )
         if relay_outbox:
             relay = OutboxRelay(
                 self.db,
                 self.broker,
-                batch_size=self.settings.outbox_batch_size,
-                lease_seconds=self.settings.outbox_lease_seconds,
-                poll_interval=self.settings.outbox_poll_interval,
+                batch_size=self.settings.outbox.batch_size,
+                lease_seconds=self.settings.outbox.lease_seconds,
+                poll_interval=self.settings.outbox.poll_interval,
                 service=self.name,
             )
             self.spawn(relay.run(), name="outbox-relay")

@@ -301,13 +301,13 @@ async def open_budget_database(url: str, *, size: int = 2) -> Database:
 
 async def open_budget(settings: ServiceSettings) -> tuple[SesBudget, Database]:
     """The shared budget as the settings describe it, and its database (close it on exit)."""
-    db = await open_budget_database(settings.ses_budget_database_url)
+    db = await open_budget_database(settings.ses.budget_database_url)
     budget = SesBudget(
         PgSlotStore(db),
-        rate=settings.ses_rate,
-        send_rate=settings.ses_send_rate,
-        account=settings.ses_account,
-        headroom=settings.ses_headroom,
+        rate=settings.ses.rate,
+        send_rate=settings.ses.send_rate,
+        account=settings.ses.account,
+        headroom=settings.ses.headroom,
     )
     return budget, db
 

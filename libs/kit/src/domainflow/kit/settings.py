@@ -1,83 +1,202 @@
-"""Settings every service reads from the same `DOMAINFLOW_*` environment variables.
+"""Settings every service reads from the same `DOMAINFLOW_*` environment variables, by concern.
 
-Each service extends `ServiceSettings` with its own fields; the README's configuration
-table lists them all. Defaults run on a development machine as it comes.
+A service's settings are groups (`settings.outbox.poll_interval`), each a `SettingsGroup` whose
+fields name the variable they are read from (`validation_alias`), so a variable keeps its
+name whatever group it sits in. Each service extends `ServiceSettings` with groups of its
+own; the README's configuration table lists every variable. Defaults run on a development
+machine as it comes.
 """
 
-from typing import Literal
+from __future__ import annotations
 
-from pydantic import Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
-class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DOMAINFLOW_", extra="ignore", frozen=True)
+class SettingsGroup(BaseSettings):
+    """One concern's settings, each read from the environment variable its alias names.
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    Built with keywords, a group takes its fields' own names (`OutboxSettings(poll_interval=1)`)
+    and reads the rest from the environment; a misspelt keyword is refused.
+    """
+
+    # The prefix only backs a field that forgot its alias (tests/unit/test_configuration.py
+    # refuses such a field).
+    model_config = SettingsConfigDict(
+        env_prefix="DOMAINFLOW_", extra="forbid", frozen=True, populate_by_name=True
+    )
+
+
+class Settings(BaseModel):
+    """A service's settings: one `SettingsGroup` per concern, each read when this is built."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _groups_read_the_environment(cls, data: Any) -> Any:
+        # A group given as a dict (`outbox={"poll_interval": 0.2}`) is built as the group
+        # itself, so its other fields still come from the environment and its keywords from
+        # its field names, as when the group is given built.
+        if not isinstance(data, dict):
+            return data
+        built = dict(data)
+        for name, field in cls.model_fields.items():
+            group = field.annotation
+            value = built.get(name)
+            if (
+                isinstance(value, dict)
+                and isinstance(group, type)
+                and issubclass(group, SettingsGroup)
+            ):
+                built[name] = group(**value)
+        return built
+
+
+class LogSettings(SettingsGroup):
+    level: str = Field(default="INFO", validation_alias="DOMAINFLOW_LOG_LEVEL")
+    format: Literal["json", "console"] = Field(
+        default="json", validation_alias="DOMAINFLOW_LOG_FORMAT"
+    )
+
+
+class BrokerSettings(SettingsGroup):
+    """RabbitMQ: where it is, how queues are declared there, how this replica consumes."""
+
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/", validation_alias="DOMAINFLOW_AMQP_URL"
+    )
     #: The nodes of a RabbitMQ cluster, a JSON list of AMQP URLs. When set it replaces
     #: `amqp_url`, and a replica that loses its node connects to the next one.
-    amqp_urls: list[str] = Field(default_factory=list)
+    amqp_urls: list[str] = Field(default_factory=list, validation_alias="DOMAINFLOW_AMQP_URLS")
     #: Cluster nodes holding a copy of each quorum queue (RabbitMQ places no more than there
     #: are nodes, so one node works too). `0` declares queues without the argument, as
     #: before this setting existed: RabbitMQ refuses to redeclare a queue with another value.
-    quorum_replicas: int = Field(default=3, ge=0)
-    log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
-    #: Redeliveries of one message before it is parked in its queue's `.dlq`.
-    delivery_limit: int = 5
+    quorum_replicas: int = Field(default=3, ge=0, validation_alias="DOMAINFLOW_QUORUM_REPLICAS")
+    #: RabbitMQ's management HTTP API, where each replica puts its queues' policies
+    #: (empty: the AMQP host, port 15672, with the AMQP URL's credentials).
+    management_url: str = Field(default="", validation_alias="DOMAINFLOW_RABBITMQ_MANAGEMENT_URL")
+    #: Messages a work queue holds before RabbitMQ refuses more (the outbox keeps them).
+    queue_max_length: int = Field(
+        default=1_000_000, ge=1, validation_alias="DOMAINFLOW_QUEUE_MAX_LENGTH"
+    )
+    #: Messages a dead-letter queue holds before RabbitMQ refuses more.
+    dead_letter_max_length: int = Field(
+        default=1_000_000, ge=1, validation_alias="DOMAINFLOW_DEAD_LETTER_MAX_LENGTH"
+    )
     #: Messages each consumer of a replica handles at once (unacknowledged in flight).
-    consumer_prefetch: int = Field(default=32, ge=1)
+    prefetch: int = Field(default=32, ge=1, validation_alias="DOMAINFLOW_CONSUMER_PREFETCH")
+    #: This replica's name in RabbitMQ's connection list, `<service>@<host>#<replica>`
+    #: (empty: the process id).
+    replica: str = Field(default="", validation_alias="DOMAINFLOW_REPLICA")
+
+    @property
+    def urls(self) -> list[str]:
+        """The RabbitMQ nodes to connect to, in order of preference."""
+        return list(self.amqp_urls) or [self.amqp_url]
+
+
+class RedeliverySettings(SettingsGroup):
+    """What becomes of a message whose handler fails."""
+
+    #: Redeliveries of one message before it is parked in its queue's `.dlq`.
+    delivery_limit: int = Field(default=5, validation_alias="DOMAINFLOW_DELIVERY_LIMIT")
     #: Longest pause between redeliveries of a failing message, in seconds.
-    redelivery_backoff_max: float = 30.0
+    backoff_max: float = Field(default=30.0, validation_alias="DOMAINFLOW_REDELIVERY_BACKOFF_MAX")
     #: Seconds a consumer retries, in place, an event whose handler failed because PostgreSQL
     #: or the network is unreachable, before handing it back to RabbitMQ (`0`: at once).
     #: Handed back, it counts against `delivery_limit`, and a restart longer than the
     #: redelivery pauses would park every event in flight as if each were poison.
-    outage_patience: float = Field(default=300.0, ge=0)
+    outage_patience: float = Field(
+        default=300.0, ge=0, validation_alias="DOMAINFLOW_OUTAGE_PATIENCE"
+    )
+
+
+class OutboxSettings(SettingsGroup):
+    """The relay that publishes what a transaction recorded in the outbox."""
+
     #: The relay wakes on NOTIFY; this poll is the safety net for a missed one.
-    outbox_poll_interval: float = 1.0
-    outbox_batch_size: int = 200
+    poll_interval: float = Field(default=1.0, validation_alias="DOMAINFLOW_OUTBOX_POLL_INTERVAL")
+    batch_size: int = Field(default=200, validation_alias="DOMAINFLOW_OUTBOX_BATCH_SIZE")
     #: Seconds a relay holds claimed outbox rows before another replica may take them.
-    outbox_lease_seconds: float = 30.0
+    lease_seconds: float = Field(default=30.0, validation_alias="DOMAINFLOW_OUTBOX_LEASE_SECONDS")
+
+
+class RetentionSettings(SettingsGroup):
+    """How long the tables that grow with every event keep their rows."""
+
     #: Days a processed event's id is kept to drop a redelivery of it (they come in minutes).
-    inbox_retention_days: float = Field(default=7.0, gt=0)
+    inbox_days: float = Field(default=7.0, gt=0, validation_alias="DOMAINFLOW_INBOX_RETENTION_DAYS")
     #: Seconds between trims of the tables that grow with every event.
-    retention_interval: float = Field(default=3600.0, gt=0)
+    interval: float = Field(default=3600.0, gt=0, validation_alias="DOMAINFLOW_RETENTION_INTERVAL")
+
+
+class DatabaseSettings(SettingsGroup):
+    """The service's PostgreSQL database (each service's settings add its URL)."""
+
     #: Database connections per service replica.
-    database_pool_size: int = 10
+    pool_size: int = Field(default=10, validation_alias="DOMAINFLOW_DATABASE_POOL_SIZE")
+
+
+class StartupSettings(SettingsGroup):
     #: Seconds a starting replica keeps trying to reach PostgreSQL and RabbitMQ before it
     #: gives up (`0`: one try). Services started together with their servers (a reboot,
     #: `docker compose up`) wait for them instead of dying and leaning on a restart policy.
-    startup_timeout: float = Field(default=60.0, ge=0)
-    #: RabbitMQ's management HTTP API, where each replica puts its queues' policies
-    #: (empty: the AMQP host, port 15672, with the AMQP URL's credentials).
-    rabbitmq_management_url: str = ""
-    #: Messages a work queue holds before RabbitMQ refuses more (the outbox keeps them).
-    queue_max_length: int = Field(default=1_000_000, ge=1)
-    #: Messages a dead-letter queue holds before RabbitMQ refuses more.
-    dead_letter_max_length: int = Field(default=1_000_000, ge=1)
-    #: This replica's name in RabbitMQ's connection list, `<service>@<host>#<replica>`
-    #: (empty: the process id).
-    replica: str = ""
+    timeout: float = Field(default=60.0, ge=0, validation_alias="DOMAINFLOW_STARTUP_TIMEOUT")
 
-    @property
-    def broker_urls(self) -> list[str]:
-        """The RabbitMQ nodes to connect to, in order of preference."""
-        return list(self.amqp_urls) or [self.amqp_url]
 
-    #: Amazon SES's quotas, one budget per account and region shared by every caller in every
-    #: service and replica: requests a second for every action but sending (SES: 1)...
-    ses_rate: float = Field(default=1.0, gt=0)
+class SesSettings(SettingsGroup):
+    """Amazon SES's quotas: one budget per account and region shared by every caller in every
+    service and replica."""
+
+    #: Requests a second for every action but sending (SES: 1)...
+    rate: float = Field(default=1.0, gt=0, validation_alias="DOMAINFLOW_SES_RATE")
     #: ...and mails a second (the account's sending rate: 1 in the sandbox, 14 or more in
     #: production).
-    ses_send_rate: float = Field(default=1.0, gt=0)
+    send_rate: float = Field(default=1.0, gt=0, validation_alias="DOMAINFLOW_SES_SEND_RATE")
     #: Share of each SES quota the budget leaves unused: SES judges a call when it arrives,
     #: and a call that leaves a few milliseconds late must not land on the next one's heels.
-    ses_headroom: float = Field(default=0.05, ge=0, lt=1)
+    headroom: float = Field(default=0.05, ge=0, lt=1, validation_alias="DOMAINFLOW_SES_HEADROOM")
     #: Names the SES account in the budget's key: set it when several accounts are used.
-    ses_account: str = "default"
+    account: str = Field(default="default", validation_alias="DOMAINFLOW_SES_ACCOUNT")
     #: The database holding the budget's slots; every replica of every service that calls
     #: SES must reach the same one (created and migrated on start).
-    ses_budget_database_url: str = f"{DEFAULT_POSTGRES}/domainflow_ses_budget"
+    budget_database_url: str = Field(
+        default=f"{DEFAULT_POSTGRES}/domainflow_ses_budget",
+        validation_alias="DOMAINFLOW_SES_BUDGET_DATABASE_URL",
+    )
+
+
+#: Total tries of one AWS request (the first included) unless `AWS_MAX_ATTEMPTS` says
+#: otherwise: one, so that every retry of an SES call goes through the budget's slots.
+DEFAULT_AWS_MAX_ATTEMPTS = 1
+
+
+class AwsSettings(SettingsGroup):
+    """The standard AWS SDK variables the AWS clients are built with (botocore itself reads
+    credentials, region and endpoints); an empty variable counts as unset."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True)
+
+    max_attempts: int = Field(
+        default=DEFAULT_AWS_MAX_ATTEMPTS, ge=1, validation_alias="AWS_MAX_ATTEMPTS"
+    )
+    retry_mode: str = Field(default="standard", validation_alias="AWS_RETRY_MODE")
+
+
+class ServiceSettings(Settings):
+    """What every service reads; each service's settings add the groups of its own concerns."""
+
+    log: LogSettings = Field(default_factory=LogSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    redelivery: RedeliverySettings = Field(default_factory=RedeliverySettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    startup: StartupSettings = Field(default_factory=StartupSettings)
+    ses: SesSettings = Field(default_factory=SesSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)

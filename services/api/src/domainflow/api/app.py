@@ -60,11 +60,11 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime = ServiceRuntime("api", settings, settings.api_database_url)
+        runtime = ServiceRuntime("api", settings, settings.database.url)
         await runtime.open(api_migrations())
         uow = PostgresUnitOfWork(runtime.db)
         changes = DomainChanges(runtime.db)
-        keyring = KeyRing(uow, runtime.db.url, remember_seconds=settings.api_key_cache_seconds)
+        keyring = KeyRing(uow, runtime.db.url, remember_seconds=settings.keys.cache_seconds)
         await changes.start()
         await keyring.start()
         router, queues = build_router(uow, settings)
@@ -88,7 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         lifespan=[lifespan],
         middleware=[request_id_middleware, allow_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
-        request_max_body_size=settings.api_max_body_bytes,
+        request_max_body_size=settings.http.max_body_bytes,
         openapi_config=openapi_config(),
         # The generated document, refined once to say every answer (http/openapi.py).
         on_startup=[refine_on_startup],

@@ -176,7 +176,7 @@ class ApiHandlers:
                     before.status,
                     move,
                     why,
-                    records=self._settings.records,
+                    records=self._settings.records.rules,
                     owner_emails=await work.teams.owner_emails(domain.team_pk),
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
@@ -190,7 +190,7 @@ class ApiHandlers:
                 deleted(
                     domain,
                     why,
-                    self._settings.records,
+                    self._settings.records.rules,
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
                 )

@@ -10,8 +10,8 @@ def run(settings: ApiSettings | None = None) -> None:
     settings = settings or ApiSettings()
     uvicorn.run(
         create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
+        host=settings.http.host,
+        port=settings.http.port,
         log_level="warning",
         access_log=False,
     )

@@ -86,7 +86,7 @@ class NotifierHandlers:
         was never made) leaves no row behind: its intent is deleted and the event is
         redelivered with backoff, so that owner is mailed on a later delivery.
         """
-        skip = skip_reason(event, notify_on_verified=self._settings.notify_on_verified)
+        skip = skip_reason(event, notify_on_verified=self._settings.notify.on_verified)
         if skip is not None:
             log.info("notification.skipped", reason=skip.value, new_status=event.new_status)
             return
@@ -101,7 +101,7 @@ class NotifierHandlers:
                 await delivery.unlock(event.event_id)
 
     async def _deliver(self, delivery: Delivery, event: DomainStatusChanged) -> None:
-        email = compose(event, dashboard_url=self._settings.notify_dashboard_url)
+        email = compose(event, dashboard_url=self._settings.notify.dashboard_url)
         deferred: list[str] = []
         for recipient in recipients(event):
             if not await self._notify_one(delivery, event, recipient, email):
@@ -155,12 +155,12 @@ class NotifierHandlers:
             return True
         try:
             message_id = await self._mailer.send(
-                self._settings.notify_from,
+                self._settings.notify.sender,
                 recipient,
                 email.subject,
                 email.text,
                 email.html,
-                self._settings.notify_region,
+                self._settings.notify.region,
                 transition_id=event.event_id,
             )
         except Exception as exc:  # judged below; cancellation leaves the row `sending`

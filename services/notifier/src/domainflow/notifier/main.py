@@ -26,19 +26,19 @@ def migrations() -> list[tuple[str, str]]:
 
 def retention(settings: NotifierSettings) -> list[Trim]:
     """Settled mails age out; one whose fate is unknown stays until an operator settles it."""
-    keep = timedelta(days=settings.notification_retention_days)
+    keep = timedelta(days=settings.retention.notification_days)
     return [Trim("notifications", "updated_at", keep, only="state IN ('sent', 'rejected')")]
 
 
 async def serve(settings: NotifierSettings | None = None) -> None:
     settings = settings or NotifierSettings()
-    runtime = ServiceRuntime(CONSUMER, settings, settings.notifier_database_url)
+    runtime = ServiceRuntime(CONSUMER, settings, settings.database.url)
     # One attempt per SendEmail: the SDK retries read timeouts too, and a retry after a send
     # SES carried out would mail the owner twice. Redelivery retries what provably failed;
     # the budget resends only what SES refused for rate (not sent, provably).
     budget, budget_db = await open_budget(settings)
     try:
-        async with SesMailer(AwsClients(max_attempts=1), budget) as mailer:
+        async with SesMailer(AwsClients(settings.aws, max_attempts=1), budget) as mailer:
 
             async def setup(rt: ServiceRuntime) -> None:
                 await rt.open(migrations())
@@ -47,7 +47,7 @@ async def serve(settings: NotifierSettings | None = None) -> None:
                 router, queues = build_router(handlers, settings)
                 await rt.start(router, queues, trims=retention(settings))
                 rt.gauges.extend(GAUGES)
-                await rt.serve_health(settings.notifier_health_host, settings.notifier_health_port)
+                await rt.serve_health(settings.health.host, settings.health.port)
 
             await run_until_signalled(runtime, setup)
     finally:

@@ -2,7 +2,7 @@
 
 A request only records its saga (with the inbox claim, in one transaction) and wakes the
 dispatcher: under a burst, the queue of work is the `sagas` table, not RabbitMQ's prefetch.
-The dispatcher of each replica runs up to `provisioner_concurrency` sagas at once and
+The dispatcher of each replica runs up to `saga.concurrency` sagas at once and
 claims the next ones in turn order: a team's burst takes consecutive turns, and a team
 arriving later starts at the turn being served, so teams interleave; within a team, sagas
 run in arrival order. A few sagas in flight are enough to keep SES's budget busy, and a
@@ -158,7 +158,7 @@ class SagaRunner:
         self._mailserver = mailserver
         self._ses = ses
         self._settings = settings
-        self._lease = settings.provisioner_lease_seconds
+        self._lease = settings.saga.lease_seconds
         self._running: set[asyncio.Task[None]] = set()
         # Set when a saga is recorded or one finishes: the dispatcher looks again at once.
         self._wake = asyncio.Event()
@@ -214,7 +214,7 @@ class SagaRunner:
                     mail_from_domain=mail_from_domain,
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
-                    max_attempts=self._settings.provisioner_step_attempts,
+                    max_attempts=self._settings.saga.step_attempts,
                     receives=receives,
                 ),
             )
@@ -280,7 +280,7 @@ class SagaRunner:
 
     async def _loop(self, claimed: Claimed) -> SagaState:
         saga = claimed.saga
-        s = self._settings
+        s = self._settings.saga
         while True:
             action = next_action(saga)
             if isinstance(action, Idle):
@@ -302,8 +302,8 @@ class SagaRunner:
                 await asyncio.sleep(
                     backoff(
                         action.retry,
-                        base=s.provisioner_step_backoff,
-                        ceiling=s.provisioner_step_backoff_max,
+                        base=s.step_backoff,
+                        ceiling=s.step_backoff_max,
                     )
                 )
             undo = isinstance(action, UndoStep)
@@ -312,7 +312,7 @@ class SagaRunner:
             await self._save(claimed, saga)  # intent, before the call
             # SES calls are bounded one by one inside the adapter: a step queued for its
             # SES slot behind a burst has not been tried, so it cannot have timed out.
-            timeout = s.provisioner_step_timeout if step is Step.MAILSERVER else None
+            timeout = s.step_timeout if step is Step.MAILSERVER else None
             try:
                 tokens = await asyncio.wait_for(self._call(saga, action), timeout=timeout)
             except Exception as exc:  # every failure becomes a saga transition
@@ -368,7 +368,7 @@ class SagaRunner:
     async def dispatch_loop(self) -> None:
         """Run the sagas waiting their turn, as they come and as running ones finish.
 
-        Also takes over, at every `provisioner_recovery_interval`, sagas whose replica died
+        Also takes over, at every `saga.recovery_interval`, sagas whose replica died
         (their lease ran out) and sagas another replica recorded but had no room for.
         Cancelling the loop stops the sagas it started; their leases run out and another
         replica carries on from the last persisted state.
@@ -382,14 +382,14 @@ class SagaRunner:
                     log.exception("saga.dispatch_failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        self._wake.wait(), timeout=self._settings.provisioner_recovery_interval
+                        self._wake.wait(), timeout=self._settings.saga.recovery_interval
                     )
         finally:
             await self.close()
 
     async def dispatch_once(self) -> int:
         """Claim runnable sagas, fairly between teams, up to the free room, and start them."""
-        free = self._settings.provisioner_concurrency - len(self._running)
+        free = self._settings.saga.concurrency - len(self._running)
         async with self._db.transaction() as conn:
             claimed = await repository.claim_next(conn, self._lease, free)
         for c in claimed:

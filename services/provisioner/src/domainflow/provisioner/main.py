@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 
+from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import ensure_database
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
 from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
@@ -28,24 +29,28 @@ from domainflow.provisioner.settings import ProvisionerSettings
 
 async def serve(settings: ProvisionerSettings | None = None) -> None:
     settings = settings or ProvisionerSettings()
-    runtime = ServiceRuntime("provisioner", settings, settings.provisioner_database_url)
+    runtime = ServiceRuntime("provisioner", settings, settings.database.url)
     async with AsyncExitStack() as closing:
 
         async def setup(rt: ServiceRuntime) -> None:
             await rt.open(migrations())
-            if settings.mailserver_ensure_schema:
-                await ensure_database(settings.mailserver_database_url)
+            if settings.mailserver.ensure_schema:
+                await ensure_database(settings.mailserver.database_url)
             pool = await asyncpg.create_pool(
-                settings.mailserver_database_url, min_size=1, max_size=4
+                settings.mailserver.database_url, min_size=1, max_size=4
             )
             closing.push_async_callback(pool.close)
-            if settings.mailserver_ensure_schema:
+            if settings.mailserver.ensure_schema:
                 await ensure_schema(pool)
             budget, budget_db = await open_budget(settings)
             closing.push_async_callback(budget_db.close)
             # Opened once: one kept connection per region, no TLS handshake per call.
             ses = await closing.enter_async_context(
-                SesIdentities(budget=budget, call_timeout=settings.provisioner_step_timeout)
+                SesIdentities(
+                    AwsClients(settings.aws),
+                    budget=budget,
+                    call_timeout=settings.saga.step_timeout,
+                )
             )
             runner = SagaRunner(rt.db, MailServer(pool), ses, settings)
             router, queues = build_router(runner, settings)
@@ -53,9 +58,7 @@ async def serve(settings: ProvisionerSettings | None = None) -> None:
             rt.spawn(runner.dispatch_loop(), name="saga-dispatch")
             rt.gauges.extend(GAUGES)
             rt.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
-            await rt.serve_health(
-                settings.provisioner_health_host, settings.provisioner_health_port
-            )
+            await rt.serve_health(settings.health.host, settings.health.port)
 
         await run_until_signalled(runtime, setup)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib.resources import files
 
+from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
@@ -63,18 +64,20 @@ async def open_verifier(
             stack.push_async_callback(budget_db.close)
         resolver = await stack.enter_async_context(
             DohResolver(
-                settings.doh_url,
-                ca_file=settings.doh_ca_file,
-                timeout=settings.doh_timeout,
-                max_concurrency=settings.dns_concurrency,
+                settings.dns.doh_url,
+                ca_file=settings.dns.doh_ca_file,
+                timeout=settings.dns.doh_timeout,
+                max_concurrency=settings.dns.concurrency,
             )
         )
         source: DkimSource = (
-            dkim if dkim is not None else await stack.enter_async_context(DkimStatuses())
+            dkim
+            if dkim is not None
+            else await stack.enter_async_context(DkimStatuses(AwsClients(settings.aws)))
         )
         authority = (
-            AuthorityOptions(settings.dns_authority_port, settings.dns_authority_timeout)
-            if settings.dns_authority_check
+            AuthorityOptions(settings.dns.authority_port, settings.dns.authority_timeout)
+            if settings.dns.authority_check
             else None
         )
         probe = DomainProbe(
@@ -82,17 +85,19 @@ async def open_verifier(
             source,
             budget,
             verification_outcome,
-            ses_batch=settings.ses_batch,
-            ses_timeout=settings.ses_timeout,
-            dns_concurrency=settings.dns_concurrency,
+            ses_batch=settings.ses.batch,
+            ses_timeout=settings.ses.timeout,
+            dns_concurrency=settings.dns.concurrency,
             dkim_diagnosis=functools.partial(diagnose_dkim, resolver),
             preflight=functools.partial(preflight, resolver),
         )
         rdap = (
             await stack.enter_async_context(
-                RdapClient(settings.rdap_url, timeout=settings.rdap_timeout)
+                RdapClient(
+                    settings.registration.rdap_url, timeout=settings.registration.rdap_timeout
+                )
             )
-            if settings.rdap_url
+            if settings.registration.rdap_url
             else None
         )
         watch = (
@@ -100,22 +105,22 @@ async def open_verifier(
                 db,
                 resolver,
                 rdap,
-                interval=timedelta(seconds=settings.registration_interval),
+                interval=timedelta(seconds=settings.registration.interval),
             )
-            if settings.registration_watch
+            if settings.registration.watch
             else None
         )
-        interval = timedelta(seconds=settings.reverify_interval)
+        interval = timedelta(seconds=settings.reverify.interval)
         yield Verifier(
             handlers=VerifierHandlers(db, probe, reverify_interval=interval),
             cycle=ReverifyCycle(
                 db,
                 probe,
                 interval=interval,
-                tick=settings.reverify_tick,
-                batch=settings.reverify_batch,
-                lease=settings.reverify_lease,
-                parallel_claims=settings.reverify_parallel_claims,
+                tick=settings.reverify.tick,
+                batch=settings.reverify.batch,
+                lease=settings.reverify.lease,
+                parallel_claims=settings.reverify.parallel_claims,
                 watch=watch,
             ),
             probe=probe,
@@ -126,7 +131,7 @@ async def open_verifier(
 def retention(settings: VerifierSettings) -> list[Trim]:
     """Probe records and tombstones age out together: a status event late by that long is
     not a redelivery but an operator's replay, and the api ignores a deleted domain anyway."""
-    keep = timedelta(days=settings.check_history_retention_days)
+    keep = timedelta(days=settings.retention.check_history_days)
     return [
         Trim("check_history", "checked_at", keep),
         Trim("schedule", "updated_at", keep, only="status = 'deleted'"),
@@ -146,13 +151,13 @@ async def start(
     runtime.spawn(verifier.cycle.run(), name="reverify-cycle")
     runtime.gauges.extend(GAUGES)
     runtime.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
-    await runtime.serve_health(settings.verifier_health_host, settings.verifier_health_port)
+    await runtime.serve_health(settings.health.host, settings.health.port)
     return verifier
 
 
 async def serve(settings: VerifierSettings | None = None) -> None:
     settings = settings or VerifierSettings()
-    runtime = ServiceRuntime(SERVICE, settings, settings.verifier_database_url)
+    runtime = ServiceRuntime(SERVICE, settings, settings.database.url)
     async with AsyncExitStack() as stack:
 
         async def setup(rt: ServiceRuntime) -> None:

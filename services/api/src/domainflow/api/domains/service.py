@@ -187,7 +187,7 @@ class DomainService:
         try:
             name = normalize_domain(command.domain)
             # Every domain sends with a custom MAIL FROM: the operator's label unless asked.
-            label = self._settings.mail_from_label
+            label = self._settings.records.mail_from_label
             if command.mail_from is None and len(name) + len(label) + 1 > _MAX_NAME:
                 raise DomainNameInvalid(
                     "domain_too_long",
@@ -207,7 +207,7 @@ class DomainService:
 
     def _refuse_names_nobody_may_hold(self, name: str) -> None:
         settings = self._settings
-        shared = settings.shared_mailbox_domain.strip().rstrip(".").lower()
+        shared = settings.names.shared_mailbox_domain.strip().rstrip(".").lower()
         if under(name, shared):
             # The operator's shared mailbox domain and every team's suffix beneath it are ours.
             raise InvalidDomainInput(
@@ -216,7 +216,7 @@ class DomainService:
                 f"suffix of {shared} directly, or add a domain you own.",
                 "domain",
             )
-        set_aside = special_use(name, frozenset(settings.special_use_allowed))
+        set_aside = special_use(name, frozenset(settings.names.special_use_allowed))
         if set_aside is not None:
             raise InvalidDomainInput(
                 "domain_special_use",
@@ -237,21 +237,21 @@ class DomainService:
     def _reserved(self) -> tuple[str, ...]:
         """The operator's own registrable domains and the configured reserved ones."""
         settings = self._settings
-        sender = settings.notify_from.rpartition("@")[2].strip(" >").lower()
-        own = (settings.mx_target, settings.shared_mailbox_domain, sender)
+        sender = settings.names.notify_from.rpartition("@")[2].strip(" >").lower()
+        own = (settings.records.mx_target, settings.names.shared_mailbox_domain, sender)
         names = {registrable(n.strip().rstrip(".").lower()) for n in own if n.strip()}
-        names |= {n.strip().rstrip(".").lower() for n in settings.reserved_domains}
+        names |= {n.strip().rstrip(".").lower() for n in settings.names.reserved_domains}
         return tuple(sorted(n for n in names if n))
 
     def _region(self, raw: str | None) -> str:
-        region = raw if raw is not None else self._settings.default_region
+        region = raw if raw is not None else self._settings.regions.default
         if not _REGION.fullmatch(region):
             raise InvalidDomainInput(
                 "region_invalid",
                 f"'{region}' is not an SES region name; use one such as 'us-east-1'.",
                 "region",
             )
-        offered = self._settings.regions
+        offered = self._settings.regions.offered
         if region not in offered:
             raise InvalidDomainInput(
                 "region_not_offered",
@@ -304,7 +304,7 @@ class DomainService:
                     principal.team_pk, idempotency_key, fingerprint, public_id
                 )
             await work.emit(
-                created(domain, self._settings.records, request_id),
+                created(domain, self._settings.records.rules, request_id),
                 DomainRequested(
                     correlation_id=request_id,
                     team_id=principal.team_public_id,
@@ -332,7 +332,7 @@ class DomainService:
             public_id,
             lambda: self._load(public_id),
             lambda d: d.status is not DomainStatus.PROVISIONING,
-            self._settings.create_wait_seconds,
+            self._settings.waits.create_seconds,
         )
         if domain.status is DomainStatus.DELETED:
             raise ProvisioningFailed(public_id, domain.failure_reason)
@@ -340,7 +340,7 @@ class DomainService:
 
     async def _spend_budget(self, principal: Principal) -> None:
         """Each of these requests costs shared SES requests: past the team's budget, refuse."""
-        rate = self._settings.domain_write_rate
+        rate = self._settings.write_limit.domain_write_rate
         if rate <= 0:  # no budget configured
             return
         async with self._uow.transaction() as work:
@@ -348,7 +348,7 @@ class DomainService:
                 principal.team_pk,
                 "domain_writes",
                 rate=rate,
-                burst=self._settings.domain_write_burst,
+                burst=self._settings.write_limit.domain_write_burst,
             )
         if not decision.admitted:
             raise RateLimited(math.ceil(decision.retry_after), rate)
@@ -369,7 +369,7 @@ class DomainService:
         return domain
 
     def records(self, domain: Domain) -> DnsRecords:
-        return records_for(domain, self._settings.records)
+        return records_for(domain, self._settings.records.rules)
 
     async def list(
         self, principal: Principal, cursor: str | None, limit: int, status: str | None
@@ -417,7 +417,7 @@ class DomainService:
                 raise DomainNotFound(public_id)
             _refuse_while_busy(domain, "verify")
             now = datetime.now(UTC)
-            if not domain.verification_outstanding(now, self._settings.verify_stale_seconds):
+            if not domain.verification_outstanding(now, self._settings.waits.verify_stale_seconds):
                 request = VerifyRequested(
                     correlation_id=request_id,
                     team_id=principal.team_public_id,
@@ -433,7 +433,7 @@ class DomainService:
             public_id,
             lambda: self._load(public_id),
             lambda d: d.verify_requested_at is None,
-            self._settings.verify_wait_seconds,
+            self._settings.waits.verify_seconds,
         )
 
     # --- change --------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ class DomainService:
                         old,
                         move,
                         why,
-                        records=self._settings.records,
+                        records=self._settings.records.rules,
                         owner_emails=owners,
                         correlation_id=request_id,
                         causation_id=None,
@@ -514,7 +514,7 @@ class DomainService:
             public_id,
             lambda: self._load(public_id),
             lambda d: d.status is DomainStatus.DELETED,
-            self._settings.create_wait_seconds,
+            self._settings.waits.create_seconds,
         )
         return Deletion(domain, done=domain.status is DomainStatus.DELETED)
 
@@ -550,7 +550,7 @@ async def start_deletion(
         old,
         move,
         Why(reason, code, trigger),
-        records=settings.records,
+        records=settings.records.rules,
         owner_emails=await work.teams.owner_emails(domain.team_pk),
         correlation_id=request_id,
         causation_id=None,

@@ -8,7 +8,7 @@ Where an address may live (seed 001, "Custom domains vs @myagent.mx"):
   (`DomainInUse`), or the deletion lands first and the create is refused
   (`MailboxDomainNotReady`, deleting). A name the team has not added is
   `MailboxDomainMissing`, the same whether another team holds it or nobody does.
-- under the shared domain (`settings.shared_mailbox_domain`): only beneath the team's own
+- under the shared domain (`settings.names.shared_mailbox_domain`): only beneath the team's own
   suffix (`domain.mailboxes.shared_suffix_domain`); no custom domain is involved. Any other
   name under the shared domain is an `InvalidAddress` that names the suffix.
 """
@@ -48,7 +48,7 @@ class CreateMailbox:
 class MailboxService:
     def __init__(self, uow: UnitOfWork, settings: ApiSettings) -> None:
         self._uow = uow
-        self._shared = settings.shared_mailbox_domain.strip().rstrip(".").lower()
+        self._shared = settings.names.shared_mailbox_domain.strip().rstrip(".").lower()
 
     def _is_shared(self, domain: str) -> bool:
         return domain == self._shared or domain.endswith("." + self._shared)

@@ -1,6 +1,6 @@
 """Recognising API keys on the read path's budget: one lookup per key, not one per request.
 
-A key's team and permissions are remembered for `api_key_cache_seconds`. A revocation
+A key's team and permissions are remembered for `settings.keys.cache_seconds`. A revocation
 commits a NOTIFY (teams/service.py) that every replica's listener turns into forgetting the
 key at once; when the listener has been disconnected, everything is forgotten, since a
 revocation may have gone unheard. Use is written back to `api_keys.last_used_at` at most once
