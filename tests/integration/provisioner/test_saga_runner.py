@@ -89,17 +89,17 @@ class Scripted:
         self.mail_from.pop(domain, None)
 
 
-def settings(**kw: float) -> ProvisionerSettings:
+def settings(**saga: float) -> ProvisionerSettings:
     values: dict[str, float] = {
-        "provisioner_step_attempts": 3,
-        "provisioner_step_backoff": 0.01,
-        "provisioner_step_backoff_max": 0.05,
-        "provisioner_step_timeout": 5,
-        "provisioner_lease_seconds": 1.0,
-        "provisioner_recovery_interval": 0.2,
-        **kw,
+        "step_attempts": 3,
+        "step_backoff": 0.01,
+        "step_backoff_max": 0.05,
+        "step_timeout": 5,
+        "lease_seconds": 1.0,
+        "recovery_interval": 0.2,
+        **saga,
     }
-    return ProvisionerSettings.model_validate(values)
+    return ProvisionerSettings(saga=values)
 
 
 @pytest.fixture
@@ -378,7 +378,7 @@ async def test_a_quiet_teams_create_is_not_queued_behind_another_teams_burst(
     db: Database,
 ) -> None:
     world = Scripted()
-    runner = SagaRunner(db, world, world, settings(provisioner_concurrency=1))
+    runner = SagaRunner(db, world, world, settings(concurrency=1))
     burst = [request(f"d{i}.burst.test", team_id="team_burst") for i in range(6)]
     for event in burst:
         await runner.on_domain_requested(event)
