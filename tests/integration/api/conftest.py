@@ -27,6 +27,8 @@ def api_settings(database_url: str, amqp_url: str, **overrides: Any) -> ApiSetti
         "domain_write_rate": 0.0,
         # The tests' names are under example.com, as the sandbox resolver's are.
         "special_use_allowed": ["example", "example.com", "test"],
+        # The operator's listener on a port the kernel picks: modules run side by side.
+        "api_metrics_port": 0,
     }
     return ApiSettings(api_database_url=database_url, amqp_url=amqp_url, **{**chosen, **overrides})
 

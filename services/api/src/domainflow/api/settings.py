@@ -13,6 +13,11 @@ class ApiSettings(ServiceSettings):
     api_database_url: str = f"{DEFAULT_POSTGRES}/domainflow_api"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    #: The operator's listener, apart from the public one: `/metrics` (and `/healthz`,
+    #: `/readyz`) for Prometheus and the operator's tools, never for API clients. Loopback
+    #: unless the operator opens it to the scraper's network; port `0`: one the kernel picks.
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=8004, ge=0, le=65_535)
     #: Domain creates, verifies and deletes a team may make per second, on average (0: no
     #: limit), after a burst of `domain_write_burst`; every api replica shares the budget.
     domain_write_rate: float = Field(default=2.0, ge=0)
