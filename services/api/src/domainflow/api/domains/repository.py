@@ -300,8 +300,9 @@ DOMAIN_GAUGES: Final = (
         "domainflow_domains",
         "Domains in each state (deleted ones are not counted).",
         "SELECT s.status, s.value FROM ("
-        " SELECT sum(provisioning) AS provisioning, sum(pending) AS pending,"
-        " sum(verified) AS verified, sum(failed) AS failed, sum(deleting) AS deleting"
+        " SELECT sum(provisioning)::bigint AS provisioning, sum(pending)::bigint AS pending,"
+        " sum(verified)::bigint AS verified, sum(failed)::bigint AS failed,"
+        " sum(deleting)::bigint AS deleting"
         " FROM domain_counts) AS c CROSS JOIN LATERAL (VALUES"
         " ('provisioning', c.provisioning), ('pending', c.pending), ('verified', c.verified),"
         " ('failed', c.failed), ('deleting', c.deleting)) AS s (status, value)",
