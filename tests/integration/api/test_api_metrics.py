@@ -183,12 +183,12 @@ async def test_64_scrapers_leave_an_authenticated_read_answering(small_api: ApiH
             answered_first = read.done() and not any(scrape.done() for scrape in scrapes)
             readings = await waiting_on_the_lock()
             await holder.execute("SELECT pg_advisory_unlock($1)", HOLD)
+            assert answered_first, "the read waited for the scrapes to be answered"
+            assert readings == 1, "the scrapes held more than one connection"
             assert (await read).status_code == 200
             answers = await asyncio.gather(*scrapes)
     finally:
         await holder.close()
-    assert answered_first, "the read waited for the scrapes to be answered"
-    assert readings == 1, "the scrapes held more than one connection"
     assert [answer.status_code for answer in answers] == [200] * SCRAPERS
     assert all("domainflow_test_held" in answer.text for answer in answers)
 
