@@ -93,6 +93,7 @@ openapi: venv
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
 	$(BIN)/python benchmarks/read_path.py
+	$(BIN)/python benchmarks/metrics_scrape.py
 	$(BIN)/python benchmarks/relay.py
 	$(BIN)/python benchmarks/ses_burst.py --domains $(SES_BURST_DOMAINS)
 

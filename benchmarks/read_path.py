@@ -188,6 +188,7 @@ def main() -> None:
             "DOMAINFLOW_API_DATABASE_URL": db_url,
             "DOMAINFLOW_AMQP_URL": f"{AMQP_ROOT}/{quote(vhost, safe='')}",
             "DOMAINFLOW_LOG_LEVEL": "WARNING",
+            "DOMAINFLOW_API_METRICS_PORT": "0",  # nobody scrapes it here
             "BARE_DATABASE_URL": db_url,
         }
         api_port, bare_port = listening_port(), listening_port()

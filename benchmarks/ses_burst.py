@@ -273,6 +273,7 @@ def main() -> int:
         # Its names are under .example, which the sandbox resolver serves.
         "DOMAINFLOW_SPECIAL_USE_ALLOWED": '["example", "example.com", "test"]',
         "DOMAINFLOW_API_PORT": str(listening_port()),
+        "DOMAINFLOW_API_METRICS_PORT": str(listening_port()),
         "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(listening_port()),

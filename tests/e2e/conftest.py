@@ -117,6 +117,7 @@ async def e2e(
         # The sandbox resolver serves the names set aside for examples, as `make up` does.
         "DOMAINFLOW_SPECIAL_USE_ALLOWED": '["example", "example.com", "test"]',
         "DOMAINFLOW_API_PORT": str(api_port),
+        "DOMAINFLOW_API_METRICS_PORT": str(listening_port(span=2)),
         "DOMAINFLOW_PROVISIONER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_VERIFIER_HEALTH_PORT": str(listening_port()),
         "DOMAINFLOW_NOTIFIER_HEALTH_PORT": str(listening_port()),

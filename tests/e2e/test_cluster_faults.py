@@ -115,6 +115,7 @@ async def _stack(
         # The sandbox resolver serves the names set aside for examples, as `make up` does.
         "DOMAINFLOW_SPECIAL_USE_ALLOWED": '["example", "example.com", "test"]',
         "DOMAINFLOW_API_PORT": str(api_port),
+        "DOMAINFLOW_API_METRICS_PORT": str(listening_port(span=replicas)),
         "DOMAINFLOW_REVERIFY_INTERVAL": str(REVERIFY_INTERVAL),
         "DOMAINFLOW_REVERIFY_TICK": "0.5",
         "DOMAINFLOW_SES_RATE": "20",

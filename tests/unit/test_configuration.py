@@ -83,6 +83,8 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     # the api
     ("DOMAINFLOW_API_HOST", "0.0.0.0", SAME, "http.host", A),  # noqa: S104
     ("DOMAINFLOW_API_PORT", "9000", 9000, "http.port", A),
+    ("DOMAINFLOW_API_METRICS_HOST", "10.0.0.5", SAME, "http.metrics_host", A),
+    ("DOMAINFLOW_API_METRICS_PORT", "9104", 9104, "http.metrics_port", A),
     ("DOMAINFLOW_API_MAX_BODY_BYTES", "1024", 1024, "http.max_body_bytes", A),
     ("DOMAINFLOW_KEY_PREFIX", "acme", SAME, "keys.prefix", A),
     ("DOMAINFLOW_API_KEY_CACHE_SECONDS", "0", 0.0, "keys.cache_seconds", A),

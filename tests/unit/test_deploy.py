@@ -70,6 +70,9 @@ def test_each_unit_runs_its_own_service_on_the_instance_port() -> None:
         assert f"ExecStart={INSTALLED} serve {service}\n" in unit
         port = "API_PORT" if service == "api" else f"{service.upper()}_HEALTH_PORT"
         assert f"Environment=DOMAINFLOW_{port}=%i\n" in unit
+    # The api's /metrics on an operator port of each replica's own (18000 for 8000).
+    api = (DEPLOY / "systemd" / "domainflow-api@.service").read_text()
+    assert "Environment=DOMAINFLOW_API_METRICS_PORT=1%i\n" in api
 
 
 def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,8 @@ def api_settings(database_url: str, amqp_url: str, **overrides: dict[str, Any]) 
         "write_limit": {"domain_write_rate": 0.0},
         # The tests' names are under example.com, as the sandbox resolver's are.
         "names": {"special_use_allowed": ["example", "example.com", "test"]},
+        # The operator's listener on a port the kernel picks: modules run side by side.
+        "http": {"metrics_port": 0},
     }
     groups = {
         group: {**chosen.get(group, {}), **overrides.get(group, {})}

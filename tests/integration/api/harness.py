@@ -84,6 +84,15 @@ class ApiHarness:
         return app
 
     @property
+    def metrics_url(self) -> str:
+        """`/metrics` on the operator's listener (the public port answers 404 there)."""
+        return f"http://127.0.0.1:{self.app.state.metrics_port}/metrics"
+
+    async def scrape(self) -> httpx.Response:
+        async with httpx.AsyncClient() as operator:
+            return await operator.get(self.metrics_url)
+
+    @property
     def db(self) -> Database:
         db: Database = self.app.state.db
         return db

@@ -82,6 +82,7 @@ async def running_api(
         "DOMAINFLOW_AMQP_URL": amqp_vhost("apifuzz"),
         "DOMAINFLOW_API_HOST": "127.0.0.1",
         "DOMAINFLOW_API_PORT": str(port),
+        "DOMAINFLOW_API_METRICS_PORT": str(listening_port()),
         # No provisioner runs: a create answers 202 (accepted, provisioning) after this wait.
         "DOMAINFLOW_CREATE_WAIT_SECONDS": "0.2",
         "DOMAINFLOW_VERIFY_WAIT_SECONDS": "0.2",

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 SERVICES = ("api", "provisioner", "verifier", "notifier")
 HEALTH_PORTS = {"provisioner": 8001, "verifier": 8002, "notifier": 8003}
+API_METRICS_PORT = 8004
 
 
 def _true(value: str) -> bool:
@@ -44,6 +45,21 @@ def health_url(service: str, env: Mapping[str, str], replica: int = 0) -> str:
         port = int(env.get(f"DOMAINFLOW_{key}_HEALTH_PORT", str(HEALTH_PORTS[service])))
         host = env.get(f"DOMAINFLOW_{key}_HEALTH_HOST", "127.0.0.1")
     return f"http://{host}:{port}/readyz"
+
+
+def metrics_port(env: Mapping[str, str], replica: int = 0) -> int:
+    """Where an api replica's operator listener (`/metrics`) answers: the replicas' ports
+    follow each other, as their API ports do (`0`, a port the kernel picks, stays `0`)."""
+    port = int(env.get("DOMAINFLOW_API_METRICS_PORT", str(API_METRICS_PORT)))
+    return port + replica if port else 0
+
+
+def metrics_url(service: str, env: Mapping[str, str], replica: int = 0) -> str:
+    """`/metrics` of a replica: the api's operator listener, a consumer's health port."""
+    if service == "api":
+        host = env.get("DOMAINFLOW_API_METRICS_HOST", "127.0.0.1")
+        return f"http://{host}:{metrics_port(env, replica)}/metrics"
+    return health_url(service, env, replica).removesuffix("/readyz") + "/metrics"
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -187,6 +203,7 @@ class LocalStack:
         env = dict(self.env)
         if service == "api" and replica:
             env["DOMAINFLOW_API_PORT"] = str(int(env.get("DOMAINFLOW_API_PORT", "8000")) + replica)
+            env["DOMAINFLOW_API_METRICS_PORT"] = str(metrics_port(env, replica))
         env.update(extra_env or {})
         log = (self.root / f"{service}-{replica}.log").open("ab")
         process = subprocess.Popen(
@@ -264,7 +281,9 @@ def _run() -> int:
         stack.start(api_replicas=int(stack.env.get("DOMAINFLOW_API_REPLICAS", "1")))
         port = stack.env.get("DOMAINFLOW_API_PORT", "8000")
         print(
-            f"domainflow is up: http://127.0.0.1:{port}/api/v1 (Ctrl-C stops it)", file=sys.stderr
+            f"domainflow is up: http://127.0.0.1:{port}/api/v1 (Ctrl-C stops it); metrics at "
+            + ", ".join(metrics_url(service, stack.env) for service in SERVICES),
+            file=sys.stderr,
         )
         (stack.root / "stack.ready").write_text(str(os.getpid()))
         while not stopping:

@@ -59,6 +59,7 @@ class ServiceRuntime:
         self.gauges: list[Gauge] = list(OUTBOX_GAUGES)
         #: Gauges read from another database than the service's own (the SES budget's).
         self.foreign_gauges: list[tuple[Database, Sequence[Gauge]]] = []
+        self._reading: asyncio.Task[str] | None = None
 
     @property
     def db(self) -> Database:
@@ -120,10 +121,27 @@ class ServiceRuntime:
             self.spawn(relay.run(), name="outbox-relay")
         log.info("service.started", service=self.name, queues=[q.name for q in self._queues])
 
-    async def metrics(self, *extra: Gauge) -> str:
-        """`/metrics`: the service's gauges (`self.gauges` and `extra`) read from its database,
-        then the depth, consumers and parked messages of each queue it consumes."""
-        text = await exposition(self.db, [*self.gauges, *extra], self.name)
+    async def metrics(self) -> str:
+        """`/metrics`: the service's gauges read from its database, then the depth, consumers
+        and parked messages of each queue it consumes.
+
+        Scrapes that arrive while one is being read share its answer: however many scrapers
+        there are, they hold one of the pool's connections at a time, and the requests the
+        service exists for keep the others."""
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read_metrics(), name=f"{self.name}:metrics")
+            self._reading.add_done_callback(self._read)
+        # A scraper that hangs up cancels its own wait, not the reading the others share.
+        return await asyncio.shield(self._reading)
+
+    def _read(self, reading: asyncio.Task[str]) -> None:
+        if self._reading is reading:
+            self._reading = None
+        if not reading.cancelled():
+            reading.exception()  # retrieved here too when every scraper had hung up
+
+    async def _read_metrics(self) -> str:
+        text = await exposition(self.db, self.gauges, self.name)
         for db, gauges in self.foreign_gauges:
             text += await exposition(db, gauges, self.name)
         return text + await queue_depths(self.broker, [q.name for q in self._queues], self.name)
@@ -144,7 +162,11 @@ class ServiceRuntime:
             broker_ok = bool(await self.broker.ping(timeout=2.0))
         return broker_ok and await self.db.ping()
 
-    async def serve_health(self, host: str, port: int) -> None:
+    async def serve_health(self, host: str, port: int) -> int:
+        """The operator's listener: `/healthz`, `/readyz` and `/metrics`, on a port of its own
+        (loopback by default) so that nothing public reaches them; returns the port it bound
+        (`port` 0: one the kernel chose)."""
+
         async def healthz(_: web.Request) -> web.Response:
             return web.json_response({"status": "alive", "service": self.name})
 
@@ -166,6 +188,8 @@ class ServiceRuntime:
         self._health = web.AppRunner(app, access_log=None)
         await self._health.setup()
         await web.TCPSite(self._health, host, port).start()
+        bound: int = self._health.addresses[0][1]
+        return bound
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -174,6 +198,8 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._reading is not None:
+            self._reading.cancel()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self._health is not None:

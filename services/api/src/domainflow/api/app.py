@@ -24,7 +24,6 @@ from domainflow.api.teams.keyring import KeyRing
 from domainflow.api.unit_of_work import PostgresUnitOfWork
 from domainflow.api.waiting import DomainChanges
 from domainflow.kit.database import migration_files
-from domainflow.kit.metrics import CONTENT_TYPE, exposition
 from domainflow.kit.runtime import ServiceRuntime
 
 
@@ -47,14 +46,6 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     )
 
 
-@get("/metrics", operation_id="metrics", include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
-    """Prometheus gauges: the outbox, and domains by state (kit/metrics.py)."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    text = await exposition(runtime.db, [*runtime.gauges, *DOMAIN_GAUGES], "api")
-    return Response(text, media_type=CONTENT_TYPE)
-
-
 def create_app(settings: ApiSettings | None = None) -> Litestar:
     settings = settings or ApiSettings()
 
@@ -69,6 +60,11 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         await keyring.start()
         router, queues = build_router(uow, settings)
         await runtime.start(router, queues)
+        runtime.gauges.extend(DOMAIN_GAUGES)
+        # `/metrics` answers on the operator's listener only: the public port answers 404.
+        app.state.metrics_port = await runtime.serve_health(
+            settings.http.metrics_host, settings.http.metrics_port
+        )
         app.state.runtime = runtime
         app.state.db = runtime.db
         app.state.uow = uow
@@ -84,7 +80,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             await runtime.close()
 
     return Litestar(
-        route_handlers=[DomainController, MailboxController, healthz, readyz, metrics],
+        route_handlers=[DomainController, MailboxController, healthz, readyz],
         lifespan=[lifespan],
         middleware=[request_id_middleware, allow_middleware],
         exception_handlers=EXCEPTION_HANDLERS,

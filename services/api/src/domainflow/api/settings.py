@@ -25,6 +25,13 @@ class HttpSettings(SettingsGroup):
 
     host: str = Field(default="127.0.0.1", validation_alias="DOMAINFLOW_API_HOST")
     port: int = Field(default=8000, validation_alias="DOMAINFLOW_API_PORT")
+    #: The operator's listener, apart from the public one: `/metrics` (and `/healthz`,
+    #: `/readyz`) for Prometheus and the operator's tools, never for API clients. Loopback
+    #: unless the operator opens it to the scraper's network; port `0`: one the kernel picks.
+    metrics_host: str = Field(default="127.0.0.1", validation_alias="DOMAINFLOW_API_METRICS_HOST")
+    metrics_port: int = Field(
+        default=8004, ge=0, le=65_535, validation_alias="DOMAINFLOW_API_METRICS_PORT"
+    )
     #: Largest request body accepted, in bytes; larger ones get 413.
     max_body_bytes: int = Field(default=65_536, validation_alias="DOMAINFLOW_API_MAX_BODY_BYTES")
 

@@ -292,14 +292,20 @@ class DomainRepository:
             raise NameTaken(key) from None
 
 
-#: What `/metrics` reports of domains (see kit/metrics.py).
+#: What `/metrics` reports of domains (see kit/metrics.py). Both read a few rows whatever the
+#: number of domains: the counts the trigger of migration 007 keeps, and the first entry of
+#: the index of unanswered verify requests.
 DOMAIN_GAUGES: Final = (
     Gauge(
         "domainflow_domains",
         "Domains in each state (deleted ones are not counted).",
-        "SELECT s.status, count(d.id) AS value"
-        " FROM (VALUES ('provisioning'), ('pending'), ('verified'), ('failed'), ('deleting'))"
-        " AS s (status) LEFT JOIN domains d ON d.status = s.status GROUP BY s.status",
+        "SELECT s.status, s.value FROM ("
+        " SELECT sum(provisioning)::bigint AS provisioning, sum(pending)::bigint AS pending,"
+        " sum(verified)::bigint AS verified, sum(failed)::bigint AS failed,"
+        " sum(deleting)::bigint AS deleting"
+        " FROM domain_counts) AS c CROSS JOIN LATERAL (VALUES"
+        " ('provisioning', c.provisioning), ('pending', c.pending), ('verified', c.verified),"
+        " ('failed', c.failed), ('deleting', c.deleting)) AS s (status, value)",
         ("status",),
     ),
     Gauge(
