@@ -20,6 +20,10 @@ class ProvisionerSettings(ServiceSettings):
     provisioner_step_backoff: float = 0.5
     #: Longest pause between tries (deprovisioning and undo retry without end, this often).
     provisioner_step_backoff_max: float = 30.0
+    #: Tries of an undo, a removal or a receiving step that fail for a reason no wait mends
+    #: (a refusal, a bug; outages are retried without end) before the saga stops and waits
+    #: for an operator (`domainflow doctor` lists it, the domain's timeline says so).
+    provisioner_undo_attempts: int = Field(default=5, ge=1)
     #: Longest one outside call may take before it counts as a retryable failure.
     provisioner_step_timeout: float = 30.0
     #: Seconds a replica holds a saga; renewed while it runs, so only a dead replica loses it.
