@@ -35,6 +35,7 @@ from domainflow.provisioner.domain import (
     backoff,
     finish,
     next_action,
+    refusal,
     restarted,
     result_events,
     step_failed,
@@ -634,3 +635,31 @@ def test_the_rollback_reason_names_the_step_and_error_class_never_the_providers_
     assert "ses:InvalidParameterValue" in event.reason
     assert "123456789012" not in event.model_dump_json()
     assert "123456789012" in (saga.error or "")  # kept for the log
+
+
+@pytest.mark.parametrize(
+    ("domain", "region", "mail_from", "said"),
+    [
+        ("mail.acme.com", "us-east-1\n", None, "region"),
+        ("mail.acme.com", "mars", None, "region"),
+        ("mail.acme.com", "us-east-1", "bounce.mail.acme.com\r\n", "bounce"),
+        ("Mail.acme.com", "us-east-1", None, "A-label"),
+        ("localhost", "us-east-1", None, "A-label"),
+        ("-x.acme.com", "us-east-1", None, "A-label"),
+    ],
+)
+def test_a_request_no_saga_could_carry_out_is_refused_with_why(
+    domain: str, region: str, mail_from: str | None, said: str
+) -> None:
+    refused = refusal(domain, region, mail_from)
+    assert refused is not None
+    assert said in refused
+
+
+@pytest.mark.parametrize(
+    ("domain", "region"),
+    [("mail.acme.com", "us-east-1"), ("xn--bcher-kva.example", "ap-southeast-2"),
+     ("a.b", "us-gov-west-1")],
+)  # fmt: skip
+def test_a_request_as_the_api_writes_it_is_carried_out(domain: str, region: str) -> None:
+    assert refusal(domain, region, f"send.{domain}") is None

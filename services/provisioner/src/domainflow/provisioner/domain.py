@@ -21,6 +21,7 @@ error class: retrying it for ever would fail the same way and hold the domain's 
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -86,6 +87,25 @@ def steps_for(kind: SagaKind, *, mail_from: bool, receives: bool = True) -> tupl
         return (Step.MAILSERVER,)
     # Deleting the SES identity removes its MAIL FROM setting with it: nothing to undo there.
     return (Step.SES_IDENTITY, Step.MAILSERVER)
+
+
+#: An AWS region's name, whole (`us-east-1`, `ap-southeast-2`, `us-gov-west-1`).
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
+#: A domain name as the api stores it: lower-case A-labels, letters, digits and hyphens.
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+")
+
+
+def refusal(domain: str, region: str, mail_from_domain: str | None = None) -> str | None:
+    """Why no saga could ever run for this request (None: it can). The api checks both
+    before it asks; an event failing here was written by an older release or a bug, and
+    every call with it would fail the same way (aiohttp refuses a newline in a header)."""
+    if not _REGION.fullmatch(region):
+        return f"region {region!r} is not an AWS region's name"
+    for name in (domain, mail_from_domain):
+        if name is not None and not _NAME.fullmatch(name):
+            return f"{name!r} is not a domain name in A-label form"
+    return None
 
 
 @dataclass(frozen=True)

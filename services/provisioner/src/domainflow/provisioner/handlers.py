@@ -37,6 +37,7 @@ from domainflow.kit import inbox, outbox
 from domainflow.kit.aws import SesError
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.logging import get_logger
+from domainflow.kit.messaging import PoisonEventError
 from domainflow.provisioner.adapters import repository
 from domainflow.provisioner.adapters.repository import Claimed, LeaseLostError
 from domainflow.provisioner.domain import (
@@ -51,6 +52,7 @@ from domainflow.provisioner.domain import (
     backoff,
     finish,
     next_action,
+    refusal,
     restarted,
     result_events,
     step_failed,
@@ -235,7 +237,13 @@ class SagaRunner:
         receives: bool = True,
     ) -> None:
         """Record the saga an event asks for (once: a redelivery finds it) and wake the
-        dispatcher, which runs it in its turn."""
+        dispatcher, which runs it in its turn. An event no saga could ever carry out is
+        refused as poison: parked with its reason, nothing recorded."""
+        refused = refusal(event.domain, event.region, mail_from_domain)
+        if refused is not None:
+            raise PoisonEventError(
+                "unprocessable", f"{event.TYPE} for {event.domain_id}: {refused}"
+            )
         async with self._db.transaction() as conn:
             if not await inbox.claim(conn, CONSUMER, event):
                 return  # redelivered: the saga exists already
