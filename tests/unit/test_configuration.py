@@ -112,6 +112,7 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_PROVISIONER_HEALTH_HOST", "0.0.0.0", SAME, "health.host", P),  # noqa: S104
     ("DOMAINFLOW_PROVISIONER_HEALTH_PORT", "9001", 9001, "health.port", P),
     ("DOMAINFLOW_PROVISIONER_STEP_ATTEMPTS", "4", 4, "saga.step_attempts", P),
+    ("DOMAINFLOW_PROVISIONER_UNDO_ATTEMPTS", "7", 7, "saga.undo_attempts", P),
     ("DOMAINFLOW_PROVISIONER_STEP_BACKOFF", "0.1", 0.1, "saga.step_backoff", P),
     ("DOMAINFLOW_PROVISIONER_STEP_BACKOFF_MAX", "3", 3.0, "saga.step_backoff_max", P),
     ("DOMAINFLOW_PROVISIONER_STEP_TIMEOUT", "7", 7.0, "saga.step_timeout", P),

@@ -10,14 +10,16 @@ threads so that they really overlap inside the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import aio_pika
 import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -39,12 +41,32 @@ from domainflow.contracts import (
     VerificationOutcome,
     VerificationTrigger,
 )
+from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit.database import Database
 
 T = TypeVar("T")
 
 DOMAINS = "/api/v1/domains"
 MAILBOXES = "/api/v1/mailboxes"
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    api: ApiHarness, *routing_keys: str
+) -> AsyncIterator[asyncio.Queue[aio_pika.abc.AbstractIncomingMessage]]:
+    """A queue of the test's own on the events exchange: what the api publishes there."""
+    heard: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+    connection = await aio_pika.connect(api.settings.broker.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        queue = await channel.declare_queue(exclusive=True)
+        for routing_key in routing_keys:
+            await queue.bind(exchange, routing_key=routing_key)
+        await queue.consume(heard.put, no_ack=True)
+        yield heard
+    finally:
+        await connection.close()
 
 
 def auth(key: str) -> dict[str, str]:

@@ -113,8 +113,10 @@ async def test_unknown_statuses_are_refused(api: ApiHarness, team: NewKey, statu
 # --- request ids -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sent", ["req_abc123", "trace-7f3a.9:1", "A" * 128])
-async def test_a_well_formed_request_id_is_echoed(api: ApiHarness, team: NewKey, sent: str) -> None:
+@pytest.mark.parametrize("sent", ["req_abc123", "trace-7f3a.9:1", "A" * 128, "op_forged"])
+async def test_a_clients_request_id_is_kept_beside_ours_never_in_its_place(
+    api: ApiHarness, team: NewKey, sent: str
+) -> None:
     for response in (
         await api.client.get(DOMAINS, headers={**auth(team.plaintext), "X-Request-Id": sent}),
         await api.client.get(
@@ -122,15 +124,17 @@ async def test_a_well_formed_request_id_is_echoed(api: ApiHarness, team: NewKey,
         ),
         await api.client.get(DOMAINS, headers={"X-Request-Id": sent}),  # even a 401
     ):
-        assert response.headers["x-request-id"] == sent
-        assert response.json()["meta"]["request_id"] == sent
+        ours = response.headers["x-request-id"]
+        assert ours != sent
+        assert ours.startswith("req_")
+        assert response.json()["meta"] == {"request_id": ours, "client_request_id": sent}
 
 
 @pytest.mark.parametrize(
     "sent",
     ["", "has space", "-leading-dash", "A" * 129, "semi;colon", 'quote"d', "ü-nicode"],
 )
-async def test_a_malformed_request_id_is_replaced(api: ApiHarness, team: NewKey, sent: str) -> None:
+async def test_a_malformed_request_id_is_not_kept(api: ApiHarness, team: NewKey, sent: str) -> None:
     headers = [(k.encode(), v.encode()) for k, v in auth(team.plaintext).items()]
     response = await api.client.get(DOMAINS, headers=[*headers, (b"x-request-id", sent.encode())])
 
@@ -138,7 +142,7 @@ async def test_a_malformed_request_id_is_replaced(api: ApiHarness, team: NewKey,
     given = response.headers["x-request-id"]
     assert given != sent
     assert given.startswith("req_")
-    assert response.json()["meta"]["request_id"] == given
+    assert response.json()["meta"] == {"request_id": given}
 
 
 async def test_each_request_gets_its_own_id(api: ApiHarness, team: NewKey) -> None:
@@ -188,16 +192,19 @@ async def _next_for(
 async def test_post_publishes_domain_requested_with_the_request_id(
     api: ApiHarness, team: NewKey, requested_events: aio_pika.abc.AbstractQueue
 ) -> None:
-    request_id = f"req-{unique()}"
     name = f"{unique('evt')}.example.com"
 
+    # A client's id posing as an operator's labels nothing: the work carries ours.
     response = await api.client.post(
         DOMAINS,
         json={"domain": name, "region": "eu-west-1"},
-        headers={**auth(team.plaintext), "X-Request-Id": request_id},
+        headers={**auth(team.plaintext), "X-Request-Id": "op_forged"},
     )
 
     assert response.status_code == 202, response.text
+    request_id = response.headers["x-request-id"]
+    assert request_id.startswith("req_")
+    assert response.json()["meta"]["client_request_id"] == "op_forged"
     assert response.headers["location"] == f"{DOMAINS}/{response.json()['data']['id']}"
     domain_id = response.json()["data"]["id"]
     message, body = await _next_for(requested_events, domain_id)
@@ -212,6 +219,12 @@ async def test_post_publishes_domain_requested_with_the_request_id(
     # Stored with the domain too, so the whole story can be found from the request id.
     stored = await api.fetchval("SELECT request_id FROM domains WHERE public_id = $1", domain_id)
     assert stored == request_id
+    requested_by = await api.fetchval(
+        "SELECT t.request_id FROM domain_timeline t JOIN domains d ON d.id = t.domain_id"
+        " WHERE d.public_id = $1",
+        domain_id,
+    )
+    assert requested_by == request_id
 
 
 async def test_a_refused_post_publishes_nothing(

@@ -3,12 +3,16 @@
 The api runs as it does in production (uvicorn in a process of its own, its own database and
 vhost) with a real key; schemathesis drives every operation of docs/openapi.json from its
 examples, the schema's edges, random data and the document's links (create, then use the id),
-in a bounded budget, and the test fails on any failure of any check.
+in a bounded budget, and the test fails on any failure of any check, or on any traceback
+or logged exception in the api's own log during the run (a 500 is not the only sign of a
+fault: a handler may fail and still answer). Generation is deterministic (no random draw,
+no example database between runs): a CI failure is the same failure on a laptop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +45,24 @@ class RunningApi:
     url: str
     database_url: str
     key: str
+    log: Path
+
+
+def faults_logged(text: str) -> list[str]:
+    """The lines of a service's log that show a fault: a traceback, or a record logged with
+    its exception (structlog's `exception` field)."""
+    faults = []
+    for line in text.splitlines():
+        if "Traceback (most recent call last)" in line:
+            faults.append(line)
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and ("exception" in record or "exc_info" in record):
+            faults.append(line[:2000])
+    return faults
 
 
 def _answers(url: str) -> bool:
@@ -90,6 +112,7 @@ async def running_api(
         # covers 429 (the document still lists it for every write).
         "DOMAINFLOW_DOMAIN_WRITE_RATE": "0",
         "DOMAINFLOW_LOG_LEVEL": "WARNING",
+        "DOMAINFLOW_LOG_FORMAT": "json",  # read back by faults_logged
     }
     log = tmp_path_factory.mktemp("apifuzz") / "api.log"
     process = await asyncio.to_thread(_start, env, log)
@@ -107,10 +130,28 @@ async def running_api(
             )
         finally:
             await db.close()
-        yield RunningApi(url, db_url, key.plaintext)
+        yield RunningApi(url, db_url, key.plaintext, log)
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 30)
+
+
+def test_a_logged_fault_is_found() -> None:
+    """The log check can fail: a traceback or an exception record is a fault; a warning or
+    an error without an exception is not."""
+    log = "\n".join(
+        [
+            json.dumps({"event": "outbox.relayed", "level": "warning"}),
+            json.dumps({"event": "domain.needs_operator", "level": "error"}),
+            json.dumps({"event": "http.unhandled", "level": "error", "exception": "Trace..."}),
+            "Traceback (most recent call last):",
+            '  File "x.py", line 1, in <module>',
+        ]
+    )
+    found = faults_logged(log)
+    assert len(found) == 2
+    assert "http.unhandled" in found[0]
+    assert found[1].startswith("Traceback")
 
 
 async def test_schemathesis_finds_nothing(
@@ -140,6 +181,9 @@ async def test_schemathesis_finds_nothing(
         "10",
         "--output-truncate",
         "true",
+        # The same cases every run, no example database carried between runs (a seed is
+        # not used in this mode). Only the time budget can end a slow run sooner.
+        "--generation-deterministic",
     ]
     run = await asyncio.to_thread(
         subprocess.run,
@@ -153,6 +197,8 @@ async def test_schemathesis_finds_nothing(
     with capsys.disabled():
         print("\n" + summary)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
+    faults = faults_logged(running_api.log.read_text(errors="replace"))
+    assert faults == [], "the api logged faults while fuzzed:\n" + "\n".join(faults[:20])
 
     db = await Database.connect(running_api.database_url, size=1)
     try:

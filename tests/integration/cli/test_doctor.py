@@ -81,6 +81,7 @@ async def test_a_healthy_install_passes_every_check(settings: dict[str, str]) ->
         "verifier-database",
         "notifier-database",
         "mailserver-database",
+        "sagas",
         "rabbitmq",
         "dead-letters",
         "ses",
@@ -88,6 +89,36 @@ async def test_a_healthy_install_passes_every_check(settings: dict[str, str]) ->
         "doh",
     }
     assert "alerts@doctor.example" in _by_check(findings)["ses-sender"].detail
+
+
+async def test_a_saga_stopped_for_an_operator_is_named_with_its_step_and_error_class(
+    settings: dict[str, str],
+) -> None:
+    url = settings["DOMAINFLOW_PROVISIONER_DATABASE_URL"]
+    db = await Database.prepare(url, service_migrations("provisioner"), size=1)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(
+                """
+                INSERT INTO sagas (domain_id, kind, team_id, domain, region, state, steps,
+                                   max_attempts, correlation_id, causation_id, failed_step,
+                                   error, error_class)
+                VALUES ('mdom_stuck', 'deprovision', 'team_1', 'stuck.example', 'us-east-1',
+                        'needs_operator', '[]', 3, 'req_1', gen_random_uuid(), 'ses_identity',
+                        'Amazon SES answered AccessDenied: arn:aws:iam::123456789012',
+                        'ses:AccessDenied')
+                """
+            )
+        found = _by_check(await diagnose())["sagas"]
+        assert not found.ok
+        assert "stuck.example (mdom_stuck): deprovision stopped at ses_identity" in found.detail
+        assert "ses:AccessDenied" in found.detail
+        assert "domainflow domains release" in (found.fix or "")
+    finally:
+        async with db.transaction() as conn:
+            await conn.execute("DELETE FROM sagas WHERE domain_id = 'mdom_stuck'")
+        await db.close()
+    assert _by_check(await diagnose())["sagas"].ok
 
 
 async def test_an_unmigrated_database_names_the_migrations_missing(

@@ -22,6 +22,7 @@ from domainflow.contracts import (
     DomainRequested,
     Event,
     ProvisioningRolledBack,
+    SagaNeedsOperator,
 )
 from domainflow.kit.aws import SesError
 from domainflow.kit.database import Database
@@ -398,3 +399,128 @@ async def test_a_quiet_teams_create_is_not_queued_behind_another_teams_burst(
     # The quiet team's single create goes next to the burst's next one, not after it all.
     assert order.index("mail.quiet.test") <= 3
     assert [d for d in order if d != "mail.quiet.test"] == [e.domain for e in [*burst, more]]
+
+
+# --- a saga that cannot go on stops for an operator -------------------------------------------
+
+#: What aiohttp raises for a region with a newline in it: no wait mends it.
+_BAD_HEADER = ValueError("Newline or carriage return character detected in HTTP status message")
+
+
+async def _states(db: Database) -> list[tuple[str, str, str | None, str | None]]:
+    async with db.transaction() as conn:
+        rows = await conn.fetch(
+            "SELECT kind, state, failed_step, error_class FROM sagas ORDER BY id"
+        )
+    return [(r["kind"], r["state"], r["failed_step"], r["error_class"]) for r in rows]
+
+
+async def test_an_undo_that_keeps_failing_for_no_outage_stops_for_an_operator(
+    db: Database,
+) -> None:
+    refusal = SesError(
+        "InvalidParameterValue", "arn:aws:ses:us-east-1:123456789012", retryable=False
+    )
+    world = Scripted(failures={"create_identity": [refusal], "remove_domain": [_BAD_HEADER] * 50})
+    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=3))
+    event = request()
+    await runner.on_domain_requested(event)
+    await runner.run_pending()  # returns: the saga stopped instead of retrying for ever
+
+    assert world.calls == ["add_domain", "create_identity", *["remove_domain"] * 3]
+    (stopped,) = await published(db)
+    assert isinstance(stopped, SagaNeedsOperator)
+    assert (stopped.domain_id, stopped.saga, stopped.step) == (
+        event.domain_id,
+        "provision",
+        "mailserver",
+    )
+    assert stopped.error_class == "mailserver:unexpected:ValueError"
+    assert "Newline" not in stopped.model_dump_json()
+    assert await _states(db) == [
+        ("provision", "needs_operator", "mailserver", "mailserver:unexpected:ValueError")
+    ]
+    await runner.run_pending()
+    assert world.calls.count("remove_domain") == 3  # nobody picks a stopped saga up again
+
+    # The operator mends the cause and releases the domain: the removal runs at once (the
+    # stopped saga holds no turn) and finishes.
+    world.failures.clear()
+    await runner.on_deletion_requested(delete(event))
+    await runner.run_pending()
+    assert isinstance((await published(db))[-1], DomainDeprovisioned)
+    assert not world.domains
+    assert not world.identities
+
+
+async def test_a_removal_that_stopped_starts_again_when_the_domain_is_released(
+    db: Database,
+) -> None:
+    world = Scripted(failures={"delete_identity": [_BAD_HEADER] * 2})
+    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=2))
+    event = request()
+    await runner.on_domain_requested(event)
+    await runner.on_deletion_requested(delete(event))
+    await runner.run_pending()
+    answers = await published(db)
+    assert [a.TYPE for a in answers] == ["domain.provisioned", "domain.needs_operator"]
+    stopped = answers[1]
+    assert isinstance(stopped, SagaNeedsOperator)
+    assert stopped.step == "ses_identity"
+    assert await _states(db) == [
+        ("provision", "completed", None, None),
+        ("deprovision", "needs_operator", "ses_identity", "ses:unexpected:ValueError"),
+    ]
+
+    released = delete(event).model_copy(update={"event_id": uuid.uuid4(), "correlation_id": "op_1"})
+    await runner.on_deletion_requested(released)
+    await runner.run_pending()
+    assert isinstance((await published(db))[-1], DomainDeprovisioned)
+    assert [s[:2] for s in await _states(db)] == [
+        ("provision", "completed"),
+        ("deprovision", "completed"),
+    ]
+    assert not world.identities
+    assert not world.domains
+
+
+async def test_an_outage_in_an_undo_is_waited_out_past_the_bound(db: Database) -> None:
+    refusal = SesError("AccessDenied", "no", retryable=False)
+    world = Scripted(
+        failures={"create_identity": [refusal], "remove_domain": [OSError("reset")] * 6}
+    )
+    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=2))
+    await runner.on_domain_requested(request())
+    await runner.run_pending()
+    (answer,) = await published(db)
+    assert isinstance(answer, ProvisioningRolledBack)
+    assert world.calls.count("remove_domain") == 7
+    assert not world.domains
+
+
+async def test_a_name_provisioned_again_since_its_release_is_not_removed(db: Database) -> None:
+    # The first holder's saga stopped; an operator released the name and another team added
+    # it before the provisioner heard of the release: the removal must not take the new
+    # holder's identity away.
+    world = Scripted(
+        failures={
+            "remove_domain": [_BAD_HEADER] * 5,
+            "create_identity": [SesError("AccessDenied", "no", retryable=False)],
+        }
+    )
+    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=1))
+    first = request(domain="held.acme.test")
+    await runner.on_domain_requested(first)
+    await runner.run_pending()
+    world.failures.clear()
+    second = request(domain="held.acme.test", team_id="team_2")
+    await runner.on_domain_requested(second)
+    await runner.run_pending()
+    await runner.on_deletion_requested(delete(first))
+    await runner.run_pending()
+    answers = await published(db)
+    assert [type(a) for a in answers] == [SagaNeedsOperator, DomainProvisioned, DomainDeprovisioned]
+    assert answers[2].domain_id == first.domain_id  # type: ignore[attr-defined]
+    assert "held.acme.test" in world.identities
+    assert "held.acme.test" in world.domains
+    assert world.calls.count("delete_identity") == 0

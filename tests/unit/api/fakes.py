@@ -158,6 +158,12 @@ class FakeDomains:
             raise NameTaken(key)
         self._s.remembered[(team_pk, key)] = RememberedRequest(request_hash, domain_id)
 
+    async def spend_keys(self, domain_id: str) -> int:
+        spent = [k for k, seen in self._s.remembered.items() if seen.domain_id == domain_id]
+        for k in spent:
+            del self._s.remembered[k]
+        return len(spent)
+
 
 class FakeTeams:
     def __init__(self, state: State, clock: Callable[[], float]) -> None:

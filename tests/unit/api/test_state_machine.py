@@ -19,6 +19,7 @@ from domainflow.api.domain.state import (
     Provisioned,
     ProvisioningRolledBack,
     ReceivingRequested,
+    Released,
     Transition,
     TransitionRefused,
     VerificationFailed,
@@ -85,6 +86,10 @@ EXPECTED: dict[tuple[DomainStatus, type[DomainInput]], Expected] = {
     **{(status, DeletionRequested): to_deleting for status in CHECKED},
     (S.DELETING, DeletionRequested): unchanged,
     (S.DELETING, Deprovisioned): lambda s: moved(DomainState(S.DELETED), changed=True),
+    # An operator clears a domain stuck on the way in or out; a settled one is deleted the
+    # ordinary way (DeletionRequested).
+    (S.PROVISIONING, Released): lambda s: moved(DomainState(S.DELETED), changed=True),
+    (S.DELETING, Released): lambda s: moved(DomainState(S.DELETED), changed=True),
 }
 
 SAMPLE_STATES = [
@@ -96,7 +101,7 @@ SAMPLE_STATES = [
 
 
 def test_all_inputs_holds_one_of_each_kind() -> None:
-    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 8
+    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 9
 
 
 @pytest.mark.parametrize("state", SAMPLE_STATES, ids=repr)

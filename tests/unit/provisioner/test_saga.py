@@ -16,7 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domainflow.contracts import DomainDeprovisioned, DomainProvisioned, ProvisioningRolledBack
+from domainflow.contracts import (
+    DomainDeprovisioned,
+    DomainProvisioned,
+    ProvisioningRolledBack,
+    SagaNeedsOperator,
+)
 from domainflow.provisioner.domain import (
     DoStep,
     Finish,
@@ -30,6 +35,8 @@ from domainflow.provisioner.domain import (
     backoff,
     finish,
     next_action,
+    refusal,
+    restarted,
     result_events,
     step_failed,
     step_started,
@@ -146,6 +153,7 @@ def drive(
                 f"{outcome.value} error",
                 retryable=outcome is not Outcome.FATAL,
                 no_effect=outcome in (Outcome.RETRYABLE, Outcome.FATAL),
+                error_class=f"test:{outcome.value}",
             )
     raise AssertionError(f"saga did not finish in {limit} actions: {saga}")
 
@@ -316,7 +324,8 @@ def test_a_retryable_failure_is_retried_up_to_the_bound(
     assert exhausted.finished_with is not None
     (event,) = exhausted.finished_with.events
     assert isinstance(event, ProvisioningRolledBack)
-    assert f"{failure.value} error" in event.reason
+    assert f"test:{failure.value}" in event.reason  # the class, not the words
+    assert f"{failure.value} error" not in event.reason
     assert_converged(exhausted)
 
 
@@ -527,3 +536,130 @@ def test_an_upgrade_adds_the_domain_to_the_mail_server_forward_only() -> None:
         started = step_started(started, Step.MAILSERVER)
     done = step_succeeded(started, Step.MAILSERVER)
     assert result_events(done, SagaState.COMPLETED) == ()  # the api moved the domain already
+
+
+# --- a saga that cannot go on stops for an operator ----------------------------------------
+
+
+def _fail(saga: ProvisioningSaga, step: Step, *, retryable: bool) -> ProvisioningSaga:
+    return step_failed(
+        saga,
+        step,
+        "Amazon SES answered AccessDenied: User arn:aws:iam::123456789012:user/x is not allowed",
+        retryable=retryable,
+        error_class="ses:AccessDenied",
+        undo_attempts=3,
+    )
+
+
+def _compensating() -> ProvisioningSaga:
+    saga = new_saga(mail_from=False)
+    saga = step_succeeded(step_started(saga, Step.MAILSERVER), Step.MAILSERVER)
+    saga = step_started(saga, Step.SES_IDENTITY)
+    saga = step_failed(
+        saga,
+        Step.SES_IDENTITY,
+        "Amazon SES answered InvalidParameterValue: arn:aws:ses:us-east-1:123456789012",
+        retryable=False,
+        no_effect=True,  # refused: only the mail server's step is left to undo
+        error_class="ses:InvalidParameterValue",
+    )
+    assert saga.state is SagaState.COMPENSATING
+    return saga
+
+
+def test_an_undo_refused_for_good_stops_the_saga_for_an_operator() -> None:
+    saga = _compensating()
+    for attempt in range(1, 4):
+        assert next_action(saga) == UndoStep(Step.MAILSERVER, retry=attempt - 1)
+        saga = _fail(undo_started(saga, Step.MAILSERVER), Step.MAILSERVER, retryable=False)
+    assert saga.state is SagaState.NEEDS_OPERATOR
+    assert saga.finished
+    assert next_action(saga) == Idle()
+    assert (saga.failed_step, saga.error_class) == (Step.MAILSERVER, "ses:AccessDenied")
+    (event,) = result_events(saga, saga.state)
+    assert isinstance(event, SagaNeedsOperator)
+    assert (event.saga, event.step, event.error_class) == (
+        "provision",
+        "mailserver",
+        "ses:AccessDenied",
+    )
+    assert "arn:" not in event.model_dump_json()
+
+
+def test_an_undo_failing_on_an_outage_is_retried_past_the_bound() -> None:
+    saga = _compensating()
+    for _ in range(20):
+        saga = _fail(undo_started(saga, Step.MAILSERVER), Step.MAILSERVER, retryable=True)
+    assert saga.state is SagaState.COMPENSATING
+    saga = undo_succeeded(undo_started(saga, Step.MAILSERVER), Step.MAILSERVER)
+    action = next_action(saga)
+    assert isinstance(action, Finish)
+    assert action.state is SagaState.ROLLED_BACK
+
+
+@pytest.mark.parametrize("kind", [SagaKind.DEPROVISION, SagaKind.RECEIVE])
+def test_a_removal_or_receiving_step_refused_for_good_stops_too(kind: SagaKind) -> None:
+    saga = new_saga(kind)
+    step = saga.steps[0][0]
+    for _ in range(3):
+        assert saga.state is SagaState.RUNNING
+        saga = _fail(step_started(saga, step), step, retryable=False)
+    assert saga.state is SagaState.NEEDS_OPERATOR
+    (event,) = result_events(saga, saga.state)
+    assert isinstance(event, SagaNeedsOperator)
+    assert (event.saga, event.step) == (kind.value, step.value)
+
+
+def test_a_stopped_removal_restarts_where_it_stopped() -> None:
+    saga = new_saga(SagaKind.DEPROVISION)
+    saga = step_succeeded(step_started(saga, Step.SES_IDENTITY), Step.SES_IDENTITY)
+    for _ in range(3):
+        saga = _fail(step_started(saga, Step.MAILSERVER), Step.MAILSERVER, retryable=False)
+    assert saga.state is SagaState.NEEDS_OPERATOR
+    again = restarted(saga)
+    assert (again.state, again.attempts, again.error_class) == (SagaState.RUNNING, 0, None)
+    assert next_action(again) == DoStep(Step.MAILSERVER, retry=0)
+    with pytest.raises(ValueError, match="only a stopped deprovisioning saga"):
+        restarted(again)
+
+
+def test_the_rollback_reason_names_the_step_and_error_class_never_the_providers_words() -> None:
+    saga = _compensating()
+    saga = undo_succeeded(undo_started(saga, Step.MAILSERVER), Step.MAILSERVER)
+    action = next_action(saga)
+    assert isinstance(action, Finish)
+    (event,) = action.events
+    assert isinstance(event, ProvisioningRolledBack)
+    assert event.failed_step == "ses_identity"
+    assert "ses:InvalidParameterValue" in event.reason
+    assert "123456789012" not in event.model_dump_json()
+    assert "123456789012" in (saga.error or "")  # kept for the log
+
+
+@pytest.mark.parametrize(
+    ("domain", "region", "mail_from", "said"),
+    [
+        ("mail.acme.com", "us-east-1\n", None, "region"),
+        ("mail.acme.com", "mars", None, "region"),
+        ("mail.acme.com", "us-east-1", "bounce.mail.acme.com\r\n", "bounce"),
+        ("Mail.acme.com", "us-east-1", None, "A-label"),
+        ("localhost", "us-east-1", None, "A-label"),
+        ("-x.acme.com", "us-east-1", None, "A-label"),
+    ],
+)
+def test_a_request_no_saga_could_carry_out_is_refused_with_why(
+    domain: str, region: str, mail_from: str | None, said: str
+) -> None:
+    refused = refusal(domain, region, mail_from)
+    assert refused is not None
+    assert said in refused
+
+
+@pytest.mark.parametrize(
+    ("domain", "region"),
+    [("mail.acme.com", "us-east-1"), ("xn--bcher-kva.example", "ap-southeast-2"),
+     ("a.b", "us-gov-west-1")],
+)  # fmt: skip
+def test_a_request_as_the_api_writes_it_is_carried_out(domain: str, region: str) -> None:
+    assert refusal(domain, region, f"send.{domain}") is None

@@ -29,6 +29,7 @@ from domainflow.kit import dead_letters
 from domainflow.kit.aws import AwsClients, ses_error
 from domainflow.kit.failover import Nodes, connect_any
 from domainflow.notifier.settings import NotifierSettings
+from domainflow.provisioner.adapters import repository
 from domainflow.provisioner.settings import ProvisionerSettings
 from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.checks import Unavailable
@@ -82,6 +83,42 @@ async def _service_database(service: str) -> Finding:
             f"run `domainflow migrate {service}` (each service also migrates as it starts)",
         )
     return Finding(check, True, f"reachable, {len(shipped)} migrations applied")
+
+
+async def _stopped_sagas() -> Finding:
+    """Sagas that stopped for an operator: an undo or removal kept failing for a reason no
+    wait mends, and the domain is stuck until someone acts."""
+    check = "sagas"
+    conn = await _connect(check, database_url("provisioner"), "DOMAINFLOW_PROVISIONER_DATABASE_URL")
+    if isinstance(conn, Finding):
+        return conn
+    try:
+        if await conn.fetchval("SELECT to_regclass('sagas')") is None:
+            return Finding(check, True, "no sagas yet")
+        migrated = await conn.fetchval(
+            "SELECT 1 FROM information_schema.columns"
+            " WHERE table_name = 'sagas' AND column_name = 'error_class'"
+        )
+        if not migrated:
+            return Finding(check, True, "no saga can stop yet (run `domainflow migrate`)")
+        count, latest = await repository.stopped(conn, limit=10)
+    finally:
+        await conn.close()
+    if not count:
+        return Finding(check, True, "no saga waits for an operator")
+    listed = "; ".join(
+        f"{s.domain} ({s.domain_id}): {s.kind} stopped at {s.step} with {s.error_class}"
+        f" ({(s.error or '')[:200]})"
+        for s in latest
+    )
+    return Finding(
+        check,
+        False,
+        f"{count} saga(s) stopped for an operator: {listed}",
+        "mend the cause (the provisioner's log has the saga.needs_operator line), then "
+        "`domainflow domains release <domain> --reason ...`: it deletes the domain and "
+        "starts its removal again",
+    )
 
 
 async def _mailserver_database(url: str) -> Finding:
@@ -265,6 +302,7 @@ async def diagnose() -> list[Finding]:
 
     checks = [
         *(bounded(f"{service}-database", one(_service_database(service))) for service in DATABASES),
+        bounded("sagas", one(_stopped_sagas())),
         bounded(
             "mailserver-database",
             one(_mailserver_database(provisioner.mailserver.database_url)),

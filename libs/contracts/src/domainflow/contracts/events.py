@@ -274,6 +274,22 @@ class ProvisioningRolledBack(Event):
     reason: str
 
 
+class SagaNeedsOperator(Event):
+    """provisioner -> api: a saga stopped: undoing or removing `step` kept failing for a
+    reason no wait mends (`error_class`; the provider's own words stay in the provisioner's
+    log). Nothing more happens to the domain until an operator mends the cause and runs
+    `domainflow domains release`."""
+
+    TYPE: ClassVar[str] = "domain.needs_operator"
+    type: Literal["domain.needs_operator"] = "domain.needs_operator"
+    domain_id: str
+    domain: str
+    #: The saga that stopped: provision (its rollback), deprovision or receive.
+    saga: str
+    step: str
+    error_class: str
+
+
 class VerifyRequested(Event):
     """api -> verifier: check this domain's records now."""
 
@@ -398,6 +414,7 @@ AnyEvent = Annotated[
     DomainRequested
     | DomainProvisioned
     | ProvisioningRolledBack
+    | SagaNeedsOperator
     | VerifyRequested
     | VerificationCompleted
     | DeletionRequested
@@ -416,6 +433,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReceivingRequested,
         DomainProvisioned,
         ProvisioningRolledBack,
+        SagaNeedsOperator,
         VerifyRequested,
         VerificationCompleted,
         DeletionRequested,

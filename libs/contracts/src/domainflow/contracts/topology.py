@@ -27,6 +27,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
     "api": (
         "domain.provisioned",
         "domain.provisioning_rolled_back",
+        "domain.needs_operator",
         "domain.verification_completed",
         "domain.deprovisioned",
     ),
@@ -53,6 +54,7 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
     "provisioner": (
         "domain.provisioned",
         "domain.provisioning_rolled_back",
+        "domain.needs_operator",
         "domain.deprovisioned",
     ),
     "verifier": ("domain.verification_completed",),

@@ -39,6 +39,7 @@ from domainflow.contracts import (
     ReceivingRequested,
     RecordCheck,
     RecordKind,
+    SagaNeedsOperator,
     VerificationCompleted,
     VerificationOutcome,
     VerificationTrigger,
@@ -124,7 +125,14 @@ def examples() -> dict[str, Event]:
         ReceivingRequested(**common, region="us-east-1"),
         DomainProvisioned(**common, region="us-east-1", dkim_tokens=["tok1", "tok2", "tok3"]),
         ProvisioningRolledBack(
-            **common, failed_step="ses_identity", reason="SES refused the identity"
+            **common,
+            failed_step="ses_identity",
+            reason="Provisioning stopped while creating the Amazon SES identity with Easy DKIM "
+            "(ses:InvalidParameterValue). Everything done before it was undone, so nothing is "
+            "half-configured; add the domain again to retry.",
+        ),
+        SagaNeedsOperator(
+            **common, saga="provision", step="mailserver", error_class="mailserver:refused"
         ),
         VerifyRequested(**common, region="us-east-1", records=_records()),
         VerificationCompleted(

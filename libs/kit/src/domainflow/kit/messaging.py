@@ -9,7 +9,9 @@ already exist. A failing handler is retried with growing pauses, never dropped
 server is away (PostgreSQL restarting) is retried in place until it is back: the outage is
 not the message's fault and must not use up its deliveries. A message that cannot be read
 at all (not JSON, a version this code does not know, invalid) is logged and parked at once
-with its reason: redelivering it would fail the same way.
+with its reason: redelivering it would fail the same way. So is one a handler can read but
+never act on (it raises `PoisonEventError`: a region no SES endpoint has, written by an
+older release or a bug), instead of being retried until the delivery limit.
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ DEAD_LETTERS = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, du
 PARKED_REASON_HEADER = "domainflow-parked-reason"
 PARKED_DETAIL_HEADER = "domainflow-parked-detail"
 PARKED_FROM_HEADER = "domainflow-parked-from"
+
+
+class PoisonEventError(Exception):
+    """A handler's word that it can read this event but never act on it: retrying cannot
+    help, so the event is parked at once with `code` and `detail` (nothing it did is kept:
+    the handler's transaction rolled back)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
@@ -172,7 +186,9 @@ def message_properties(message: AbstractIncomingMessage) -> dict[str, Any]:
 
 
 async def park(
-    message: AbstractIncomingMessage, queue: str, refusal: UndecodableEventError
+    message: AbstractIncomingMessage,
+    queue: str,
+    refusal: UndecodableEventError | PoisonEventError,
 ) -> None:
     """Put an unreadable message in `queue`'s DLQ with its reason; the caller then acks it.
 
@@ -245,6 +261,16 @@ def subscribe(
                 "a server the handler needs", lambda: handler(event),  # type: ignore[arg-type]
                 within=redelivery.outage_patience,
             )  # fmt: skip
+        except PoisonEventError as poison:
+            log.error(
+                "event.poison",
+                queue=queue.name,
+                properties=message_properties(raw),
+                reason=poison.code,
+                error=poison.detail,
+            )
+            await park(raw, queue.name, poison)
+            return
         except Exception:
             raw_headers = raw.headers or {}
             count_raw = raw_headers.get("x-delivery-count", 0)

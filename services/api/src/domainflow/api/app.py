@@ -17,6 +17,7 @@ from domainflow.api.http.allow import allow_middleware
 from domainflow.api.http.openapi import openapi_config, refine_on_startup
 from domainflow.api.http.problems import EXCEPTION_HANDLERS
 from domainflow.api.http.request_id import request_id_middleware
+from domainflow.api.http.text import refuse_deep_nesting
 from domainflow.api.mailboxes.controller import MailboxController
 from domainflow.api.mailboxes.service import MailboxService
 from domainflow.api.settings import ApiSettings
@@ -83,6 +84,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         route_handlers=[DomainController, MailboxController, healthz, readyz],
         lifespan=[lifespan],
         middleware=[request_id_middleware, allow_middleware],
+        before_request=refuse_deep_nesting,
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.http.max_body_bytes,
         openapi_config=openapi_config(),

@@ -13,6 +13,7 @@ from domainflow.contracts import (
     DomainDeprovisioned,
     DomainProvisioned,
     ProvisioningRolledBack,
+    SagaNeedsOperator,
     VerificationCompleted,
 )
 from domainflow.kit.messaging import Redelivery, subscribe_all
@@ -27,6 +28,7 @@ def build_router(uow: UnitOfWork, settings: ApiSettings) -> tuple[RabbitRouter, 
         {
             DomainProvisioned.TYPE: handlers.on_provisioned,
             ProvisioningRolledBack.TYPE: handlers.on_rolled_back,
+            SagaNeedsOperator.TYPE: handlers.on_needs_operator,
             VerificationCompleted.TYPE: handlers.on_verification_completed,
             DomainDeprovisioned.TYPE: handlers.on_deprovisioned,
         },

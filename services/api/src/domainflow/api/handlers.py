@@ -26,6 +26,7 @@ from domainflow.contracts import (
     DomainStatus,
     Event,
     ProvisioningRolledBack,
+    SagaNeedsOperator,
     VerificationCompleted,
     VerificationOutcome,
     VerificationTrigger,
@@ -84,6 +85,36 @@ class ApiHandlers:
         await self._apply(
             event, event.domain_id, _Happening(sm.ProvisioningRolledBack(), why, record)
         )
+
+    async def on_needs_operator(self, event: SagaNeedsOperator) -> None:
+        """A saga of the domain stopped for an operator: the status stays (the domain is
+        stuck where it was), and its timeline says where and why, and how to clear it."""
+        async with self._uow.transaction() as work:
+            if not await work.first_sight(CONSUMER, event):
+                return
+            domain = await work.domains.get(event.domain_id, for_update=True, include_deleted=True)
+            if domain is None:
+                log.warning("domain.unknown", domain_id=event.domain_id)
+                return
+            log.error(
+                "domain.needs_operator",
+                domain=domain.name,
+                saga=event.saga,
+                step=event.step,
+                error_class=event.error_class,
+            )
+            await work.domains.note(
+                domain,
+                happening="needs_operator",
+                status_before=domain.status.value,
+                reason=(
+                    f"the provisioner stopped ({event.saga}) at {event.step}: "
+                    f"{event.error_class}; an operator must mend the cause "
+                    "(`domainflow doctor` lists it), then `domainflow domains release` clears "
+                    "the domain"
+                ),
+                request_id=event.correlation_id,
+            )
 
     async def on_verification_completed(self, event: VerificationCompleted) -> None:
         """A probe's verdict: passed, failed or inconclusive (which changes nothing)."""

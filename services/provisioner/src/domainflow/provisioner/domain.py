@@ -12,11 +12,16 @@ rolling back needs nothing from the system that refused. (SES's throttling never
 here: the adapter waits it out in later slots of the shared budget.)
 
 Deprovisioning runs the steps in reverse and cannot roll back: each removal is idempotent
-and is retried, with backoff, until it succeeds.
+and is retried, with backoff, until it succeeds, as long as what fails it is an outage
+(a timeout, a connection refused, SES busy): those pass. An undo, a removal or a
+receiving step that keeps failing for any other reason (a refusal, a bug) is tried
+`undo_attempts` times, then the saga stops in `needs_operator`, naming the step and the
+error class: retrying it for ever would fail the same way and hold the domain's name.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -26,6 +31,7 @@ from domainflow.contracts import (
     DomainProvisioned,
     Event,
     ProvisioningRolledBack,
+    SagaNeedsOperator,
 )
 
 
@@ -41,6 +47,9 @@ class SagaState(StrEnum):
     COMPENSATING = "compensating"
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
+    #: Stopped: an undo or removal kept failing for a reason no wait mends. Nothing more
+    #: happens until an operator mends the cause and releases the domain.
+    NEEDS_OPERATOR = "needs_operator"
 
 
 UNFINISHED = (SagaState.RUNNING, SagaState.COMPENSATING)
@@ -80,6 +89,25 @@ def steps_for(kind: SagaKind, *, mail_from: bool, receives: bool = True) -> tupl
     return (Step.SES_IDENTITY, Step.MAILSERVER)
 
 
+#: An AWS region's name, whole (`us-east-1`, `ap-southeast-2`, `us-gov-west-1`).
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
+#: A domain name as the api stores it: lower-case A-labels, letters, digits and hyphens.
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+")
+
+
+def refusal(domain: str, region: str, mail_from_domain: str | None = None) -> str | None:
+    """Why no saga could ever run for this request (None: it can). The api checks both
+    before it asks; an event failing here was written by an older release or a bug, and
+    every call with it would fail the same way (aiohttp refuses a newline in a header)."""
+    if not _REGION.fullmatch(region):
+        return f"region {region!r} is not an AWS region's name"
+    for name in (domain, mail_from_domain):
+        if name is not None and not _NAME.fullmatch(name):
+            return f"{name!r} is not a domain name in A-label form"
+    return None
+
+
 @dataclass(frozen=True)
 class ProvisioningSaga:
     domain_id: str
@@ -97,7 +125,11 @@ class ProvisioningSaga:
     steps: tuple[tuple[Step, StepStatus], ...] = ()
     dkim_tokens: tuple[str, ...] = ()
     failed_step: Step | None = None
+    #: The outside system's own words: for the log and the operator, never for clients.
     error: str | None = None
+    #: What kind of failure `error` is (`ses:AccessDenied`, `mailserver:refused`, ...): the
+    #: part a client may read.
+    error_class: str | None = None
     #: Starts of the step (or undo) now under way, including ones a crash interrupted.
     attempts: int = 0
     #: An earlier try of the step under way ended without a clear answer (a timeout, a
@@ -209,6 +241,19 @@ def result_events(
     """
     correlation_id = answering.correlation_id if answering else saga.correlation_id
     causation_id = answering.event_id if answering else saga.causation_id
+    if state is SagaState.NEEDS_OPERATOR:
+        return (
+            SagaNeedsOperator(
+                domain_id=saga.domain_id,
+                domain=saga.domain,
+                saga=saga.kind.value,
+                step=(saga.failed_step or saga.steps[0][0]).value,
+                error_class=saga.error_class or "unknown",
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                team_id=saga.team_id,
+            ),
+        )
     if saga.kind is SagaKind.RECEIVE:
         return ()  # the api moved the domain already; its MX check shows the rest
     if saga.kind is SagaKind.DEPROVISION:
@@ -240,7 +285,7 @@ def result_events(
             domain_id=saga.domain_id,
             domain=saga.domain,
             failed_step=failed.value,
-            reason=rollback_reason(failed, saga.error),
+            reason=rollback_reason(failed, saga.error_class),
             correlation_id=correlation_id,
             causation_id=causation_id,
             team_id=saga.team_id,
@@ -248,9 +293,12 @@ def result_events(
     )
 
 
-def rollback_reason(step: Step, error: str | None) -> str:
+def rollback_reason(step: Step, error_class: str | None) -> str:
+    """What the requester reads: the step and the class of error, never the provider's own
+    words (with real SES they name accounts and ARNs; they go to the log instead)."""
     return (
-        f"Provisioning stopped while {_STEP_DESCRIPTIONS[step]}: {error or 'unknown error'}. "
+        f"Provisioning stopped while {_STEP_DESCRIPTIONS[step]} "
+        f"({error_class or 'unknown'}). "
         "Everything done before it was undone, so nothing is half-configured; "
         "add the domain again to retry."
     )
@@ -294,14 +342,27 @@ def step_succeeded(
     _expect(saga, step, StepStatus.STARTED)
     if saga.state is not SagaState.RUNNING:
         raise ValueError(f"step {step} cannot succeed while the saga is {saga.state}")
-    done = replace(saga.with_status(step, StepStatus.DONE), attempts=0, error=None, in_doubt=False)
+    done = replace(
+        saga.with_status(step, StepStatus.DONE),
+        attempts=0,
+        error=None,
+        error_class=None,
+        in_doubt=False,
+    )
     if tokens is not None:
         done = replace(done, dkim_tokens=tuple(tokens))
     return done
 
 
 def step_failed(
-    saga: ProvisioningSaga, step: Step, error: str, *, retryable: bool, no_effect: bool = False
+    saga: ProvisioningSaga,
+    step: Step,
+    error: str,
+    *,
+    retryable: bool,
+    no_effect: bool = False,
+    error_class: str = "unknown",
+    undo_attempts: int | None = None,
 ) -> ProvisioningSaga:
     """Outcome: the call for `step` (or its undo, while compensating) failed.
 
@@ -309,27 +370,44 @@ def step_failed(
     a non-retryable one compensates at once. `no_effect` says the outside system plainly
     refused the call; if no earlier try is in doubt, the step goes back to `pending`.
     Otherwise it stays `started` (it may have taken effect) and compensation undoes it.
-    An undo, and every deprovisioning or receiving step, is retried without limit: there
-    is no way back from them, only forward.
+    An undo, and every deprovisioning or receiving step, has no way back, only forward: a
+    retryable failure (an outage) is retried without limit; any other stops the saga for an
+    operator once the step has been tried `undo_attempts` times (None: never).
     """
-    if saga.state is SagaState.COMPENSATING:
-        # `error` keeps what made the saga roll back: that is what the requester must hear.
-        _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
-        return saga
+    forward_only = saga.state is SagaState.COMPENSATING or saga.kind in (
+        SagaKind.DEPROVISION,
+        SagaKind.RECEIVE,
+    )
+    if forward_only:
+        if saga.state is SagaState.COMPENSATING:
+            _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
+        else:
+            _expect(saga, step, StepStatus.STARTED)
+        if not retryable and undo_attempts is not None and saga.attempts >= undo_attempts:
+            return replace(
+                saga,
+                state=SagaState.NEEDS_OPERATOR,
+                failed_step=step,
+                error=error,
+                error_class=error_class,
+            )
+        if saga.state is SagaState.COMPENSATING:
+            # `error` keeps what made the saga roll back: that is what the requester hears.
+            return saga
+        return replace(saga, error=error, error_class=error_class)
     _expect(saga, step, StepStatus.STARTED)
-    if saga.kind in (SagaKind.DEPROVISION, SagaKind.RECEIVE):
-        return replace(saga, error=error)
     if no_effect and not saga.in_doubt:
         failed = saga.with_status(step, StepStatus.PENDING)
     else:
         failed = replace(saga, in_doubt=True)
     if retryable and saga.attempts < saga.max_attempts:
-        return replace(failed, error=error)
+        return replace(failed, error=error, error_class=error_class)
     return replace(
         failed,
         state=SagaState.COMPENSATING,
         failed_step=step,
         error=error,
+        error_class=error_class,
         attempts=0,
         in_doubt=False,
     )
@@ -341,6 +419,16 @@ def undo_succeeded(saga: ProvisioningSaga, step: Step) -> ProvisioningSaga:
         raise ValueError(f"cannot undo {step}: saga is {saga.state}")
     _expect(saga, step, StepStatus.STARTED, StepStatus.DONE)
     return replace(saga.with_status(step, StepStatus.UNDONE), attempts=0, in_doubt=False)
+
+
+def restarted(saga: ProvisioningSaga) -> ProvisioningSaga:
+    """A stopped deprovisioning saga taken up again once an operator mended the cause: it
+    carries on from the step that stopped it, with a fresh count of tries."""
+    if saga.state is not SagaState.NEEDS_OPERATOR or saga.kind is not SagaKind.DEPROVISION:
+        raise ValueError(f"only a stopped deprovisioning saga restarts, not {saga.state}")
+    return replace(
+        saga, state=SagaState.RUNNING, attempts=0, failed_step=None, error=None, error_class=None
+    )
 
 
 def finish(saga: ProvisioningSaga, action: Finish) -> ProvisioningSaga:

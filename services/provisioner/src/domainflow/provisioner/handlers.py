@@ -37,6 +37,7 @@ from domainflow.kit import inbox, outbox
 from domainflow.kit.aws import SesError
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.logging import get_logger
+from domainflow.kit.messaging import PoisonEventError
 from domainflow.provisioner.adapters import repository
 from domainflow.provisioner.adapters.repository import Claimed, LeaseLostError
 from domainflow.provisioner.domain import (
@@ -51,6 +52,8 @@ from domainflow.provisioner.domain import (
     backoff,
     finish,
     next_action,
+    refusal,
+    restarted,
     result_events,
     step_failed,
     step_started,
@@ -77,13 +80,19 @@ class SesPort(Protocol):
 
 
 class StepError(Exception):
-    """An outside call failed: may trying again help, and could the call have taken effect?"""
+    """An outside call failed: may trying again help, and could the call have taken effect?
 
-    def __init__(self, message: str, *, retryable: bool, no_effect: bool = False) -> None:
+    `message` holds the outside system's own words (for the log and operators);
+    `error_class` names the kind of failure without them (for clients)."""
+
+    def __init__(
+        self, message: str, *, retryable: bool, no_effect: bool = False, error_class: str
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.no_effect = no_effect
+        self.error_class = error_class
 
 
 # Failures of the mail platform's database that pass: connection loss, failover, contention.
@@ -125,18 +134,48 @@ def classify(exc: BaseException, step: Step) -> StepError:
             f"Amazon SES answered {exc.code}: {exc.message}",
             retryable=exc.retryable,
             no_effect=not exc.took_effect and exc.code not in _SES_IN_DOUBT,
+            error_class=f"ses:{_code(exc.code)}",
         )
-    system = "the mail server's database" if step is Step.MAILSERVER else "Amazon SES"
+    system, prefix = (
+        ("the mail server's database", "mailserver")
+        if step is Step.MAILSERVER
+        else ("Amazon SES", "ses")
+    )
     if isinstance(exc, TimeoutError):
-        return StepError(f"{system} did not answer in time", retryable=True)
+        return StepError(
+            f"{system} did not answer in time", retryable=True, error_class=f"{prefix}:timeout"
+        )
     if isinstance(exc, ConnectionRefusedError | EndpointConnectionError):
-        return StepError(f"{system} is unreachable ({exc})", retryable=True, no_effect=True)
+        return StepError(
+            f"{system} is unreachable ({exc})",
+            retryable=True,
+            no_effect=True,
+            error_class=f"{prefix}:unreachable",
+        )
     # BotoCoreError: connection failures the SES adapter did not wrap.
     if isinstance(exc, (*_TRANSIENT_POSTGRES, OSError, BotoCoreError)):
-        return StepError(f"{system} is unreachable ({exc})", retryable=True)
+        return StepError(
+            f"{system} is unreachable ({exc})",
+            retryable=True,
+            error_class=f"{prefix}:unreachable",
+        )
     if isinstance(exc, asyncpg.PostgresError):  # the statement failed and rolled back
-        return StepError(f"{system} refused the change ({exc})", retryable=False, no_effect=True)
-    return StepError(f"unexpected {type(exc).__name__}: {exc}", retryable=False)
+        return StepError(
+            f"{system} refused the change ({exc})",
+            retryable=False,
+            no_effect=True,
+            error_class=f"{prefix}:refused:{_code(type(exc).__name__)}",
+        )
+    return StepError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        retryable=False,
+        error_class=f"{prefix}:unexpected:{_code(type(exc).__name__)}",
+    )
+
+
+def _code(raw: str) -> str:
+    """An error code as a client may see it: a short identifier, nothing else."""
+    return "".join(c for c in raw if c.isascii() and (c.isalnum() or c in "._-"))[:64] or "unknown"
 
 
 class SagaRunner:
@@ -198,7 +237,13 @@ class SagaRunner:
         receives: bool = True,
     ) -> None:
         """Record the saga an event asks for (once: a redelivery finds it) and wake the
-        dispatcher, which runs it in its turn."""
+        dispatcher, which runs it in its turn. An event no saga could ever carry out is
+        refused as poison: parked with its reason, nothing recorded."""
+        refused = refusal(event.domain, event.region, mail_from_domain)
+        if refused is not None:
+            raise PoisonEventError(
+                "unprocessable", f"{event.TYPE} for {event.domain_id}: {refused}"
+            )
         async with self._db.transaction() as conn:
             if not await inbox.claim(conn, CONSUMER, event):
                 return  # redelivered: the saga exists already
@@ -227,6 +272,14 @@ class SagaRunner:
         A finished saga answers the new request with its result again (the requester may
         have missed it); an unfinished one will answer when it finishes.
         """
+        if saga.kind is SagaKind.DEPROVISION and await repository.provisioned_again(
+            conn, saga.domain, saga.domain_id
+        ):
+            # An operator released the name and a team added it again since: SES and the
+            # mail server hold it for that team now, and none of it is this domain's.
+            await outbox.add(conn, *result_events(saga, SagaState.COMPLETED, answering=event))
+            log.info("saga.name_provisioned_again", domain=saga.domain, domain_id=saga.domain_id)
+            return None
         saga_id = await repository.insert(conn, saga)
         if saga_id is not None:
             log.info("saga.started", saga_id=saga_id, kind=saga.kind, domain=saga.domain)
@@ -235,6 +288,11 @@ class SagaRunner:
         if found is None:  # pragma: no cover - the conflicting row cannot vanish in this tx
             return None
         existing_id, existing = found
+        if existing.state is SagaState.NEEDS_OPERATOR and existing.kind is SagaKind.DEPROVISION:
+            # Deleting again (an operator's release, once the cause is mended): carry on.
+            await repository.restart(conn, existing_id, restarted(existing))
+            log.info("saga.restarted", saga_id=existing_id, domain=existing.domain)
+            return existing_id
         if existing.finished:
             await outbox.add(conn, *result_events(existing, existing.state, answering=event))
             log.info("saga.answered_again", saga_id=existing_id, state=existing.state)
@@ -291,6 +349,7 @@ class SagaRunner:
                 log.info(
                     "saga.finished",
                     saga_id=claimed.saga_id,
+                    correlation_id=saga.correlation_id,
                     kind=saga.kind,
                     domain=saga.domain,
                     state=saga.state,
@@ -323,10 +382,13 @@ class SagaRunner:
                     failure.message,
                     retryable=failure.retryable,
                     no_effect=failure.no_effect,
+                    error_class=failure.error_class,
+                    undo_attempts=s.undo_attempts,
                 )
                 log.warning(
                     "saga.step_failed",
                     saga_id=claimed.saga_id,
+                    correlation_id=saga.correlation_id,
                     kind=saga.kind,
                     domain=saga.domain,
                     step=step,
@@ -335,8 +397,24 @@ class SagaRunner:
                     retryable=failure.retryable,
                     no_effect=failure.no_effect,
                     error=failure.message,
+                    error_class=failure.error_class,
                     state=saga.state,
                 )
+                if saga.state is SagaState.NEEDS_OPERATOR:
+                    events = result_events(saga, saga.state)
+                    await self._save(claimed, saga, *events, release=True)
+                    log.error(
+                        "saga.needs_operator",
+                        saga_id=claimed.saga_id,
+                        correlation_id=saga.correlation_id,
+                        kind=saga.kind,
+                        domain=saga.domain,
+                        step=step,
+                        error_class=failure.error_class,
+                        error=failure.message,
+                        attempts=saga.attempts,
+                    )
+                    return saga.state
             else:
                 saga = undo_succeeded(saga, step) if undo else step_succeeded(saga, step, tokens)
                 log.info(

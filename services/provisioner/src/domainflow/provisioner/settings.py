@@ -49,6 +49,12 @@ class SagaSettings(SettingsGroup):
     step_backoff_max: float = Field(
         default=30.0, validation_alias="DOMAINFLOW_PROVISIONER_STEP_BACKOFF_MAX"
     )
+    #: Tries of an undo, a removal or a receiving step that fail for a reason no wait mends
+    #: (a refusal, a bug; outages are retried without end) before the saga stops and waits
+    #: for an operator (`domainflow doctor` lists it, the domain's timeline says so).
+    undo_attempts: int = Field(
+        default=5, ge=1, validation_alias="DOMAINFLOW_PROVISIONER_UNDO_ATTEMPTS"
+    )
     #: Longest one outside call may take before it counts as a retryable failure.
     step_timeout: float = Field(
         default=30.0, validation_alias="DOMAINFLOW_PROVISIONER_STEP_TIMEOUT"

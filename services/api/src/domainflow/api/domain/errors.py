@@ -135,13 +135,26 @@ class IdempotencyKeyReused(Refused):
         self.domain_id = domain_id
 
 
+class DeletedSinceKeyed(Refused):
+    """The domain an Idempotency-Key created was deleted since; the key is spent now."""
+
+    def __init__(self, domain_id: str) -> None:
+        super().__init__(
+            f"The domain this Idempotency-Key created ({domain_id}) has since been deleted. "
+            "The key is spent: send the request again, with this key or a new one, to add "
+            "the domain anew."
+        )
+        self.domain_id = domain_id
+
+
 class ProvisioningFailed(Refused):
-    """Provisioning failed and was undone; `cause` names the step and why."""
+    """Provisioning failed and was undone; `cause` names the step and error class."""
 
     def __init__(self, domain_id: str, cause: str | None) -> None:
         super().__init__(
             "Provisioning failed and everything it had done was undone, so nothing is "
-            "half-configured. Retry the same request to start clean."
+            "half-configured. Retry the same request (with the same Idempotency-Key, if you "
+            "sent one) to start clean."
         )
         self.domain_id = domain_id
         self.cause = cause

@@ -71,6 +71,12 @@ class DeletionRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class Released:
+    """An operator cleared a domain stuck while provisioning or deleting (a saga stopped for
+    an operator, a request event parked as poison): its name is free at once."""
+
+
+@dataclass(frozen=True, slots=True)
 class Deprovisioned:
     """Nothing of the domain is left on SES or the mail server."""
 
@@ -83,6 +89,7 @@ DomainInput = (
     | VerificationInconclusive
     | ReceivingRequested
     | DeletionRequested
+    | Released
     | Deprovisioned
 )
 
@@ -94,6 +101,7 @@ ALL_INPUTS: Final[tuple[DomainInput, ...]] = (
     VerificationInconclusive(),
     ReceivingRequested(),
     DeletionRequested(),
+    Released(),
     Deprovisioned(),
 )
 
@@ -120,6 +128,8 @@ TRANSITIONS: Final[Mapping[tuple[DomainStatus, type[DomainInput]], frozenset[Dom
     (_S.FAILED, DeletionRequested): frozenset({_S.DELETING}),
     (_S.DELETING, DeletionRequested): frozenset({_S.DELETING}),
     (_S.DELETING, Deprovisioned): frozenset({_S.DELETED}),
+    (_S.PROVISIONING, Released): frozenset({_S.DELETED}),
+    (_S.DELETING, Released): frozenset({_S.DELETED}),
 }
 
 
@@ -180,6 +190,9 @@ def transition(state: DomainState, event: DomainInput) -> Transition:
             if status is _S.DELETING:
                 # A repeated DELETE is answered as the first one was.
                 return Transition(new_state=state, changed_status=False, notify_owners=False)
+        case Released():
+            if status in (_S.PROVISIONING, _S.DELETING):
+                return _moved(state, DomainState(_S.DELETED), notify=False)
         case Deprovisioned():
             if status is _S.DELETING:
                 return _moved(state, DomainState(_S.DELETED), notify=False)

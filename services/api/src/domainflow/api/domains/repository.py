@@ -291,6 +291,13 @@ class DomainRepository:
         except asyncpg.UniqueViolationError:
             raise NameTaken(key) from None
 
+    async def spend_keys(self, domain_id: str) -> int:
+        """Forget the keys that created a domain that is gone; how many there were."""
+        spent: str = await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE domain_public_id = $1", domain_id
+        )
+        return int(spent.rsplit(" ", 1)[-1])
+
 
 #: What `/metrics` reports of domains (see kit/metrics.py). Both read a few rows whatever the
 #: number of domains: the counts the trigger of migration 007 keeps, and the first entry of

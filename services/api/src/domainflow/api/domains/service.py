@@ -21,6 +21,7 @@ import msgspec
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain.errors import (
+    DeletedSinceKeyed,
     DomainBusy,
     DomainExists,
     DomainInUse,
@@ -324,10 +325,15 @@ class DomainService:
             return None
         if seen.request_hash != fingerprint:
             raise IdempotencyKeyReused(seen.domain_id)
-        return await self._settled(seen.domain_id)
+        return await self._settled(seen.domain_id, replay=True)
 
-    async def _settled(self, public_id: str) -> Added:
-        """Wait (bounded) for provisioning to end, and say how it ended."""
+    async def _settled(self, public_id: str, *, replay: bool = False) -> Added:
+        """Wait (bounded) for provisioning to end, and say how it ended.
+
+        A domain that is gone is told once: the answer spends the Idempotency-Key that
+        created it, so the same request sent again starts afresh instead of hearing the
+        same end for ever.
+        """
         domain = await self._changes.wait_for(
             public_id,
             lambda: self._load(public_id),
@@ -335,6 +341,10 @@ class DomainService:
             self._settings.waits.create_seconds,
         )
         if domain.status is DomainStatus.DELETED:
+            async with self._uow.transaction() as work:
+                await work.domains.spend_keys(public_id)
+            if domain.failure_reason is None and replay:
+                raise DeletedSinceKeyed(public_id)  # provisioned, then deleted or released
             raise ProvisioningFailed(public_id, domain.failure_reason)
         return Added(domain, settled=domain.status is not DomainStatus.PROVISIONING)
 

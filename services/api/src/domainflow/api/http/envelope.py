@@ -12,8 +12,10 @@ T = TypeVar("T")
 AnyRequest = Request[Any, Any, Any]
 
 
-class Meta(msgspec.Struct):
+class Meta(msgspec.Struct, omit_defaults=True):
     request_id: str
+    #: The client's own `X-Request-Id`, when it sent a well-formed one.
+    client_request_id: str | None = None
 
 
 class Envelope(msgspec.Struct, Generic[T]):
@@ -40,6 +42,11 @@ def request_id_of(request: AnyRequest) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+def meta_of(request: AnyRequest) -> Meta:
+    client = request.scope.get("state", {}).get("client_request_id")
+    return Meta(request_id=request_id_of(request), client_request_id=client)
+
+
 def etag_matches(header: str | None, etag: str) -> bool:
     """RFC 9110's weak comparison of `If-None-Match` (a list, or `*`) with our ETag."""
     if not header:
@@ -58,7 +65,7 @@ def respond_list(
             ok=True,
             data=items,
             pagination=Pagination(has_more=has_more, next_cursor=next_cursor),
-            meta=Meta(request_id=request_id_of(request)),
+            meta=meta_of(request),
         )
     )
 
@@ -77,7 +84,7 @@ def respond(
     if etag:
         headers["ETag"] = etag
     return Response(
-        Envelope(ok=True, data=data, meta=Meta(request_id=request_id_of(request))),
+        Envelope(ok=True, data=data, meta=meta_of(request)),
         status_code=status,
         headers=headers or None,
     )

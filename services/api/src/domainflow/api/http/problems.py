@@ -79,7 +79,9 @@ class ApiError(Exception):
         return public_code(self.status, self.reason)
 
 
-def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
+def error_body(
+    exc: ApiError, request_id: str, client_request_id: str | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {
         "code": exc.code,
         "message": exc.message,
@@ -95,7 +97,10 @@ def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
         error["errors"] = errors
     if exc.details:
         error["details"] = exc.details
-    return {"ok": False, "error": error, "meta": {"request_id": request_id}}
+    meta = {"request_id": request_id}
+    if client_request_id:
+        meta["client_request_id"] = client_request_id
+    return {"ok": False, "error": error, "meta": meta}
 
 
 def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
@@ -108,7 +113,9 @@ def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[A
     if exc.status == 503 and "Retry-After" not in headers:
         headers["Retry-After"] = "5"  # every 503 here passes: say when to come back
     return Response(
-        content=error_body(exc, request_id),
+        content=error_body(
+            exc, request_id, request.scope.get("state", {}).get("client_request_id")
+        ),
         status_code=exc.status,
         media_type=MediaType.JSON,
         headers=headers or None,
@@ -243,6 +250,8 @@ def _problem(exc: refusals.Refused) -> ApiError:
                 {"id": exc.domain_id},
                 param="Idempotency-Key",
             )
+        case refusals.DeletedSinceKeyed():
+            return ApiError(409, "domain_deleted", exc.message, {"id": exc.domain_id})
         case refusals.ProvisioningFailed():
             failed = {"id": exc.domain_id, "cause": exc.cause}
             return ApiError(503, "provisioning_failed", exc.message, failed)

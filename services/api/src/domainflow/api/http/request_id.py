@@ -1,4 +1,10 @@
-"""Every request gets an id (a well-formed client `X-Request-Id` is kept) that follows the work."""
+"""Every request gets an id of ours that follows the work; a client's `X-Request-Id` is kept
+beside it, never in its place.
+
+Ours is what the timeline, the events and the logs are keyed by, and what the answer's
+`X-Request-Id` and `meta.request_id` echo. A client's own id, when well formed, is kept as
+`client_request_id` (in the log context and the answer's `meta`): taking it as ours would
+let a client write any id into the timeline, an operator's `op_…` included."""
 
 from __future__ import annotations
 
@@ -24,10 +30,14 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = sent if _WELL_FORMED.fullmatch(sent) else new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = new_request_id()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         clear_context()
         bind_context(request_id=request_id, correlation_id=request_id)
+        if _WELL_FORMED.fullmatch(sent):
+            state["client_request_id"] = sent
+            bind_context(client_request_id=sent)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

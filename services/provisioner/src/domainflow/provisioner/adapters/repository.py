@@ -99,6 +99,7 @@ def saga_from_record(r: asyncpg.Record) -> ProvisioningSaga:
         dkim_tokens=tuple(r["dkim_tokens"]),
         failed_step=Step(r["failed_step"]) if r["failed_step"] else None,
         error=r["error"],
+        error_class=r["error_class"],
         attempts=r["attempts"],
         in_doubt=r["in_doubt"],
     )
@@ -217,8 +218,10 @@ async def save(
         """
         UPDATE sagas SET
             state = $3, steps = $4, dkim_tokens = $5, failed_step = $6, error = $7,
-            attempts = $8, in_doubt = $11, updated_at = now(),
-            finished_at = CASE WHEN $3 IN ('completed', 'rolled_back') THEN now() END,
+            attempts = $8, in_doubt = $11, error_class = $12, updated_at = now(),
+            finished_at = CASE
+                WHEN $3 IN ('completed', 'rolled_back', 'needs_operator') THEN now()
+            END,
             lease_token = CASE WHEN $9 THEN NULL ELSE lease_token END,
             leased_until = CASE WHEN $9 THEN NULL ELSE now() + make_interval(secs => $10) END
         WHERE id = $1 AND lease_token = $2
@@ -235,9 +238,80 @@ async def save(
         release,
         lease_seconds,
         saga.in_doubt,
+        saga.error_class,
     )
     if not updated:
         raise LeaseLostError(f"saga {claimed.saga_id} is no longer held by this replica")
+
+
+async def provisioned_again(conn: Connection, domain: str, domain_id: str) -> bool:
+    """Has another domain id of this name started provisioning after every saga of
+    `domain_id` but its removals? (Only an operator's release frees a name that early.)"""
+    again: bool = await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM sagas n
+            WHERE n.domain = $1 AND n.domain_id <> $2 AND n.kind = 'provision'
+              AND n.id > coalesce(
+                  (SELECT max(id) FROM sagas WHERE domain_id = $2 AND kind <> 'deprovision'), 0)
+        )
+        """,
+        domain,
+        domain_id,
+    )
+    return again
+
+
+async def restart(conn: Connection, saga_id: int, saga: ProvisioningSaga) -> None:
+    """Put a stopped saga back in the queue in `saga`'s state (nobody holds a stopped one)."""
+    await conn.execute(
+        """
+        UPDATE sagas SET state = $2, attempts = $3, failed_step = NULL, error = NULL,
+            error_class = NULL, finished_at = NULL, lease_token = NULL, leased_until = NULL,
+            updated_at = now()
+        WHERE id = $1 AND state = 'needs_operator'
+        """,
+        saga_id,
+        saga.state.value,
+        saga.attempts,
+    )
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A saga waiting for an operator, as `domainflow doctor` lists it."""
+
+    domain: str
+    domain_id: str
+    kind: str
+    step: str | None
+    error_class: str | None
+    error: str | None
+    stopped_at: Any
+
+
+async def stopped(conn: Connection, limit: int = 20) -> tuple[int, list[Stopped]]:
+    """How many sagas wait for an operator, and the latest `limit` of them."""
+    count: int = await conn.fetchval("SELECT count(*) FROM sagas WHERE state = 'needs_operator'")
+    rows = await conn.fetch(
+        """
+        SELECT domain, domain_id, kind, failed_step, error_class, error, updated_at FROM sagas
+        WHERE state = 'needs_operator' ORDER BY updated_at DESC LIMIT $1
+        """,
+        limit,
+    )
+    return count, [
+        Stopped(
+            r["domain"],
+            r["domain_id"],
+            r["kind"],
+            r["failed_step"],
+            r["error_class"],
+            r["error"],
+            r["updated_at"],
+        )
+        for r in rows
+    ]
 
 
 async def renew(conn: Connection, claimed: Claimed, lease_seconds: float) -> bool:
