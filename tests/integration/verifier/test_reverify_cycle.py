@@ -351,7 +351,10 @@ async def test_two_replicas_check_each_domain_exactly_once_per_cycle(
     ports = [listening_port(), listening_port()]
     # The shared SES budget (2 calls a second for 8 batches) keeps the work going for
     # seconds, while each replica ticks every 0.3 s: both get their share.
-    replicas = [spawn_replica(url, port, DOMAINFLOW_SES_RATE="2", **REPLICA_ENV) for port in ports]
+    # Leases long enough that no claim outlives its lease on a busy host: a claim that did
+    # would be taken over and checked twice, as it should be (the next test shows it).
+    env = {**REPLICA_ENV, "DOMAINFLOW_REVERIFY_LEASE": "120"}
+    replicas = [spawn_replica(url, port, DOMAINFLOW_SES_RATE="2", **env) for port in ports]
     for port in ports:  # both up and ticking before anything falls due
         await _until(functools.partial(_ready, port), within=60)
     assert all(r.poll() is None for r in replicas)
