@@ -171,6 +171,25 @@ async def test_all_records_in_place_and_dkim_success_passes(
     ]
 
 
+async def test_a_send_only_domain_verifies_without_an_mx(
+    verifier: tuple[ServiceRuntime, Bus], dns_zones: SandboxZones
+) -> None:
+    _, bus = verifier
+    domain = dns_zones.new_domain()
+    records = make_records(domain).model_copy(update={"mx": []})  # as the api sends them
+    dns_zones.place(records)
+    dns_zones.set_records(domain, "MX", ["10 mx.elsewhere.example"])  # its mail goes elsewhere
+    await create_identities([domain])
+
+    request = verify_request(domain, records)
+    await bus.publish(request)
+    answer = await bus.answer_to(request)
+
+    assert answer.outcome == VerificationOutcome.PASSED
+    assert all(c.outcome == CheckOutcome.PASS for c in answer.checks)
+    assert answer.warnings == []  # an MX elsewhere is no conflict for a domain that only sends
+
+
 async def test_missing_and_wrong_records_fail_with_their_reasons(
     verifier: tuple[ServiceRuntime, Bus], dns_zones: SandboxZones
 ) -> None:
