@@ -20,7 +20,8 @@ from types_aiobotocore_ses.client import SESClient
 from domainflow.contracts.events import DkimStatus
 from domainflow.kit.aws import AwsClients, SesError
 from domainflow.sandbox.moto import DkimStatusProxy, MotoSandbox
-from domainflow.verifier.adapters.ses import DkimAttributes, SesIdentities
+from domainflow.verifier.adapters.ses import SesIdentities
+from domainflow.verifier.probe import DkimAttributes
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,6 @@ from domainflow.contracts import (
 )
 from domainflow.kit.logging import get_logger
 from domainflow.kit.ses_budget import SesBudget
-from domainflow.verifier.adapters.ses import DkimAttributes
 
 log = get_logger(__name__)
 
@@ -39,6 +38,14 @@ Combine = Callable[[Sequence[RecordCheck], DkimStatus | None], VerificationOutco
 DkimDiagnosis = Callable[[DnsRecords, DkimStatus], Awaitable[RecordCheck]]
 #: What is already published that will conflict (asked on manual verifies only).
 Preflight = Callable[[DnsRecords], Awaitable[list[DnsWarning]]]
+
+
+@dataclass(frozen=True)
+class DkimAttributes:
+    """SES's DKIM answer for one identity: the status, and whether SES signs with it."""
+
+    status: DkimStatus
+    signing_enabled: bool
 
 
 class SesSource(Protocol):
@@ -162,10 +169,10 @@ class DomainProbe:
     async def ses_reading(self, domain: str, region: str) -> SesReading:
         """What SES says of one domain for an on-demand verify, coalesced with its neighbours.
 
-        Every SES call waits for a slot of the shared budget (one a second), so a team
-        verifying fifty domains at once would wait a minute or more for its last answer. The
-        lookups that gather while the calls wait for their first slot ride along in them, up
-        to `ses_batch`: fifty verifies cost one round of three calls.
+        Every SES call waits for a slot of the shared budget (one a second), and a round is
+        three calls, so a team verifying fifty domains at once would wait minutes for its
+        last answer. The lookups that gather while a round waits for its first slot ride
+        along in it, up to `ses_batch`: fifty verifies cost one round of three calls.
         """
         answer: asyncio.Future[SesReading] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(region, []).append((domain, answer))

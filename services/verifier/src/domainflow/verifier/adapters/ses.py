@@ -11,12 +11,12 @@ Failures surface as `SesError` (`domainflow.kit.aws`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from domainflow.contracts.events import DkimStatus
 from domainflow.kit.aws import AwsClients, SesAdapter, raising_ses_errors
 from domainflow.kit.logging import get_logger
+from domainflow.verifier.probe import DkimAttributes
 
 log = get_logger(__name__)
 
@@ -51,14 +51,6 @@ def ses_status(word: str | None, *, of: str = "dkim") -> DkimStatus:
 def dkim_status(word: str | None) -> DkimStatus:
     """One `DkimVerificationStatus` as a `DkimStatus`; absent means SES has not started."""
     return ses_status(word, of="dkim")
-
-
-@dataclass(frozen=True)
-class DkimAttributes:
-    """SES's DKIM answer for one identity: the status, and whether SES signs with it."""
-
-    status: DkimStatus
-    signing_enabled: bool
 
 
 def _identity(domain: str) -> str:
