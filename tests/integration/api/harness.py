@@ -37,6 +37,7 @@ from domainflow.contracts import (
     DomainProvisioned,
     RecordCheck,
     RecordKind,
+    SesIdentity,
     VerificationCompleted,
     VerificationOutcome,
     VerificationTrigger,
@@ -76,6 +77,17 @@ def auth(key: str) -> dict[str, str]:
 def unique(prefix: str = "t") -> str:
     """A name no other test (or earlier run against the same database) uses."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def ses_identity(mail_from: DkimStatus = DkimStatus.SUCCESS) -> SesIdentity:
+    """What the verifier reads of a verified identity in SES (its MAIL FROM as given)."""
+    return SesIdentity(
+        dkim_signing_enabled=True,
+        verification_status=DkimStatus.SUCCESS,
+        mail_from_status=mail_from,
+        verified_for_sending=True,
+        checked_at=datetime.now(UTC),
+    )
 
 
 @dataclass
@@ -199,6 +211,7 @@ class ApiHarness:
                 for kind in RecordKind
             ],
             checked_at=datetime.now(UTC),
+            ses_identity=ses_identity(),
         )
         await self.call(self.handlers.on_verification_completed, event)
 

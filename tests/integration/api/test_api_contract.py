@@ -39,6 +39,7 @@ from tests.integration.api.harness import (
     ApiHarness,
     Request,
     auth,
+    ses_identity,
     unique,
 )
 
@@ -241,6 +242,7 @@ async def _verify_answered(api: ApiHarness, team: NewKey, domain: dict[str, Any]
         ses_dkim_status=DkimStatus.SUCCESS,
         checks=checks,
         checked_at=datetime.now(UTC),
+        ses_identity=ses_identity(mail_from=DkimStatus.PENDING),
     )
     await api.call(api.handlers.on_verification_completed, answer_event)
     (answer,) = await request
@@ -252,9 +254,29 @@ async def test_verify_and_delete_every_answer(
 ) -> None:
     verify_path, key = f"{ONE_DOMAIN}/verify", team.plaintext
     domain = await api.pending_domain(team)
+    fresh = await api.client.get(f"{DOMAINS}/{domain['id']}", headers=auth(key))
+    unread = conforms(ONE_DOMAIN, "get", fresh).json()["data"]
+    assert {k: v for k, v in unread.items() if k.startswith("ses_") and k != "ses_dkim_status"} == {
+        "ses_dkim_signing_enabled": None,  # nothing has read SES yet
+        "ses_identity_verification_status": None,
+        "ses_mail_from_status": None,
+        "ses_verified_for_sending": None,
+        "ses_identity_checked_at": None,
+    }
     verified = conforms(verify_path, "post", await _verify_answered(api, team, domain))
     assert verified.status_code == 200
-    assert set(verified.json()["data"]["checks"]) >= {"mx", "mail_from_mx", "mail_from_spf"}
+    answered = verified.json()["data"]
+    assert set(answered["checks"]) >= {"mx", "mail_from_mx", "mail_from_spf"}
+    # The check has just read SES: no ses_* value is null in its answer, nor on the domain.
+    ses = {k: v for k, v in answered.items() if k.startswith("ses_")}
+    assert None not in ses.values(), ses
+    assert (ses["ses_identity_verification_status"], ses["ses_mail_from_status"]) == (
+        "success",
+        "pending",
+    )
+    read = await api.client.get(f"{DOMAINS}/{domain['id']}", headers=auth(key))
+    shown = conforms(ONE_DOMAIN, "get", read).json()["data"]
+    assert {k: v for k, v in shown.items() if k.startswith("ses_")} == ses
 
     late = await api.pending_domain(team)
     api_wait = api.settings.waits.verify_seconds

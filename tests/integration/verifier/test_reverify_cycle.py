@@ -218,6 +218,9 @@ async def test_each_scheduled_domain_is_rechecked_once_per_interval(
     events = [decode(row["body"]) for row in bodies]
     assert len(events) == sum(len(v) for v in found.values())
     assert {getattr(e, "trigger", None) for e in events} == {VerificationTrigger.SCHEDULED}
+    # Each carries what SES said of the identity, read batched with the DKIM status.
+    identities = [getattr(e, "ses_identity", None) for e in events]
+    assert all(i is not None and i.verification_status == "success" for i in identities)
     async with fresh_db.pool.acquire() as conn:
         held = await conn.fetch("SELECT claim_token FROM schedule")
     assert all(row["claim_token"] is None for row in held)

@@ -14,7 +14,7 @@ from domainflow.kit.database import Database
 from domainflow.kit.runtime import kit_migrations
 from domainflow.sandbox.dns import DnsSandbox
 from domainflow.sandbox.moto import DkimStatusProxy, MotoSandbox
-from domainflow.verifier.adapters.ses import DkimStatuses
+from domainflow.verifier.adapters.ses import SesIdentities
 from domainflow.verifier.main import migrations, open_verifier
 from domainflow.verifier.settings import (
     DnsSettings,
@@ -63,8 +63,8 @@ async def test_records_right_but_dkim_not_success_fails(
     try:
         with DkimStatusProxy(moto_server.url, {domain: ses_says}) as proxy:
             async with (
-                DkimStatuses(AwsClients(endpoint_url=proxy.url)) as dkim,
-                open_verifier(db, settings, dkim=dkim) as verifier,
+                SesIdentities(AwsClients(endpoint_url=proxy.url)) as identities,
+                open_verifier(db, settings, ses=identities) as verifier,
             ):
                 await verifier.handlers.on_verify_requested(request)
         async with db.pool.acquire() as conn:

@@ -156,6 +156,13 @@ async def test_all_records_in_place_and_dkim_success_passes(
     assert answer.outcome == VerificationOutcome.PASSED
     assert answer.trigger == VerificationTrigger.MANUAL
     assert answer.ses_dkim_status == "success"
+    # The identity's other attributes, read in the same round (moto says Success for every
+    # identity it holds; no MAIL FROM domain was set on this one).
+    assert answer.ses_identity is not None
+    assert answer.ses_identity.dkim_signing_enabled is True
+    assert answer.ses_identity.verification_status == "success"
+    assert answer.ses_identity.verified_for_sending is True
+    assert answer.ses_identity.mail_from_status == "not_started"
     assert answer.correlation_id == request.correlation_id
     assert answer.team_id == request.team_id
     assert answer.domain_id == request.domain_id
@@ -171,6 +178,25 @@ async def test_all_records_in_place_and_dkim_success_passes(
     assert [(h["trigger"], h["outcome"], h["event_id"]) for h in history] == [
         ("manual", "passed", answer.event_id)
     ]
+
+
+async def test_a_send_only_domain_verifies_without_an_mx(
+    verifier: tuple[ServiceRuntime, Bus], dns_zones: SandboxZones
+) -> None:
+    _, bus = verifier
+    domain = dns_zones.new_domain()
+    records = make_records(domain).model_copy(update={"mx": []})  # as the api sends them
+    dns_zones.place(records)
+    dns_zones.set_records(domain, "MX", ["10 mx.elsewhere.example"])  # its mail goes elsewhere
+    await create_identities([domain])
+
+    request = verify_request(domain, records)
+    await bus.publish(request)
+    answer = await bus.answer_to(request)
+
+    assert answer.outcome == VerificationOutcome.PASSED
+    assert all(c.outcome == CheckOutcome.PASS for c in answer.checks)
+    assert answer.warnings == []  # an MX elsewhere is no conflict for a domain that only sends
 
 
 async def test_missing_and_wrong_records_fail_with_their_reasons(
@@ -209,6 +235,9 @@ async def test_nothing_placed_and_no_ses_identity_fails(
 
     assert answer.outcome == VerificationOutcome.FAILED
     assert answer.ses_dkim_status == "not_started"
+    assert answer.ses_identity is not None  # SES answered: it knows nothing of the domain
+    assert answer.ses_identity.verification_status == "not_started"
+    assert answer.ses_identity.verified_for_sending is False
     dns, dkim = answer.checks[:4], answer.checks[4:]
     assert {c.reason for c in dns} == {"record_missing"}
     # SES has not started DKIM: the CNAMEs as DNS shows them say why
@@ -369,5 +398,6 @@ async def test_ses_out_of_reach_makes_the_probe_inconclusive(
     finally:
         await db.close()
     assert verdict.ses_dkim_status is None
+    assert verdict.ses_identity is None
     assert verdict.outcome == VerificationOutcome.INCONCLUSIVE
     assert {c.outcome for c in verdict.checks} == {CheckOutcome.PASS}  # DNS was fine

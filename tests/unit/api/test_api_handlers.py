@@ -24,6 +24,7 @@ from domainflow.contracts import (
     ProvisioningRolledBack,
     RecordCheck,
     RecordKind,
+    SesIdentity,
     VerificationCompleted,
     VerificationOutcome,
     VerificationTrigger,
@@ -70,6 +71,7 @@ def verdict(
     *,
     answers: uuid.UUID | None = None,
     trigger: VerificationTrigger = VerificationTrigger.SCHEDULED,
+    identity: SesIdentity | None = None,
 ) -> VerificationCompleted:
     check = CheckOutcome.PASS if outcome is VerificationOutcome.PASSED else CheckOutcome.FAIL
     return VerificationCompleted(
@@ -85,6 +87,7 @@ def verdict(
             RecordCheck(record=k, outcome=check, name="acme.com", expected="x") for k in RecordKind
         ],
         checked_at=datetime.now(UTC),
+        ses_identity=identity,
     )
 
 
@@ -170,6 +173,58 @@ async def test_a_passed_probe_verifies_and_releases_the_waiting_request(
     assert status_changes(uow)[-1] == ("pending", "verified")
     lines = [e.happening for _, e in uow.state.timeline]
     assert lines.count("verification_completed") == 2  # the failing probe, then the asked one
+
+
+def identity(at: datetime, mail_from: DkimStatus = DkimStatus.SUCCESS) -> SesIdentity:
+    return SesIdentity(
+        dkim_signing_enabled=True,
+        verification_status=DkimStatus.SUCCESS,
+        mail_from_status=mail_from,
+        verified_for_sending=True,
+        checked_at=at,
+    )
+
+
+async def test_ses_identity_fields_are_null_until_read_then_kept_newest_first(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    domain = uow.state.domains[public_id]
+    unread = (
+        domain.ses_dkim_signing_enabled,
+        domain.ses_identity_verification_status,
+        domain.ses_mail_from_status,
+        domain.ses_verified_for_sending,
+        domain.ses_identity_checked_at,
+    )
+    assert unread == (None, None, None, None, None)
+
+    later = datetime.now(UTC)
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    await handlers.on_verification_completed(
+        verdict(public_id, VerificationOutcome.FAILED, identity=identity(later))
+    )
+    domain = uow.state.domains[public_id]
+    assert domain.ses_dkim_signing_enabled is True
+    assert domain.ses_identity_verification_status == "success"
+    assert domain.ses_mail_from_status is DkimStatus.SUCCESS
+    assert domain.ses_verified_for_sending is True
+    assert domain.ses_identity_checked_at == later
+    # An older reading answering late, and a probe that could not read it all, keep it.
+    await handlers.on_verification_completed(
+        verdict(
+            public_id,
+            VerificationOutcome.FAILED,
+            identity=identity(earlier, mail_from=DkimStatus.PENDING),
+        )
+    )
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.INCONCLUSIVE))
+    domain = uow.state.domains[public_id]
+    assert (domain.ses_mail_from_status, domain.ses_identity_checked_at) == (
+        DkimStatus.SUCCESS,
+        later,
+    )
 
 
 async def test_an_inconclusive_probe_changes_no_status(

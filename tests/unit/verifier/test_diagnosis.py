@@ -180,3 +180,17 @@ def test_preflight_each_warning() -> None:
     assert codes(mx=NoData(alias="x.example.")) == ["cname_at_domain"]
     assert codes(ds=Found(("1 13 2 ab",)), dnskey=Found(("257 3 13 AA==",))) == ["dnssec_signed"]
     assert codes(ds=Found(("1 13 2 ab",)), dnskey=Unavailable("servfail")) == ["dnssec_broken"]
+
+
+def test_preflight_of_a_send_only_domain_minds_no_mx_elsewhere() -> None:
+    # Its records carry no MX: mail to it may well go elsewhere; a CNAME there still conflicts.
+    sending = RECORDS.model_copy(update={"mx": []})
+
+    def found(mx: LookupResult) -> list[str]:
+        return [
+            w.code
+            for w in preflight_warnings(sending, mx, NOTHING, NOTHING, NOTHING, NOTHING, "acme.com")
+        ]
+
+    assert found(Found(("10 mx.other.net.",))) == []
+    assert found(NoData(alias="x.example.")) == ["cname_at_domain"]

@@ -5,7 +5,8 @@ botocore) as a child process that dies with the thread that started it (Linux
 PR_SET_PDEATHSIG) and at interpreter exit. `reset()` forgets every identity and mail;
 `sent_emails()` reads back what SES "sent" from moto's model dump, `/moto-api/data.json`
 (`ses.Message` for SendEmail, `ses.RawMessage` for SendRawEmail, across all regions).
-`DkimStatusProxy` sits in front of it to give chosen domains a DKIM status moto never gives;
+`DkimStatusProxy` sits in front of it to give chosen domains a DKIM, verification or MAIL FROM
+status moto never gives;
 `SesQuotaProxy` sits in front of it to refuse, as SES does, what goes past the account's rates.
 """
 
@@ -268,30 +269,61 @@ class MotoSandbox:
             client.close()
 
 
-_DKIM_ENTRY = re.compile(
-    rb"(<entry>\s*<key>)([^<]*)(</key>\s*<value>.*?<DkimVerificationStatus>)([^<]*)"
-    rb"(</DkimVerificationStatus>.*?</value>\s*</entry>)",
-    re.DOTALL,
-)
+def _status_entries(tag: str) -> re.Pattern[bytes]:
+    """An `<entry>` of an identity-attributes answer whose `<value>` holds `<tag>`; the
+    value may not run past its own `</value>` (an entry without the tag is left alone)."""
+    element = tag.encode()
+    return re.compile(
+        rb"(<entry>\s*<key>)([^<]*)(</key>\s*<value>(?:(?!</value>).)*?<"
+        + element
+        + rb">)([^<]*)(</"
+        + element
+        + rb">(?:(?!</value>).)*</value>\s*</entry>)",
+        re.DOTALL,
+    )
+
+
+#: The identity-attribute reads the proxy rewrites, and the status element each answers.
+_STATUS_TAGS = {
+    "GetIdentityDkimAttributes": "DkimVerificationStatus",
+    "GetIdentityVerificationAttributes": "VerificationStatus",
+    "GetIdentityMailFromDomainAttributes": "MailFromDomainStatus",
+}
+_ENTRIES = {action: _status_entries(tag) for action, tag in _STATUS_TAGS.items()}
 
 
 class DkimStatusProxy:
-    """A real HTTP hop in front of moto that says what SES's DKIM status of chosen domains is.
+    """A real HTTP hop in front of moto that says what SES's statuses of chosen domains are.
 
-    moto answers `Success` for every domain identity it holds and `NotStarted` for any other,
-    and has no state-manager transition for SES. This proxy forwards every request to moto
-    unchanged and rewrites only the `DkimVerificationStatus` of the domains in `statuses`
-    (SES's own words: `Pending`, `Failed`, `TemporaryFailure`, ...) in answers to
-    GetIdentityDkimAttributes. It also records each such call's identities (`dkim_calls`).
-    Point a client at `url` instead of moto's. Runs in a thread of its own, so it serves
-    synchronous and asynchronous clients alike.
+    moto answers `Success` for every domain identity it holds (DKIM, verification, and a
+    MAIL FROM domain once set) and `NotStarted` or nothing for any other, and has no
+    state-manager transition for SES. This proxy forwards every request to moto unchanged
+    and rewrites only the status of the domains it is told about (SES's own words:
+    `Pending`, `Failed`, `TemporaryFailure`, ...): `DkimVerificationStatus` for those in
+    `statuses` (GetIdentityDkimAttributes), `VerificationStatus` for those in
+    `verification_statuses` (GetIdentityVerificationAttributes) and `MailFromDomainStatus`
+    for those in `mail_from_statuses` (GetIdentityMailFromDomainAttributes; only where moto
+    answers one). It records each DKIM call's identities (`dkim_calls`), and every call of
+    the three with its action (`attribute_calls`). Point a client at `url` instead of
+    moto's. Runs in a thread of its own, so it serves synchronous and asynchronous clients
+    alike.
     """
 
-    def __init__(self, upstream: str, statuses: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        statuses: dict[str, str] | None = None,
+        *,
+        verification_statuses: dict[str, str] | None = None,
+        mail_from_statuses: dict[str, str] | None = None,
+    ) -> None:
         target = urllib.parse.urlsplit(upstream)
         self._upstream = (target.hostname or "127.0.0.1", target.port or 80)
         self.statuses: dict[str, str] = dict(statuses or {})
+        self.verification_statuses: dict[str, str] = dict(verification_statuses or {})
+        self.mail_from_statuses: dict[str, str] = dict(mail_from_statuses or {})
         self.dkim_calls: list[list[str]] = []
+        self.attribute_calls: list[tuple[str, list[str]]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -352,7 +384,8 @@ class DkimStatusProxy:
         finally:
             conn.close()
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-        if form.get("Action") == ["GetIdentityDkimAttributes"]:
+        action = (form.get("Action") or [""])[0]
+        if action in _ENTRIES:
             members = {
                 int(key.rsplit(".", 1)[1]): value[0]
                 for key, value in form.items()
@@ -360,10 +393,18 @@ class DkimStatusProxy:
             }
             identities = [members[n] for n in sorted(members)]
             with self._lock:
-                self.dkim_calls.append(identities)
-                statuses = dict(self.statuses)
+                self.attribute_calls.append((action, identities))
+                if action == "GetIdentityDkimAttributes":
+                    self.dkim_calls.append(identities)
+                statuses = dict(
+                    {
+                        "GetIdentityDkimAttributes": self.statuses,
+                        "GetIdentityVerificationAttributes": self.verification_statuses,
+                        "GetIdentityMailFromDomainAttributes": self.mail_from_statuses,
+                    }[action]
+                )
             if status == 200:
-                payload = self._rewrite(payload, statuses)
+                payload = self._rewrite(payload, statuses, _ENTRIES[action])
         request.send_response(status)
         for name, value in answer_headers:
             if name.lower() not in (
@@ -379,14 +420,14 @@ class DkimStatusProxy:
         request.wfile.write(payload)
 
     @staticmethod
-    def _rewrite(payload: bytes, statuses: dict[str, str]) -> bytes:
+    def _rewrite(payload: bytes, statuses: dict[str, str], entries: re.Pattern[bytes]) -> bytes:
         def entry(match: re.Match[bytes]) -> bytes:
             status = statuses.get(match[2].decode())
             if status is None:
                 return match[0]
             return match[1] + match[2] + match[3] + status.encode() + match[5]
 
-        return _DKIM_ENTRY.sub(entry, payload)
+        return entries.sub(entry, payload)
 
 
 #: SES v1 actions (query protocol) that send mail: they spend the sending rate, not the

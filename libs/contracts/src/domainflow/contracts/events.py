@@ -38,7 +38,8 @@ class DomainMode(StrEnum):
 
 
 class DkimStatus(StrEnum):
-    """SES's DKIM status in the seed's lower-case form."""
+    """SES's DKIM status in the seed's lower-case form; SES's identity verification and
+    MAIL FROM statuses use the same words, and so the same values."""
 
     PENDING = "pending"
     SUCCESS = "success"
@@ -180,6 +181,22 @@ class DnsWarning(_Frozen):
     message: str
 
 
+class SesIdentity(_Frozen):
+    """What SES said of a domain's identity in one complete read: its DKIM, verification
+    and MAIL FROM attributes, each asked for in batches of up to 100 identities.
+
+    An identity SES does not know reads as not started and not signing; a MAIL FROM domain
+    SES has not been given reads `not_started` (SES itself says nothing then).
+    """
+
+    dkim_signing_enabled: bool
+    verification_status: DkimStatus
+    mail_from_status: DkimStatus
+    #: SES lets the identity send: its verification status is `success`.
+    verified_for_sending: bool
+    checked_at: datetime
+
+
 class DomainSnapshot(_Frozen):
     """The domain as `GET /api/v1/domains/{id}` shows it at the moment of the event, minus
     personal data: what a subscriber stores, keyed by `id`, keeping the highest `sequence`."""
@@ -315,6 +332,9 @@ class VerificationCompleted(Event):
     checked_at: datetime
     #: Pre-flight findings: what is already published that will conflict (see `DnsWarning`).
     warnings: list[DnsWarning] = Field(default_factory=list)
+    #: Added in 1.1 (additive, same version): the identity's SES attributes, None when they
+    #: were not all read (SES failed part-way, or a verifier that does not read them yet).
+    ses_identity: SesIdentity | None = None
 
 
 class DeletionRequested(Event):

@@ -125,6 +125,8 @@ class ApiHandlers:
             domain.last_checked_at = event.checked_at
             if event.ses_dkim_status is not None:
                 domain.ses_dkim_status = event.ses_dkim_status
+            if event.ses_identity is not None:  # a complete read; else keep the last one
+                domain.note_ses_identity(event.ses_identity)
             if event.outcome == VerificationOutcome.PASSED:
                 domain.verified_at = event.checked_at
 

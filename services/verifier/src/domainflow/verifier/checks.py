@@ -739,7 +739,8 @@ def preflight_warnings(
                 )
             )
     ours = {hostname(m.target) for m in records.mx}
-    if isinstance(mx, Found) and mx.records:
+    # Only a domain that receives (its records carry our MX) competes with MX already there.
+    if records.mx and isinstance(mx, Found) and mx.records:
         others = [t for t in mx.records if _mx_parts(t)[1] not in ours]
         if others:
             warnings.append(

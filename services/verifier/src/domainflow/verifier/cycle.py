@@ -1,7 +1,8 @@
 """The background re-verification: every pending and verified domain, once per interval.
 
 Every tick a replica claims due rows in batches (`FOR UPDATE SKIP LOCKED` with a lease token),
-asks SES for DKIM one region-chunk of up to 100 at a time under the shared SES budget, probes
+asks SES of the identities one region-chunk of up to 100 at a time under the shared SES budget
+(three calls a chunk: DKIM, verification, MAIL FROM; never one per domain), probes
 DNS for the whole batch meanwhile, and for each domain commits in ONE transaction: the history
 row, `VerificationCompleted(trigger=scheduled)` in the outbox, the next due time, and the
 released claim. Only a holder of the current claim may commit, so a domain is checked once a
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from domainflow.contracts import (
-    DkimStatus,
     DnsWarning,
     RecordCheck,
     VerificationCompleted,
@@ -30,7 +30,7 @@ from domainflow.kit import outbox
 from domainflow.kit.database import Database
 from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import repository
-from domainflow.verifier.probe import DomainProbe
+from domainflow.verifier.probe import DomainProbe, SesReading
 from domainflow.verifier.schedule import DueDomain, chunk_by_region, next_due
 from domainflow.verifier.watch import RegistrationWatch
 
@@ -139,11 +139,11 @@ class ReverifyCycle:
         finishing: list[asyncio.Task[None]] = []
         try:
             for region, chunk in chunk_by_region(batch, _region, self._probe.ses_batch):
-                statuses = await self._probe.dkim_statuses([d.domain for d in chunk], region)
+                readings = await self._probe.ses_readings([d.domain for d in chunk], region)
                 finishing.extend(
                     asyncio.create_task(
                         self._finish(
-                            d, dns[d.domain_id], statuses[d.domain], token, report, watched
+                            d, dns[d.domain_id], readings[d.domain], token, report, watched
                         )
                     )
                     for d in chunk
@@ -160,7 +160,7 @@ class ReverifyCycle:
         self,
         due: DueDomain,
         dns: asyncio.Task[list[RecordCheck]],
-        dkim: DkimStatus | None,
+        ses: SesReading,
         token: uuid.UUID,
         report: CycleReport,
         watched: asyncio.Future[dict[str, list[DnsWarning]]],
@@ -172,7 +172,7 @@ class ReverifyCycle:
             report.broken += 1
             await repository.release_claims(self._db, [due.domain_id], token)
             return
-        verdict = await self._probe.judge(due.records, checks, dkim)
+        verdict = await self._probe.judge(due.records, checks, ses)
         event = VerificationCompleted(
             correlation_id=report.cycle_id,  # the pass that found it, as a request id would
             team_id=due.team_id,
@@ -184,6 +184,7 @@ class ReverifyCycle:
             checks=verdict.checks,
             checked_at=verdict.checked_at,
             warnings=(await watched).get(due.domain, []),
+            ses_identity=verdict.ses_identity,
         )
         async with self._db.transaction() as conn:
             held = await repository.finish_claimed(

@@ -278,8 +278,10 @@ async def diagnose_dkim(resolver: Resolver, records: DnsRecords, status: DkimSta
 async def preflight(resolver: Resolver, records: DnsRecords) -> list[DnsWarning]:
     """What is already published that will conflict with `records` (`preflight_warnings`)."""
     zone = zones_of(records.spf.name)[-1]
+    # A send-only domain has no MX of ours; its own name's MX still shows a CNAME there.
+    mx_name = records.mx[0].name if records.mx else records.spf.name
     mx, spf, dmarc, ds, dnskey = await asyncio.gather(
-        resolver.lookup(records.mx[0].name, "MX"),
+        resolver.lookup(mx_name, "MX"),
         resolver.lookup(records.spf.name, "TXT"),
         resolver.lookup(records.dmarc.name, "TXT"),
         resolver.lookup(zone, "DS"),

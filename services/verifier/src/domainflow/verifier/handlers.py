@@ -102,6 +102,7 @@ class VerifierHandlers:
             checks=verdict.checks,
             checked_at=verdict.checked_at,
             warnings=verdict.warnings,
+            ses_identity=verdict.ses_identity,
         )
         async with self._db.transaction() as conn:
             if not await inbox.claim(conn, CONSUMER, event):

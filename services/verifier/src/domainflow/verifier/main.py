@@ -18,14 +18,14 @@ from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
 from domainflow.kit.ses_budget import SesBudget, open_budget
 from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.adapters.rdap import RdapClient
-from domainflow.verifier.adapters.ses import DkimStatuses
+from domainflow.verifier.adapters.ses import SesIdentities
 from domainflow.verifier.checks import verification_outcome
 from domainflow.verifier.cycle import ReverifyCycle
 from domainflow.verifier.dns_probe import AuthorityOptions, diagnose_dkim, dns_check, preflight
 from domainflow.verifier.entrypoints import build_router
 from domainflow.verifier.handlers import VerifierHandlers
 from domainflow.verifier.metrics import GAUGES
-from domainflow.verifier.probe import DkimSource, DomainProbe
+from domainflow.verifier.probe import DomainProbe, SesSource
 from domainflow.verifier.settings import VerifierSettings
 from domainflow.verifier.watch import RegistrationWatch
 
@@ -51,7 +51,7 @@ async def open_verifier(
     db: Database,
     settings: VerifierSettings,
     *,
-    dkim: DkimSource | None = None,
+    ses: SesSource | None = None,
     budget: SesBudget | None = None,
 ) -> AsyncIterator[Verifier]:
     """The resolver, SES client, shared SES budget, handlers and cycle; closed on exit.
@@ -70,10 +70,10 @@ async def open_verifier(
                 max_concurrency=settings.dns.concurrency,
             )
         )
-        source: DkimSource = (
-            dkim
-            if dkim is not None
-            else await stack.enter_async_context(DkimStatuses(AwsClients(settings.aws)))
+        source: SesSource = (
+            ses
+            if ses is not None
+            else await stack.enter_async_context(SesIdentities(AwsClients(settings.aws)))
         )
         authority = (
             AuthorityOptions(settings.dns.authority_port, settings.dns.authority_timeout)

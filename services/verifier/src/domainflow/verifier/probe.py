@@ -1,10 +1,12 @@
-"""One domain's probe: the four DNS checks and SES's DKIM status, combined into a verdict.
+"""One domain's probe: the DNS checks and what SES says of its identity, combined into a verdict.
 
-DNS goes through the DoH resolver (bounded concurrency); SES is asked for DKIM in batches of
-up to 100 identities, each call in a slot of the account's shared SES budget (and again in a
-later slot when SES throttles it anyway). An SES call that fails or times out leaves DKIM
-unknown (None), which makes the verdict inconclusive, never failed: an outage of ours must
-not count against a customer's domain.
+DNS goes through the DoH resolver (bounded concurrency); SES is asked in batches of up to 100
+identities, three calls a batch (DKIM, identity verification, MAIL FROM), each call in a slot
+of the account's shared SES budget (and again in a later slot when SES throttles it anyway).
+An SES call that fails or times out leaves what it would have read unknown: DKIM unknown
+(None) makes the verdict inconclusive, never failed (an outage of ours must not count against
+a customer's domain); the other two unknown leave the identity's reading out (None), and the
+api keeps what it last heard.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from domainflow.contracts import (
     DnsRecords,
     DnsWarning,
     RecordCheck,
+    SesIdentity,
     VerificationOutcome,
 )
 from domainflow.kit.logging import get_logger
@@ -37,8 +40,33 @@ DkimDiagnosis = Callable[[DnsRecords, DkimStatus], Awaitable[RecordCheck]]
 Preflight = Callable[[DnsRecords], Awaitable[list[DnsWarning]]]
 
 
-class DkimSource(Protocol):
-    async def fetch(self, domains: list[str], region: str) -> dict[str, DkimStatus]: ...
+@dataclass(frozen=True)
+class DkimAttributes:
+    """SES's DKIM answer for one identity: the status, and whether SES signs with it."""
+
+    status: DkimStatus
+    signing_enabled: bool
+
+
+class SesSource(Protocol):
+    """SES's three batched reads of identity attributes (`adapters/ses.py`)."""
+
+    async def dkim(self, domains: Sequence[str], region: str) -> dict[str, DkimAttributes]: ...
+
+    async def verification(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]: ...
+
+    async def mail_from(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]: ...
+
+
+@dataclass(frozen=True)
+class SesReading:
+    """What one round of SES calls said of one domain."""
+
+    dkim: DkimStatus | None  # None: SES could not be asked (inconclusive)
+    identity: SesIdentity | None = None  # None: not every attribute could be read
+
+
+_UNKNOWN = SesReading(None)
 
 
 @dataclass(frozen=True)
@@ -48,13 +76,14 @@ class Verdict:
     outcome: VerificationOutcome
     checked_at: datetime
     warnings: list[DnsWarning] = field(default_factory=list)
+    ses_identity: SesIdentity | None = None
 
 
 class DomainProbe:
     def __init__(
         self,
         dns: DnsCheck,
-        dkim: DkimSource,
+        ses: SesSource,
         budget: SesBudget,
         combine: Combine,
         *,
@@ -67,38 +96,40 @@ class DomainProbe:
         self._dns = dns
         self._dkim_diagnosis = dkim_diagnosis
         self._preflight = preflight
-        self._dkim = dkim
+        self._ses = ses
         self._budget = budget
         self._combine = combine
         self.ses_batch = min(ses_batch, 100)  # SES's own ceiling per call
         self._ses_timeout = ses_timeout
         self._dns_slots = asyncio.Semaphore(dns_concurrency)
-        # On-demand DKIM lookups waiting for the next SES call of their region, and the task
-        # making those calls: lookups that arrive while it waits for its slot share the call.
-        self._waiting: dict[str, list[tuple[str, asyncio.Future[DkimStatus | None]]]] = {}
+        # On-demand SES lookups waiting for the next SES calls of their region, and the task
+        # making those calls: lookups that arrive while it waits for its slot share the calls.
+        self._waiting: dict[str, list[tuple[str, asyncio.Future[SesReading]]]] = {}
         self._callers: dict[str, asyncio.Task[None]] = {}
 
     async def dns(self, records: DnsRecords) -> list[RecordCheck]:
         async with self._dns_slots:
             return await self._dns(records)
 
-    async def dkim_statuses(self, domains: list[str], region: str) -> dict[str, DkimStatus | None]:
-        """SES's DKIM status of up to `ses_batch` domains, one call under the shared budget.
+    async def ses_readings(self, domains: list[str], region: str) -> dict[str, SesReading]:
+        """What SES says of up to `ses_batch` domains: three calls under the shared budget.
 
-        A domain SES does not mention has no DKIM set up there (`not_started`); a call that
-        fails leaves every domain of it unknown (None).
+        A domain SES does not mention has nothing set up there (`not_started`); a DKIM call
+        that fails leaves every domain of it unknown, a failure of either other call leaves
+        their identity reading out.
         """
         if len(domains) > self.ses_batch:
             raise ValueError(f"at most {self.ses_batch} identities per SES call")
         await self._budget.acquire(region)
         return await self._ask_ses(domains, region)
 
-    async def _ask_ses(self, domains: list[str], region: str) -> dict[str, DkimStatus | None]:
-        """One call in the slot the caller already waited for (later slots if throttled)."""
+    async def _ask_ses(self, domains: list[str], region: str) -> dict[str, SesReading]:
+        """The three calls, the first in the slot the caller already waited for, the others
+        in slots of their own (later ones when throttled). Never raises."""
         try:
-            found = await self._budget.call(
+            dkim = await self._budget.call(
                 region,
-                lambda: self._dkim.fetch(domains, region),
+                lambda: self._ses.dkim(domains, region),
                 timeout=self._ses_timeout,
                 reserved=True,
             )
@@ -106,22 +137,52 @@ class DomainProbe:
             log.warning(
                 "ses.dkim_unavailable", region=region, count=len(domains), error=repr(error)
             )
-            return dict.fromkeys(domains)
-        return {d: found.get(d, DkimStatus.NOT_STARTED) for d in domains}
+            return dict.fromkeys(domains, _UNKNOWN)
+        unread = DkimAttributes(DkimStatus.NOT_STARTED, signing_enabled=False)
+        attributes = {d: dkim.get(d, unread) for d in domains}
+        try:
+            verification = await self._budget.call(
+                region, lambda: self._ses.verification(domains, region), timeout=self._ses_timeout
+            )
+            mail_from = await self._budget.call(
+                region, lambda: self._ses.mail_from(domains, region), timeout=self._ses_timeout
+            )
+        except Exception as error:  # DKIM is known: the verdict stands without the rest
+            log.warning(
+                "ses.identity_unavailable", region=region, count=len(domains), error=repr(error)
+            )
+            return {d: SesReading(attributes[d].status) for d in domains}
+        read_at = datetime.now(UTC)
+        return {
+            d: SesReading(
+                attributes[d].status,
+                identity_of(
+                    attributes[d],
+                    verification.get(d, DkimStatus.NOT_STARTED),
+                    mail_from.get(d, DkimStatus.NOT_STARTED),
+                    read_at,
+                ),
+            )
+            for d in domains
+        }
 
-    async def dkim_status(self, domain: str, region: str) -> DkimStatus | None:
-        """One domain's DKIM status for an on-demand verify, coalesced with its neighbours.
+    async def ses_reading(self, domain: str, region: str) -> SesReading:
+        """What SES says of one domain for an on-demand verify, coalesced with its neighbours.
 
-        Every SES call waits for a slot of the shared budget (one a second), so a team
-        verifying fifty domains at once would wait fifty seconds for its last answer. The
-        lookups that gather while a call waits for its slot ride along in it, up to
-        `ses_batch`: fifty verifies cost one call.
+        Every SES call waits for a slot of the shared budget (one a second), and a round is
+        three calls, so a team verifying fifty domains at once would wait minutes for its
+        last answer. The lookups that gather while a round waits for its first slot ride
+        along in it, up to `ses_batch`: fifty verifies cost one round of three calls.
         """
-        answer: asyncio.Future[DkimStatus | None] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[SesReading] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(region, []).append((domain, answer))
         if region not in self._callers:
             self._callers[region] = asyncio.create_task(self._call_for_waiting(region))
         return await answer
+
+    async def dkim_status(self, domain: str, region: str) -> DkimStatus | None:
+        """One domain's DKIM status (`ses_reading`'s), None when SES could not be asked."""
+        return (await self.ses_reading(domain, region)).dkim
 
     async def _call_for_waiting(self, region: str) -> None:
         try:
@@ -142,24 +203,31 @@ class DomainProbe:
         finally:
             del self._callers[region]
 
-    def verdict(self, checks: list[RecordCheck], dkim: DkimStatus | None) -> Verdict:
-        return Verdict(checks, dkim, self._combine(checks, dkim), datetime.now(UTC))
+    def verdict(self, checks: list[RecordCheck], ses: SesReading) -> Verdict:
+        return Verdict(
+            checks,
+            ses.dkim,
+            self._combine(checks, ses.dkim),
+            datetime.now(UTC),
+            ses_identity=ses.identity,
+        )
 
     async def judge(
-        self, records: DnsRecords, checks: list[RecordCheck], dkim: DkimStatus | None
+        self, records: DnsRecords, checks: list[RecordCheck], ses: SesReading
     ) -> Verdict:
         """The verdict, with the DKIM CNAMEs as DNS shows them while SES says not success."""
+        dkim = ses.dkim
         if self._dkim_diagnosis is not None and dkim is not None and dkim != DkimStatus.SUCCESS:
             async with self._dns_slots:
                 checks = [*checks, await self._dkim_diagnosis(records, dkim)]
-        return self.verdict(checks, dkim)
+        return self.verdict(checks, ses)
 
     async def check(self, domain: str, region: str, records: DnsRecords) -> Verdict:
         """Probe one domain now (a manual verify): DNS, SES and the pre-flight side by side."""
-        checks, dkim, warnings = await asyncio.gather(
-            self.dns(records), self.dkim_status(domain, region), self._warnings(records)
+        checks, ses, warnings = await asyncio.gather(
+            self.dns(records), self.ses_reading(domain, region), self._warnings(records)
         )
-        verdict = await self.judge(records, checks, dkim)
+        verdict = await self.judge(records, checks, ses)
         return replace(verdict, warnings=warnings)
 
     async def _warnings(self, records: DnsRecords) -> list[DnsWarning]:
@@ -167,3 +235,16 @@ class DomainProbe:
             return []
         async with self._dns_slots:
             return await self._preflight(records)
+
+
+def identity_of(
+    dkim: DkimAttributes, verification: DkimStatus, mail_from: DkimStatus, read_at: datetime
+) -> SesIdentity:
+    """One identity's complete reading (pure): SES lets it send once it is verified."""
+    return SesIdentity(
+        dkim_signing_enabled=dkim.signing_enabled,
+        verification_status=verification,
+        mail_from_status=mail_from,
+        verified_for_sending=verification is DkimStatus.SUCCESS,
+        checked_at=read_at,
+    )

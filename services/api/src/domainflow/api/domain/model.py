@@ -14,6 +14,7 @@ from domainflow.contracts import (
     DomainMode,
     DomainStatus,
     RecordCheck,
+    SesIdentity,
     VerificationOutcome,
 )
 
@@ -92,6 +93,18 @@ class Domain:
         if request_event_id is not None and self.verify_event_id == request_event_id:
             self.verify_event_id = None
             self.verify_requested_at = None
+
+    def note_ses_identity(self, reading: SesIdentity) -> None:
+        """What SES said of the identity, unless a later reading is already kept (a
+        scheduled and a manual probe may answer out of order)."""
+        kept = self.ses_identity_checked_at
+        if kept is not None and kept > reading.checked_at:
+            return
+        self.ses_dkim_signing_enabled = reading.dkim_signing_enabled
+        self.ses_identity_verification_status = reading.verification_status.value
+        self.ses_mail_from_status = reading.mail_from_status
+        self.ses_verified_for_sending = reading.verified_for_sending
+        self.ses_identity_checked_at = reading.checked_at
 
     def next_sequence(self) -> int:
         """Number the next public event (the caller holds the domain's row lock)."""

@@ -205,7 +205,7 @@ DOMAIN_EXAMPLE: Schema = {
     "verified_at": None,
     "mailbox_count": 0,
     "ses_dkim_status": "pending",
-    "ses_dkim_signing_enabled": True,
+    "ses_dkim_signing_enabled": None,  # null until the verifier first reads SES
     "ses_identity_verification_status": None,
     "ses_mail_from_status": None,
     "ses_verified_for_sending": None,

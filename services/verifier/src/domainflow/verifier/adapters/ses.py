@@ -1,24 +1,32 @@
-"""SES's DKIM status of domain identities, 100 identities per GetIdentityDkimAttributes call.
+"""What SES says of domain identities: DKIM, verification and MAIL FROM, 100 a call.
 
-Calls go one after another; pacing them to SES's one request per second is the caller's job
-(the shared SES budget). A domain SES does not know has no DKIM there: `not_started`.
+Three batched reads, each one SES call per 100 identities: GetIdentityDkimAttributes (DKIM
+status and whether SES signs), GetIdentityVerificationAttributes and
+GetIdentityMailFromDomainAttributes. Calls go one after another; pacing them to SES's one
+request per second is the caller's job (the shared SES budget), so each read is its own
+method. A domain SES does not know has none of them there: `not_started`, not signing.
 Failures surface as `SesError` (`domainflow.kit.aws`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from domainflow.contracts.events import DkimStatus
 from domainflow.kit.aws import AwsClients, SesAdapter, raising_ses_errors
 from domainflow.kit.logging import get_logger
+from domainflow.verifier.probe import DkimAttributes
 
 log = get_logger(__name__)
 
-#: SES's limit of identities per GetIdentityDkimAttributes call.
+T = TypeVar("T")
+
+#: SES's limit of identities per Get*Attributes call.
 MAX_BATCH = 100
 
-#: SES's words for DKIM verification (`DkimVerificationStatus`) in the seed's form.
+#: SES's words for a status (`DkimVerificationStatus`, `VerificationStatus`,
+#: `MailFromDomainStatus` share them) in the seed's form.
 SES_STATUSES: dict[str, DkimStatus] = {
     "Pending": DkimStatus.PENDING,
     "Success": DkimStatus.SUCCESS,
@@ -28,24 +36,29 @@ SES_STATUSES: dict[str, DkimStatus] = {
 }
 
 
-def dkim_status(ses_status: str | None) -> DkimStatus:
-    """One `DkimVerificationStatus` as a `DkimStatus`; absent means SES has not started."""
-    if ses_status is None:
+def ses_status(word: str | None, *, of: str = "dkim") -> DkimStatus:
+    """One of SES's status words as a `DkimStatus`; absent means SES has not started."""
+    if word is None:
         return DkimStatus.NOT_STARTED
-    known = SES_STATUSES.get(ses_status)
+    known = SES_STATUSES.get(word)
     if known is None:
         # A status newer than this code: not a verdict either way, so wait for SES.
-        log.warning("ses.dkim_status_unknown", status=ses_status)
+        log.warning("ses.status_unknown", attribute=of, status=word)
         return DkimStatus.PENDING
     return known
+
+
+def dkim_status(word: str | None) -> DkimStatus:
+    """One `DkimVerificationStatus` as a `DkimStatus`; absent means SES has not started."""
+    return ses_status(word, of="dkim")
 
 
 def _identity(domain: str) -> str:
     return domain.strip().rstrip(".").lower()
 
 
-class DkimStatuses(SesAdapter):
-    """Reads DKIM status from SES; an async context manager keeps its clients open."""
+class SesIdentities(SesAdapter):
+    """Reads identity attributes from SES; an async context manager keeps its clients open."""
 
     def __init__(self, clients: AwsClients | None = None, *, batch: int = MAX_BATCH) -> None:
         if not 1 <= batch <= MAX_BATCH:
@@ -53,22 +66,77 @@ class DkimStatuses(SesAdapter):
         super().__init__(clients)
         self._batch = batch
 
-    async def fetch(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]:
-        """The DKIM status of every domain in `domains`, keyed as given."""
+    async def dkim(self, domains: Sequence[str], region: str) -> dict[str, DkimAttributes]:
+        """The DKIM status and signing switch of every domain in `domains`, keyed as given."""
+
+        def read(entry: Mapping[str, Any] | None) -> DkimAttributes:
+            if entry is None:
+                return DkimAttributes(DkimStatus.NOT_STARTED, signing_enabled=False)
+            return DkimAttributes(
+                dkim_status(entry.get("DkimVerificationStatus")),
+                signing_enabled=bool(entry.get("DkimEnabled", False)),
+            )
+
+        async def ask(ses: Any, chunk: list[str]) -> Mapping[str, Any]:
+            answer = await ses.get_identity_dkim_attributes(Identities=chunk)
+            attributes: Mapping[str, Any] = answer["DkimAttributes"]
+            return attributes
+
+        return await self._read(domains, region, ask, read)
+
+    async def verification(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]:
+        """The identity verification status of every domain in `domains`, keyed as given."""
+
+        def read(entry: Mapping[str, Any] | None) -> DkimStatus:
+            word = None if entry is None else entry.get("VerificationStatus")
+            return ses_status(word, of="verification")
+
+        async def ask(ses: Any, chunk: list[str]) -> Mapping[str, Any]:
+            answer = await ses.get_identity_verification_attributes(Identities=chunk)
+            attributes: Mapping[str, Any] = answer["VerificationAttributes"]
+            return attributes
+
+        return await self._read(domains, region, ask, read)
+
+    async def mail_from(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]:
+        """The MAIL FROM domain status of every domain in `domains`, keyed as given.
+
+        SES answers no status for an identity without a MAIL FROM domain: not started.
+        """
+
+        def read(entry: Mapping[str, Any] | None) -> DkimStatus:
+            word = None if entry is None else entry.get("MailFromDomainStatus")
+            return ses_status(word, of="mail_from")
+
+        async def ask(ses: Any, chunk: list[str]) -> Mapping[str, Any]:
+            answer = await ses.get_identity_mail_from_domain_attributes(Identities=chunk)
+            attributes: Mapping[str, Any] = answer["MailFromDomainAttributes"]
+            return attributes
+
+        return await self._read(domains, region, ask, read)
+
+    async def _read(
+        self,
+        domains: Sequence[str],
+        region: str,
+        ask: Callable[[Any, list[str]], Awaitable[Mapping[str, Any]]],
+        read: Callable[[Mapping[str, Any] | None], T],
+    ) -> dict[str, T]:
+        """One call per `batch` identities; each domain's entry, read by `read`."""
         by_identity: dict[str, list[str]] = {}
         for domain in domains:
             by_identity.setdefault(_identity(domain), []).append(domain)
         identities = list(by_identity)
-        found: dict[str, DkimStatus] = {}
+        found: dict[str, T] = {}
+        if not identities:
+            return found
         async with self._clients.ses(region) as ses:
             for start in range(0, len(identities), self._batch):
                 chunk = identities[start : start + self._batch]
                 with raising_ses_errors():
-                    answer = await ses.get_identity_dkim_attributes(Identities=chunk)
-                attributes = answer["DkimAttributes"]
+                    attributes = await ask(ses, chunk)
                 for identity in chunk:
-                    entry = attributes.get(identity)
-                    ses_status = None if entry is None else entry.get("DkimVerificationStatus")
+                    value = read(attributes.get(identity))
                     for domain in by_identity[identity]:
-                        found[domain] = dkim_status(ses_status)
+                        found[domain] = value
         return found
