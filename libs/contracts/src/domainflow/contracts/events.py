@@ -321,10 +321,44 @@ class DomainDeprovisioned(Event):
 
 
 class DomainStatusChanged(Event):
-    """api -> anyone: the domain moved in the state machine.
+    """api -> anyone: the domain moved in the state machine (version 2).
 
     Carries the state other services need (event-carried state transfer): the records
-    the verifier schedules checks against, and the owners the notifier writes to.
+    the verifier schedules checks against, and the snapshot a subscriber stores. Version 2
+    dropped version 1's `owner_emails` (personal data that went to every subscriber) and
+    `notify_owners` (the notifier's cue): owners now hear through the internal
+    `notification.requested`. Version 1 is published beside it for one release
+    (`DomainStatusChangedV1`), with the same `sequence`.
+    """
+
+    TYPE: ClassVar[str] = "domain.status_changed"
+    VERSION: ClassVar[int] = 2
+    type: Literal["domain.status_changed"] = "domain.status_changed"
+    version: int = Field(default=2, ge=1)
+    domain_id: str
+    domain: str
+    region: str
+    old_status: DomainStatus | None
+    new_status: DomainStatus
+    reason: str
+    consecutive_failures: int = 0
+    records: DnsRecords | None = None
+    checks: list[RecordCheck] = Field(default_factory=list)
+    ses_dkim_status: DkimStatus | None = None
+    #: Per domain, bumped under the domain's lock: a subscriber keeps the highest it saw
+    #: and drops anything older (replica clocks make `occurred_at` no order).
+    sequence: int | None = None
+    reason_code: ChangeReason | None = None
+    trigger: ChangeTrigger | None = None
+    snapshot: DomainSnapshot | None = None
+
+
+class DomainStatusChangedV1(Event):
+    """api -> anyone: version 1 of `domain.status_changed`, published beside version 2 for
+    one release so that its readers keep working; `owner_emails` is now always empty.
+
+    Read version 2 (same routing key, same `sequence`: a subscriber keeping the highest
+    sequence per domain drops the second copy of each change). Retired in the next release.
     """
 
     TYPE: ClassVar[str] = "domain.status_changed"
@@ -341,14 +375,64 @@ class DomainStatusChanged(Event):
     records: DnsRecords | None = None
     checks: list[RecordCheck] = Field(default_factory=list)
     ses_dkim_status: DkimStatus | None = None
+    #: Always empty since version 2 exists: owners' addresses are personal data.
     owner_emails: list[str] = Field(default_factory=list)
-    #: Added in 1.1 (additive, same version); None from an api that does not fill them yet.
-    #: Per domain, bumped under the domain's lock: a subscriber keeps the highest it saw
-    #: and drops anything older (replica clocks make `occurred_at` no order).
     sequence: int | None = None
     reason_code: ChangeReason | None = None
     trigger: ChangeTrigger | None = None
     snapshot: DomainSnapshot | None = None
+
+    @classmethod
+    def beside(cls, current: DomainStatusChanged, *, notify_owners: bool) -> DomainStatusChangedV1:
+        """The version 1 copy of a change: the same fields, an id of its own."""
+        fields = current.model_dump(exclude={"event_id", "version"})
+        return cls(**fields, notify_owners=notify_owners)
+
+
+class NotificationRequested(Event):
+    """api -> notifier (internal): email the team's owners about a domain's status change.
+
+    Internal so that owners' addresses reach only the notifier: no subscriber may bind its
+    routing key. `transition_event_id` is the public `domain.status_changed` it is about
+    (the id owners' mails are tagged and deduplicated with).
+    """
+
+    TYPE: ClassVar[str] = "notification.requested"
+    type: Literal["notification.requested"] = "notification.requested"
+    domain_id: str
+    domain: str
+    region: str
+    transition_event_id: uuid.UUID
+    old_status: DomainStatus | None
+    new_status: DomainStatus
+    reason: str
+    reason_code: ChangeReason | None = None
+    checks: list[RecordCheck] = Field(default_factory=list)
+    ses_dkim_status: DkimStatus | None = None
+    owner_emails: list[str]
+
+
+class DomainChecksFailed(Event):
+    """api -> anyone: a verification failed and the status stayed what it was, with
+    another set of failing checks than the previous verification's.
+
+    What a status change does not tell: a pending domain whose records are still wrong,
+    or wrong in a new way. Sent when the set of failing (record, reason) pairs changes,
+    not on every six-hourly pass with the same result.
+    """
+
+    TYPE: ClassVar[str] = "domain.checks_failed"
+    type: Literal["domain.checks_failed"] = "domain.checks_failed"
+    domain_id: str
+    domain: str
+    status: DomainStatus
+    sequence: int
+    trigger: ChangeTrigger
+    #: The checks that did not pass, as `GET /api/v1/domains/{id}` shows them.
+    failing_checks: list[RecordCheck]
+    ses_dkim_status: DkimStatus | None = None
+    checked_at: datetime
+    snapshot: DomainSnapshot
 
 
 class DomainDeleted(Event):
@@ -405,6 +489,8 @@ AnyEvent = Annotated[
     | DomainStatusChanged
     | DomainDeleted
     | DomainCreated
+    | DomainChecksFailed
+    | NotificationRequested
     | NotificationSent,
     Field(discriminator="type"),
 ]
@@ -423,6 +509,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DomainStatusChanged,
         DomainDeleted,
         DomainCreated,
+        DomainChecksFailed,
+        NotificationRequested,
         NotificationSent,
     )
 }
+
+#: Older versions still published beside their successor (same type and routing key) for
+#: one release, so that their readers keep working; each is retired in the release after.
+SUPERSEDED: tuple[type[Event], ...] = (DomainStatusChangedV1,)

@@ -11,6 +11,7 @@ from domainflow.api.domain import state as sm
 from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
+    DnsWarning,
     DomainMode,
     DomainStatus,
     RecordCheck,
@@ -40,6 +41,9 @@ class Domain:
     dkim_tokens: tuple[str, ...] = ()
     ses_dkim_status: DkimStatus = DkimStatus.PENDING
     last_checks: tuple[RecordCheck, ...] | None = None
+    #: The last verification's warnings (pre-flight findings on a manual verify; the
+    #: registration watch's on a scheduled one).
+    last_warnings: tuple[DnsWarning, ...] = ()
     last_outcome: VerificationOutcome | None = None
     failure_reason: str | None = None
     verified_at: datetime | None = None
