@@ -27,7 +27,7 @@ from domainflow.kit.policies import ManagementApi, QueueLimits, effective_policy
 
 pytestmark = pytest.mark.integration
 
-QUEUE = "notifier.domain-status-changed"
+QUEUE = "verifier.domain-status-changed"
 
 
 @dataclass
@@ -88,7 +88,7 @@ async def bus(amqp_vhost: Callable[[str], str]) -> AsyncIterator[Bus]:
     consumer = Recorder()
     router = RabbitRouter()
     queues = [
-        subscribe(router, "notifier", DomainStatusChanged, consumer,
+        subscribe(router, "verifier", DomainStatusChanged, consumer,
                   redelivery=Redelivery(limit=3, backoff_max=0.05)),
     ]  # fmt: skip
     broker = RabbitBroker(url, logger=None)
@@ -176,7 +176,7 @@ async def test_a_changed_delivery_limit_applies_to_the_existing_queue_without_a_
     await _until(lambda: limit_is(3), "the first start's policy to show")
     # A second start of the same service with another limit, as after a config change.
     router = RabbitRouter()
-    queues = [subscribe(router, "notifier", DomainStatusChanged, Recorder())]
+    queues = [subscribe(router, "verifier", DomainStatusChanged, Recorder())]
     broker = RabbitBroker(bus.url, logger=None)
     await broker.connect()
     try:
@@ -210,7 +210,7 @@ async def test_a_queue_an_older_release_declared_with_a_fixed_limit_does_not_sto
             },
         )
     router = RabbitRouter()
-    queues = [subscribe(router, "notifier", DomainStatusChanged, Recorder())]
+    queues = [subscribe(router, "verifier", DomainStatusChanged, Recorder())]
     broker = RabbitBroker(url, logger=None)
     await broker.connect()
     try:

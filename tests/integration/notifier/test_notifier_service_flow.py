@@ -320,14 +320,18 @@ async def test_a_failed_transition_mails_each_owner_once_even_when_redelivered(
 
     async def two_results() -> bool:
         collected.extend(await drain(results))
-        return len(collected) >= 2
+        return len([e for e in collected if e["version"] == 2]) >= 2
 
     await eventually(two_results, what="NotificationSent for both transitions")
     await asyncio.sleep(1.0)
     collected.extend(await drain(results))
-    ours = [e for e in collected if e["transition_event_id"] == str(event.transition_event_id)]
+    ours = [
+        e
+        for e in collected
+        if e["transition_event_id"] == str(event.transition_event_id) and e["version"] == 2
+    ]
     assert len(ours) == 1
-    assert sorted(ours[0]["recipients"]) == sorted(team)
+    assert ours[0]["recipient_count"] == len(team)
     assert len(ours[0]["message_ids"]) == 2
     assert ours[0]["causation_id"] == str(event.event_id)
 

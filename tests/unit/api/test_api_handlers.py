@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from domainflow.api.domain.events import records_for
 from domainflow.api.domain.keys import Principal
+from domainflow.api.domains.schemas import domain_view, verification_view
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.handlers import ApiHandlers
 from domainflow.api.settings import ApiSettings
@@ -16,6 +18,7 @@ from domainflow.contracts import (
     ChangeTrigger,
     CheckOutcome,
     DkimStatus,
+    DnsWarning,
     DomainChecksFailed,
     DomainDeleted,
     DomainDeprovisioned,
@@ -335,3 +338,63 @@ async def test_failing_checks_without_a_status_change_are_published_when_they_ch
     assert [e.sequence for e in reported] == [3, 4, 5]
     assert uow.state.domains[public_id].sequence == 5
     assert status_changes(uow) == [("provisioning", "pending")]
+
+
+def _warning(code: str) -> DnsWarning:
+    return DnsWarning(code=code, name="acme.com", found=["x"], message=f"{code}.")
+
+
+async def test_check_details_and_each_kind_of_warning_are_kept_and_shown(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    spf = RecordCheck(
+        record=RecordKind.SPF,
+        outcome=CheckOutcome.FAIL,
+        name="acme.com",
+        expected="v=spf1 include:amazonses.com ~all",
+        found=["v=spf1 include:other.example ~all"],
+        reason="spf_include_missing",
+        details={"merged_record": "v=spf1 include:amazonses.com include:other.example ~all"},
+    )
+
+    def probe(trigger: VerificationTrigger, *warnings: DnsWarning) -> VerificationCompleted:
+        return VerificationCompleted(
+            correlation_id="req_probe",
+            team_id="team_acme",
+            domain_id=public_id,
+            domain="acme.com",
+            trigger=trigger,
+            outcome=VerificationOutcome.FAILED,
+            ses_dkim_status=DkimStatus.SUCCESS,
+            checks=[spf],
+            checked_at=datetime.now(UTC),
+            warnings=list(warnings),
+        )
+
+    def shown() -> list[str]:
+        domain = uow.state.domains[public_id]
+        assert [
+            w.code for w in domain_view(domain, records_for(domain, SETTINGS.records)).warnings
+        ] == [w.code for w in verification_view(domain).warnings]
+        return [w.code for w in verification_view(domain).warnings]
+
+    await handlers.on_verification_completed(
+        probe(VerificationTrigger.MANUAL, _warning("existing_spf"))
+    )
+    assert shown() == ["existing_spf"]
+    # The schedule's silence about pre-flight conflicts keeps them; its own findings join.
+    await handlers.on_verification_completed(
+        probe(VerificationTrigger.SCHEDULED, _warning("registration_expiring"))
+    )
+    assert shown() == ["existing_spf", "registration_expiring"]
+    await handlers.on_verification_completed(probe(VerificationTrigger.SCHEDULED))
+    assert shown() == ["existing_spf"]
+    await handlers.on_verification_completed(probe(VerificationTrigger.MANUAL))
+    assert shown() == []
+
+    (detail,) = verification_view(uow.state.domains[public_id]).details
+    assert detail.details == {
+        "merged_record": "v=spf1 include:amazonses.com include:other.example ~all"
+    }

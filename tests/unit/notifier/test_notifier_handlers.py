@@ -128,7 +128,7 @@ async def test_each_owner_is_mailed_once_and_the_result_announced_once() -> None
         "bob@acme.com": ("sent", "msg-2"),
     }
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com", "bob@acme.com"]
+    assert sent.recipient_count == 2
     assert sent.message_ids == ["msg-1", "msg-2"]
     assert sent.transition_event_id == event.transition_event_id  # the public change
     assert sent.causation_id == event.event_id  # the ask it answers
@@ -189,7 +189,7 @@ async def test_a_send_that_did_not_happen_is_retried_on_redelivery(failure: Exce
     await handlers.on_notification_requested(event)
     assert mailer.calls == ["ann@acme.com", "bob@acme.com", "bob@acme.com"]
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com", "bob@acme.com"]
+    assert sent.recipient_count == 2
 
 
 async def test_a_permanent_refusal_is_recorded_and_not_retried() -> None:
@@ -207,7 +207,7 @@ async def test_a_permanent_refusal_is_recorded_and_not_retried() -> None:
         "ann@acme.com": ("sent", "msg-1"),
     }
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com"]
+    assert sent.recipient_count == 1
 
 
 async def test_every_owner_refused_is_settled_without_an_announcement() -> None:
@@ -250,7 +250,7 @@ async def test_intent_left_by_a_dead_delivery_becomes_unconfirmed_not_resent() -
         "bob@acme.com": ("sent", "msg-1"),
     }
     (sent,) = announced(store)
-    assert sent.recipients == ["bob@acme.com"]
+    assert sent.recipient_count == 1
 
 
 async def test_a_transition_being_mailed_elsewhere_is_left_alone() -> None:
@@ -284,5 +284,5 @@ async def test_a_settlement_that_fails_commits_nothing_and_the_redelivery_finish
     )  # the redelivery: no second mail, one announcement
     assert mailer.calls == ["ann@acme.com"]
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com"]
+    assert sent.recipient_count == 1
     assert store.inbox == {(CONSUMER, event.event_id)}

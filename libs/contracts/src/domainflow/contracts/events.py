@@ -466,7 +466,28 @@ class DomainCreated(Event):
 
 
 class NotificationSent(Event):
-    """notifier -> anyone: owners were emailed about a transition."""
+    """notifier -> anyone: owners were emailed about a transition (version 2).
+
+    Version 2 says how many owners SES accepted a mail for, not who: version 1's
+    `recipients` (owners' addresses, personal data) went to every subscriber. Version 1 is
+    published beside it for one release (`NotificationSentV1`), its `recipients` empty.
+    """
+
+    TYPE: ClassVar[str] = "notification.sent"
+    VERSION: ClassVar[int] = 2
+    type: Literal["notification.sent"] = "notification.sent"
+    version: int = Field(default=2, ge=1)
+    domain_id: str
+    domain: str
+    transition_event_id: uuid.UUID
+    new_status: DomainStatus
+    recipient_count: int
+    message_ids: list[str]
+
+
+class NotificationSentV1(Event):
+    """notifier -> anyone: version 1 of `notification.sent`, published beside version 2 for
+    one release; `recipients` is now always empty (owners' addresses are personal data)."""
 
     TYPE: ClassVar[str] = "notification.sent"
     type: Literal["notification.sent"] = "notification.sent"
@@ -476,6 +497,12 @@ class NotificationSent(Event):
     new_status: DomainStatus
     recipients: list[str]
     message_ids: list[str]
+
+    @classmethod
+    def beside(cls, current: NotificationSent) -> NotificationSentV1:
+        """The version 1 copy: the same fields, no addresses, an id of its own."""
+        fields = current.model_dump(exclude={"event_id", "version", "recipient_count"})
+        return cls(**fields, recipients=[])
 
 
 AnyEvent = Annotated[
@@ -517,4 +544,4 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 #: Older versions still published beside their successor (same type and routing key) for
 #: one release, so that their readers keep working; each is retired in the release after.
-SUPERSEDED: tuple[type[Event], ...] = (DomainStatusChangedV1,)
+SUPERSEDED: tuple[type[Event], ...] = (DomainStatusChangedV1, NotificationSentV1)

@@ -189,7 +189,7 @@ def examples() -> dict[str, Event]:
             **common,
             transition_event_id=uuid.UUID("5e0c7d2a-8b1f-4c3e-a6d4-2f9b0e1c7a55"),
             new_status=DomainStatus.FAILED,
-            recipients=["ops@acme.example"],
+            recipient_count=1,
             message_ids=["0100018f-ses-message-id"],
         ),
     ]

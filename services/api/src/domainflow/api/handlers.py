@@ -90,7 +90,9 @@ class ApiHandlers:
 
         def record(domain: Domain) -> None:
             domain.last_checks = tuple(event.checks)
-            domain.last_warnings = tuple(event.warnings)
+            domain.take_warnings(
+                event.warnings, scheduled=event.trigger is VerificationTrigger.SCHEDULED
+            )
             domain.last_outcome = event.outcome
             domain.last_checked_at = event.checked_at
             if event.ses_dkim_status is not None:

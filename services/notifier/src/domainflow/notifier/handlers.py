@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from domainflow.contracts import NotificationRequested, NotificationSent
+from domainflow.contracts import NotificationRequested, NotificationSent, NotificationSentV1
 from domainflow.kit.logging import get_logger
 from domainflow.notifier.adapters.ses_outcome import verdict
 from domainflow.notifier.domain import (
@@ -120,19 +120,19 @@ class NotifierHandlers:
             rows = await settlement.rows_for(event.transition_event_id)
             sent = [r for r in rows if r.state is LogState.SENT and r.message_id]
             if sent:
-                await settlement.emit(
-                    NotificationSent(
-                        correlation_id=event.correlation_id,
-                        causation_id=event.event_id,
-                        team_id=event.team_id,
-                        domain_id=event.domain_id,
-                        domain=event.domain,
-                        transition_event_id=event.transition_event_id,
-                        new_status=event.new_status,
-                        recipients=[r.recipient for r in sent],
-                        message_ids=[r.message_id for r in sent if r.message_id],
-                    ),
+                receipt = NotificationSent(
+                    correlation_id=event.correlation_id,
+                    causation_id=event.event_id,
+                    team_id=event.team_id,
+                    domain_id=event.domain_id,
+                    domain=event.domain,
+                    transition_event_id=event.transition_event_id,
+                    new_status=event.new_status,
+                    recipient_count=len(sent),
+                    message_ids=[r.message_id for r in sent if r.message_id],
                 )
+                # Who was mailed stays in the notifier's log: addresses go to no subscriber.
+                await settlement.emit(receipt, NotificationSentV1.beside(receipt))
             unsettled = [r.recipient for r in rows if r.state is not LogState.SENT]
             log.info("notification.done", sent=len(sent), not_sent=unsettled)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from domainflow.api.domain import state as sm
 from domainflow.contracts import (
@@ -17,6 +18,10 @@ from domainflow.contracts import (
     RecordCheck,
     VerificationOutcome,
 )
+
+#: Warnings only the re-verification cycle's registration watch reports (the verifier's
+#: registration.py); every other code is a manual verify's pre-flight finding.
+WATCH_WARNINGS: Final = frozenset({"nameservers_changed", "registration_expiring"})
 
 
 @dataclass
@@ -101,6 +106,13 @@ class Domain:
         """Number the next public event (the caller holds the domain's row lock)."""
         self.sequence += 1
         return self.sequence
+
+    def take_warnings(self, found: Iterable[DnsWarning], *, scheduled: bool) -> None:
+        """Keep a verification's warnings beside the other kind's: a manual verify looks for
+        pre-flight conflicts, the schedule's registration watch for the rest, and neither's
+        silence says anything about what the other found."""
+        kept = [w for w in self.last_warnings if (w.code in WATCH_WARNINGS) is not scheduled]
+        self.last_warnings = (*kept, *found)
 
     def failing(self) -> frozenset[tuple[str, str | None]]:
         """The records that did not pass at the last probe, each with its reason code."""
