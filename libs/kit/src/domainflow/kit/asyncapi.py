@@ -252,8 +252,8 @@ def _message(event_type: str, example: Event) -> dict[str, Any]:
     payload = json.loads(encode(example))
     older = [c for c in SUPERSEDED if event_type == c.TYPE]
     versions = f"Version {cls.VERSION}" + "".join(
-        f" (and version {c.VERSION} beside it for one release, with the same `sequence`:"
-        f" `{c.__name__}`)"
+        f" (and version {c.VERSION} beside it for one release: the same fields under an"
+        f" event id of its own, `{c.__name__}`)"
         for c in older
     )
     schema: dict[str, Any] = {"$ref": SCHEMAS + cls.__name__}
