@@ -198,7 +198,9 @@ class Subscriber:
         distinct = {
             e["event_id"]: e
             for e in self.heard
-            if e.get("domain_id") == domain_id and e["type"] == "domain.status_changed"
+            if e.get("domain_id") == domain_id
+            and e["type"] == "domain.status_changed"
+            and e["version"] == 2  # version 1 is published beside it, for now
         }
         ordered = sorted(distinct.values(), key=lambda e: e["occurred_at"])
         return [(e["old_status"], e["new_status"]) for e in ordered]

@@ -15,14 +15,10 @@ import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import pytest
 from faststream.rabbit import RabbitBroker
-from jsonschema import Draft202012Validator, FormatChecker
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
 
 from domainflow.contracts import EVENT_TYPES
 from domainflow.contracts.topology import EVENTS_EXCHANGE
@@ -32,12 +28,13 @@ from domainflow.kit.database import Database
 from domainflow.kit.messaging import broker_for
 from domainflow.kit.outbox import OutboxRelay
 from domainflow.kit.runtime import kit_migrations
+from tests.plugins.asyncapi import message_key as _message_key
+from tests.plugins.asyncapi import problems as _problems
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 CHECKER = ROOT / "tools" / "asyncapi-check"
-DOC_URI = "urn:domainflow:asyncapi"
 
 
 @pytest.fixture(scope="module")
@@ -53,25 +50,6 @@ def parser_installed() -> Path:
             timeout=600,
         )
     return CHECKER
-
-
-def _validator(doc: dict[str, Any], pointer: str) -> Draft202012Validator:
-    registry: Registry[Any] = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(doc))
-    return Draft202012Validator(
-        {"$ref": f"{DOC_URI}#{pointer}"}, registry=registry, format_checker=FormatChecker()
-    )
-
-
-def _problems(doc: dict[str, Any], pointer: str, instance: Any) -> list[str]:
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in _validator(doc, pointer).iter_errors(instance)
-    ]
-
-
-def _message_key(doc: dict[str, Any], event_type: str) -> str:
-    [key] = [k for k, m in doc["components"]["messages"].items() if m["name"] == event_type]
-    return str(key)
 
 
 def test_the_document_passes_the_official_parser_without_errors_or_warnings(

@@ -27,7 +27,7 @@ from domainflow.kit.policies import ManagementApi, QueueLimits, effective_policy
 
 pytestmark = pytest.mark.integration
 
-QUEUE = "notifier.domain-status-changed"
+QUEUE = "verifier.domain-status-changed"
 
 
 @dataclass
@@ -88,7 +88,7 @@ async def bus(amqp_vhost: Callable[[str], str]) -> AsyncIterator[Bus]:
     consumer = Recorder()
     router = RabbitRouter()
     queues = [
-        subscribe(router, "notifier", DomainStatusChanged, consumer,
+        subscribe(router, "verifier", DomainStatusChanged, consumer,
                   redelivery=Redelivery(limit=3, backoff_max=0.05)),
     ]  # fmt: skip
     broker = RabbitBroker(url, logger=None)
@@ -112,13 +112,14 @@ async def test_an_event_with_a_field_this_reader_does_not_know_is_consumed(bus: 
 
     await _until(handled, "the event to be handled")
     assert str(bus.consumer.handled[0].event_id) == raw["event_id"]
-    assert bus.consumer.handled[0].version == 1
+    assert bus.consumer.handled[0].version == DomainStatusChanged.VERSION
     assert await _parked(bus.url) == []
 
 
 async def test_a_newer_version_is_parked_at_once_with_a_logged_reason(bus: Bus) -> None:
     raw = _event("newer.example")
-    raw["version"] = 2
+    newer = DomainStatusChanged.VERSION + 1
+    raw["version"] = newer
     with capture_logs() as logs:
         await bus.publish_raw(
             json.dumps(raw).encode(),
@@ -134,16 +135,16 @@ async def test_a_newer_version_is_parked_at_once_with_a_logged_reason(bus: Bus) 
     [shown] = await _parked(bus.url)
     assert shown.reason == "unknown_version"
     assert shown.detail is not None
-    assert "version 2" in shown.detail
+    assert f"version {newer}" in shown.detail
     assert shown.event_type == "domain.status_changed"
-    assert shown.body == raw  # parked as it came, so it can be replayed once a reader knows v2
+    assert shown.body == raw  # parked as it came, so it can be replayed once a reader knows it
     assert bus.consumer.handled == []
     [line] = [entry for entry in logs if entry["event"] == "event.undecodable"]
     assert line["routing_key"] == "domain.status_changed"
     assert line["reason"] == "unknown_version"
     assert line["properties"]["message_id"] == raw["event_id"]
     assert line["properties"]["correlation_id"] == raw["correlation_id"]
-    assert "version 2" in line["error"]
+    assert f"version {newer}" in line["error"]
 
 
 async def test_a_body_that_is_not_json_is_parked_with_its_reason_shown_by_the_cli(
@@ -175,7 +176,7 @@ async def test_a_changed_delivery_limit_applies_to_the_existing_queue_without_a_
     await _until(lambda: limit_is(3), "the first start's policy to show")
     # A second start of the same service with another limit, as after a config change.
     router = RabbitRouter()
-    queues = [subscribe(router, "notifier", DomainStatusChanged, Recorder())]
+    queues = [subscribe(router, "verifier", DomainStatusChanged, Recorder())]
     broker = RabbitBroker(bus.url, logger=None)
     await broker.connect()
     try:
@@ -209,7 +210,7 @@ async def test_a_queue_an_older_release_declared_with_a_fixed_limit_does_not_sto
             },
         )
     router = RabbitRouter()
-    queues = [subscribe(router, "notifier", DomainStatusChanged, Recorder())]
+    queues = [subscribe(router, "verifier", DomainStatusChanged, Recorder())]
     broker = RabbitBroker(url, logger=None)
     await broker.connect()
     try:

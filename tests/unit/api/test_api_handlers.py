@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from domainflow.api.domain.events import records_for
 from domainflow.api.domain.keys import Principal
+from domainflow.api.domains.schemas import domain_view, verification_view
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.handlers import ApiHandlers
 from domainflow.api.settings import ApiSettings, WriteLimitSettings
@@ -16,11 +18,15 @@ from domainflow.contracts import (
     ChangeTrigger,
     CheckOutcome,
     DkimStatus,
+    DnsWarning,
+    DomainChecksFailed,
     DomainDeleted,
     DomainDeprovisioned,
     DomainProvisioned,
     DomainStatus,
     DomainStatusChanged,
+    DomainStatusChangedV1,
+    NotificationRequested,
     ProvisioningRolledBack,
     RecordCheck,
     RecordKind,
@@ -110,7 +116,7 @@ async def test_provisioned_makes_the_domain_pending_with_its_tokens_once(
     assert (domain.status, domain.dkim_tokens) == (DomainStatus.PENDING, tuple(TOKENS))
     assert status_changes(uow) == [("provisioning", "pending")]
     changed = next(e for e in uow.state.published if isinstance(e, DomainStatusChanged))
-    assert changed.owner_emails == ["owner@acme.com"]
+    assert "owner_emails" not in changed.model_dump()  # personal data goes to no subscriber
     assert changed.records is not None
     assert changed.records.dkim[0].name == f"{'a' * 32}._domainkey.acme.com"
 
@@ -298,18 +304,153 @@ async def test_public_events_are_numbered_per_domain_and_say_why(
     await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.PASSED))
     await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.FAILED))
     numbered = [
-        (e.TYPE, getattr(e, "sequence", None), getattr(e, "reason_code", None))
+        (e.TYPE, e.version, getattr(e, "sequence", None), getattr(e, "reason_code", None))
         for e in uow.state.published
         if getattr(e, "sequence", None) is not None
     ]
+    # Version 1 of each change beside version 2 for one release, with the same number.
     assert numbered == [
-        ("domain.created", 1, ChangeReason.CREATED),
-        ("domain.status_changed", 2, ChangeReason.PROVISIONED),
-        ("domain.status_changed", 3, ChangeReason.VERIFICATION_PASSED),
-        ("domain.status_changed", 4, ChangeReason.RECORDS_BROKE),
+        ("domain.created", 1, 1, ChangeReason.CREATED),
+        ("domain.status_changed", 2, 2, ChangeReason.PROVISIONED),
+        ("domain.status_changed", 1, 2, ChangeReason.PROVISIONED),
+        ("domain.status_changed", 2, 3, ChangeReason.VERIFICATION_PASSED),
+        ("domain.status_changed", 1, 3, ChangeReason.VERIFICATION_PASSED),
+        ("domain.status_changed", 2, 4, ChangeReason.RECORDS_BROKE),
+        ("domain.status_changed", 1, 4, ChangeReason.RECORDS_BROKE),
     ]
     last = [e for e in uow.state.published if isinstance(e, DomainStatusChanged)][-1]
     assert last.trigger is ChangeTrigger.SCHEDULE
     assert last.snapshot is not None
     assert last.snapshot.verification_status == "pending"
     assert uow.state.domains[public_id].sequence == 4
+
+
+async def test_owners_addresses_go_only_to_the_notifier_and_only_when_they_hear_of_it(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))  # owners are not told of pending
+    assert not [e for e in uow.state.published if isinstance(e, NotificationRequested)]
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.PASSED))
+    (asked,) = [e for e in uow.state.published if isinstance(e, NotificationRequested)]
+    changed = [e for e in uow.state.published if isinstance(e, DomainStatusChanged)][-1]
+    assert asked.owner_emails == ["owner@acme.com"]
+    assert asked.transition_event_id == changed.event_id
+    assert (asked.old_status, asked.new_status) == (DomainStatus.PENDING, DomainStatus.VERIFIED)
+    for public in uow.state.published:
+        if isinstance(public, DomainStatusChangedV1):
+            assert public.owner_emails == []  # version 1 keeps the field, empty
+        if not isinstance(public, NotificationRequested):
+            assert "owner@acme.com" not in public.model_dump_json()
+
+
+def _probe(public_id: str, failing: dict[RecordKind, str]) -> VerificationCompleted:
+    return VerificationCompleted(
+        correlation_id="req_probe",
+        team_id="team_acme",
+        domain_id=public_id,
+        domain="acme.com",
+        trigger=VerificationTrigger.SCHEDULED,
+        outcome=VerificationOutcome.FAILED,
+        ses_dkim_status=DkimStatus.SUCCESS,
+        checks=[
+            RecordCheck(
+                record=k,
+                outcome=CheckOutcome.FAIL if k in failing else CheckOutcome.PASS,
+                name="acme.com",
+                expected="x",
+                reason=failing.get(k),
+            )
+            for k in RecordKind
+        ],
+        checked_at=datetime.now(UTC),
+    )
+
+
+async def test_failing_checks_without_a_status_change_are_published_when_they_change(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    spf_missing = {RecordKind.SPF: "record_missing"}
+    await handlers.on_verification_completed(_probe(public_id, spf_missing))
+    await handlers.on_verification_completed(_probe(public_id, spf_missing))  # no news
+    await handlers.on_verification_completed(
+        _probe(public_id, {**spf_missing, RecordKind.DMARC: "record_missing"})
+    )
+    await handlers.on_verification_completed(
+        _probe(public_id, {RecordKind.SPF: "value_mismatch"})  # same record, new reason
+    )
+    reported = [e for e in uow.state.published if isinstance(e, DomainChecksFailed)]
+    assert [sorted((c.record.value, c.reason) for c in e.failing_checks) for e in reported] == [
+        [("spf", "record_missing")],
+        [("dmarc", "record_missing"), ("spf", "record_missing")],
+        [("spf", "value_mismatch")],
+    ]
+    assert {e.status for e in reported} == {DomainStatus.PENDING}
+    assert {e.trigger for e in reported} == {ChangeTrigger.SCHEDULE}
+    # Numbered with the domain's other public events, and the domain stays pending.
+    assert [e.sequence for e in reported] == [3, 4, 5]
+    assert uow.state.domains[public_id].sequence == 5
+    assert status_changes(uow) == [("provisioning", "pending")]
+
+
+def _warning(code: str) -> DnsWarning:
+    return DnsWarning(code=code, name="acme.com", found=["x"], message=f"{code}.")
+
+
+async def test_check_details_and_each_kind_of_warning_are_kept_and_shown(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    spf = RecordCheck(
+        record=RecordKind.SPF,
+        outcome=CheckOutcome.FAIL,
+        name="acme.com",
+        expected="v=spf1 include:amazonses.com ~all",
+        found=["v=spf1 include:other.example ~all"],
+        reason="spf_include_missing",
+        details={"merged_record": "v=spf1 include:amazonses.com include:other.example ~all"},
+    )
+
+    def probe(trigger: VerificationTrigger, *warnings: DnsWarning) -> VerificationCompleted:
+        return VerificationCompleted(
+            correlation_id="req_probe",
+            team_id="team_acme",
+            domain_id=public_id,
+            domain="acme.com",
+            trigger=trigger,
+            outcome=VerificationOutcome.FAILED,
+            ses_dkim_status=DkimStatus.SUCCESS,
+            checks=[spf],
+            checked_at=datetime.now(UTC),
+            warnings=list(warnings),
+        )
+
+    def shown() -> list[str]:
+        domain = uow.state.domains[public_id]
+        assert [
+            w.code
+            for w in domain_view(domain, records_for(domain, SETTINGS.records.rules)).warnings
+        ] == [w.code for w in verification_view(domain).warnings]
+        return [w.code for w in verification_view(domain).warnings]
+
+    await handlers.on_verification_completed(
+        probe(VerificationTrigger.MANUAL, _warning("existing_spf"))
+    )
+    assert shown() == ["existing_spf"]
+    # The schedule's silence about pre-flight conflicts keeps them; its own findings join.
+    await handlers.on_verification_completed(
+        probe(VerificationTrigger.SCHEDULED, _warning("registration_expiring"))
+    )
+    assert shown() == ["existing_spf", "registration_expiring"]
+    await handlers.on_verification_completed(probe(VerificationTrigger.SCHEDULED))
+    assert shown() == ["existing_spf"]
+    await handlers.on_verification_completed(probe(VerificationTrigger.MANUAL))
+    assert shown() == []
+
+    (detail,) = verification_view(uow.state.domains[public_id]).details
+    assert detail.details == {
+        "merged_record": "v=spf1 include:amazonses.com include:other.example ~all"
+    }

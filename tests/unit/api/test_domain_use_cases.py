@@ -40,6 +40,7 @@ from domainflow.contracts import (
     DomainRequested,
     DomainStatus,
     DomainStatusChanged,
+    DomainStatusChangedV1,
     ReceivingRequested,
     VerifyRequested,
 )
@@ -327,8 +328,10 @@ async def test_delete_moves_to_deleting_and_asks_the_provisioner(
     set_status(uow, public_id, DomainStatus.VERIFIED)
     deletion = await domains.delete(ACME, public_id, "req_2")
     assert (deletion.done, deletion.domain.status) == (False, DomainStatus.DELETING)
-    changed, asked = uow.state.published[-2:]
+    changed, beside, asked = uow.state.published[-3:]
     assert isinstance(changed, DomainStatusChanged)
+    assert isinstance(beside, DomainStatusChangedV1)  # version 1, for one release
+    assert beside.sequence == changed.sequence
     assert (changed.old_status, changed.new_status) == (
         DomainStatus.VERIFIED,
         DomainStatus.DELETING,
@@ -338,7 +341,7 @@ async def test_delete_moves_to_deleting_and_asks_the_provisioner(
     changes.meanwhile = provisioned_by(uow, DomainStatus.DELETED)
     repeated = await domains.delete(ACME, public_id, "req_3")
     assert repeated.done
-    assert len(uow.state.published) == 4
+    assert len(uow.state.published) == 5
 
 
 async def test_delete_refuses_while_mailboxes_live_or_provisioning_runs(

@@ -118,13 +118,13 @@ def test_a_service_whose_handlers_disagree_with_the_table_does_not_start() -> No
     async def handle(event: object) -> None:
         raise AssertionError("never called")
 
-    with pytest.raises(SubscriptionMismatchError, match=r"domain\.status_changed"):
+    with pytest.raises(SubscriptionMismatchError, match=r"notification\.requested"):
         subscribe_all(RabbitRouter(), "notifier", {"domain.deleted": handle})
     with pytest.raises(SubscriptionMismatchError):
         subscribe_all(
             RabbitRouter(),
             "notifier",
-            {"domain.status_changed": handle, "domain.deleted": handle},
+            {"notification.requested": handle, "domain.deleted": handle},
         )
-    queues = subscribe_all(RabbitRouter(), "notifier", {"domain.status_changed": handle})
-    assert [q.name for q in queues] == ["notifier.domain-status-changed"]
+    queues = subscribe_all(RabbitRouter(), "notifier", {"notification.requested": handle})
+    assert [q.name for q in queues] == ["notifier.notification-requested"]

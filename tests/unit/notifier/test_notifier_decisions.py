@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from domainflow.contracts import DomainStatus, DomainStatusChanged
+from domainflow.contracts import DomainStatus, NotificationRequested
 from domainflow.kit.aws import SesError, ses_error
 from domainflow.notifier.adapters.ses_outcome import verdict
 from domainflow.notifier.domain import (
@@ -38,11 +39,10 @@ from domainflow.notifier.settings import NotifierSettings
 
 def changed(
     *,
-    notify: bool = True,
     status: DomainStatus = DomainStatus.FAILED,
     owners: list[str] | None = None,
-) -> DomainStatusChanged:
-    return DomainStatusChanged(
+) -> NotificationRequested:
+    return NotificationRequested(
         correlation_id="req_1",
         team_id="team_abc",
         domain_id="mdom_abc",
@@ -51,13 +51,12 @@ def changed(
         old_status=DomainStatus.PENDING,
         new_status=status,
         reason="r",
-        notify_owners=notify,
+        transition_event_id=uuid.uuid4(),
         owner_emails=["a@acme.com"] if owners is None else owners,
     )
 
 
-def test_only_transitions_the_state_machine_flags_are_mailed() -> None:
-    assert skip_reason(changed(notify=False), notify_on_verified=True) is Skip.NOT_ASKED
+def test_a_failure_the_api_asks_about_is_mailed() -> None:
     assert skip_reason(changed(), notify_on_verified=False) is None
 
 
@@ -76,12 +75,12 @@ def test_no_owner_no_mail() -> None:
 
 def test_recipients_are_trimmed_and_unique_ignoring_case() -> None:
     event = changed(owners=[" Ann@Acme.com", "bob@acme.com", "ann@acme.com", "", "BOB@acme.com"])
-    assert recipients(event) == ["Ann@Acme.com", "bob@acme.com"]
+    assert recipients(event.owner_emails) == ["Ann@Acme.com", "bob@acme.com"]
 
 
 @given(st.lists(st.emails() | st.just("  "), max_size=8))
 def test_recipients_never_repeat_an_address(owners: list[str]) -> None:
-    found = recipients(changed(owners=owners))
+    found = recipients(changed(owners=owners).owner_emails)
     assert len({r.casefold() for r in found}) == len(found)
     assert {r.casefold() for r in found} == {o.strip().casefold() for o in owners if o.strip()}
 

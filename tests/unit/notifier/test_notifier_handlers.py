@@ -16,7 +16,7 @@ from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
     DomainStatus,
-    DomainStatusChanged,
+    NotificationRequested,
     NotificationSent,
     RecordCheck,
     RecordKind,
@@ -68,7 +68,7 @@ def handlers_for(
     )
 
 
-def transition(owners: list[str], **fields: object) -> DomainStatusChanged:
+def transition(owners: list[str], **fields: object) -> NotificationRequested:
     values: dict[str, object] = {
         "correlation_id": "req_test",
         "team_id": "team_abc",
@@ -78,7 +78,7 @@ def transition(owners: list[str], **fields: object) -> DomainStatusChanged:
         "old_status": DomainStatus.PENDING,
         "new_status": DomainStatus.FAILED,
         "reason": "verification failed twice",
-        "notify_owners": True,
+        "transition_event_id": uuid.uuid4(),
         "owner_emails": owners,
         "ses_dkim_status": DkimStatus.SUCCESS,
         "checks": [
@@ -93,11 +93,13 @@ def transition(owners: list[str], **fields: object) -> DomainStatusChanged:
         ],
     }
     values.update(fields)
-    return DomainStatusChanged.model_validate(values)
+    return NotificationRequested.model_validate(values)
 
 
-def log_of(store: InMemoryStore, event: DomainStatusChanged) -> dict[str, tuple[str, str | None]]:
-    return {r.recipient: (r.state.value, r.message_id) for r in store.rows_of(event.event_id)}
+def log_of(store: InMemoryStore, event: NotificationRequested) -> dict[str, tuple[str, str | None]]:
+    return {
+        r.recipient: (r.state.value, r.message_id) for r in store.rows_of(event.transition_event_id)
+    }
 
 
 def announced(store: InMemoryStore) -> list[NotificationSent]:
@@ -116,19 +118,22 @@ async def test_each_owner_is_mailed_once_and_the_result_announced_once() -> None
     handlers = handlers_for(store, mailer)
     event = transition(["ann@acme.com", "bob@acme.com", " ANN@acme.com "])
 
-    await handlers.on_status_changed(event)
-    await handlers.on_status_changed(event)  # the redelivery finds the inbox row
+    await handlers.on_notification_requested(event)
+    await handlers.on_notification_requested(event)  # the redelivery finds the inbox row
 
     assert mailer.calls == ["ann@acme.com", "bob@acme.com"]
-    assert {tid for _, _, tid in mailer.sent} == {event.event_id}  # tagged for deduplication
+    assert {tid for _, _, tid in mailer.sent} == {
+        event.transition_event_id
+    }  # tagged for deduplication
     assert log_of(store, event) == {
         "ann@acme.com": ("sent", "msg-1"),
         "bob@acme.com": ("sent", "msg-2"),
     }
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com", "bob@acme.com"]
+    assert sent.recipient_count == 2
     assert sent.message_ids == ["msg-1", "msg-2"]
-    assert sent.causation_id == sent.transition_event_id == event.event_id
+    assert sent.transition_event_id == event.transition_event_id  # the public change
+    assert sent.causation_id == event.event_id  # the ask it answers
     assert sent.correlation_id == event.correlation_id
     assert store.inbox == {(CONSUMER, event.event_id)}
     assert store.locked == set()
@@ -137,7 +142,7 @@ async def test_each_owner_is_mailed_once_and_the_result_announced_once() -> None
 async def test_verified_is_mailed_only_when_asked_for() -> None:
     store, mailer = InMemoryStore(), ScriptedMailer()
     verified = transition(["ann@acme.com"], new_status=DomainStatus.VERIFIED)
-    await handlers_for(store, mailer, notify_on_verified=True).on_status_changed(verified)
+    await handlers_for(store, mailer, notify_on_verified=True).on_notification_requested(verified)
     assert [subject for _, subject, _ in mailer.sent] == ["mail.acme.com is verified"]
 
 
@@ -147,18 +152,17 @@ async def test_verified_is_mailed_only_when_asked_for() -> None:
 @pytest.mark.parametrize(
     ("event", "notify_on_verified"),
     [
-        (transition(["ann@acme.com"], notify_owners=False), True),
         (transition(["ann@acme.com"], new_status=DomainStatus.VERIFIED), False),
         (transition(["", "  "]), True),
     ],
-    ids=["not_flagged", "verified_off", "no_owners"],
+    ids=["verified_off", "no_owners"],
 )
 async def test_a_transition_not_to_mail_touches_nothing(
-    event: DomainStatusChanged, notify_on_verified: bool
+    event: NotificationRequested, notify_on_verified: bool
 ) -> None:
     store, mailer = InMemoryStore(), ScriptedMailer()
     handlers = handlers_for(store, mailer, notify_on_verified=notify_on_verified)
-    await handlers.on_status_changed(event)
+    await handlers.on_notification_requested(event)
     assert mailer.calls == []
     assert store == InMemoryStore()
 
@@ -178,16 +182,16 @@ async def test_a_send_that_did_not_happen_is_retried_on_redelivery(failure: Exce
     event = transition(["ann@acme.com", "bob@acme.com"])
 
     with pytest.raises(NotificationDeferredError):
-        await handlers.on_status_changed(event)
+        await handlers.on_notification_requested(event)
     assert log_of(store, event) == {"ann@acme.com": ("sent", "msg-1")}  # bob's intent dropped
     assert store.outbox == []  # nothing announced until every owner is settled
     assert store.inbox == set()  # so the redelivery is not skipped
     assert store.locked == set()  # and can take the lock
 
-    await handlers.on_status_changed(event)
+    await handlers.on_notification_requested(event)
     assert mailer.calls == ["ann@acme.com", "bob@acme.com", "bob@acme.com"]
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com", "bob@acme.com"]
+    assert sent.recipient_count == 2
 
 
 async def test_a_permanent_refusal_is_recorded_and_not_retried() -> None:
@@ -196,8 +200,8 @@ async def test_a_permanent_refusal_is_recorded_and_not_retried() -> None:
     handlers = handlers_for(store, mailer)
     event = transition(["bad@acme", "ann@acme.com"])
 
-    await handlers.on_status_changed(event)
-    await handlers.on_status_changed(event)
+    await handlers.on_notification_requested(event)
+    await handlers.on_notification_requested(event)
 
     assert mailer.calls == ["bad@acme", "ann@acme.com"]
     assert log_of(store, event) == {
@@ -205,14 +209,14 @@ async def test_a_permanent_refusal_is_recorded_and_not_retried() -> None:
         "ann@acme.com": ("sent", "msg-1"),
     }
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com"]
+    assert sent.recipient_count == 1
 
 
 async def test_every_owner_refused_is_settled_without_an_announcement() -> None:
     store, mailer = InMemoryStore(), ScriptedMailer()
     mailer.failures["bad@acme"] = ses_error("BadRequestException")
     event = transition(["bad@acme"])
-    await handlers_for(store, mailer).on_status_changed(event)
+    await handlers_for(store, mailer).on_notification_requested(event)
     assert log_of(store, event) == {"bad@acme": ("rejected", None)}
     assert store.outbox == []
     assert store.inbox == {(CONSUMER, event.event_id)}
@@ -224,8 +228,8 @@ async def test_no_answer_from_ses_is_unconfirmed_and_never_resent() -> None:
     handlers = handlers_for(store, mailer)
     event = transition(["ann@acme.com"])
 
-    await handlers.on_status_changed(event)
-    await handlers.on_status_changed(event)
+    await handlers.on_notification_requested(event)
+    await handlers.on_notification_requested(event)
 
     assert mailer.calls == ["ann@acme.com"]
     assert log_of(store, event) == {"ann@acme.com": ("unconfirmed", None)}
@@ -236,11 +240,11 @@ async def test_intent_left_by_a_dead_delivery_becomes_unconfirmed_not_resent() -
     store, mailer = InMemoryStore(), ScriptedMailer()
     event = transition(["ann@acme.com", "bob@acme.com"])
     # What a replica killed between recording intent and recording the outcome leaves.
-    store.rows[(event.event_id, "ann@acme.com")] = LogRow(
+    store.rows[(event.transition_event_id, "ann@acme.com")] = LogRow(
         "ann@acme.com", LogState.SENDING, None, None
     )
 
-    await handlers_for(store, mailer).on_status_changed(event)
+    await handlers_for(store, mailer).on_notification_requested(event)
 
     assert mailer.calls == ["bob@acme.com"]
     assert log_of(store, event) == {
@@ -248,20 +252,20 @@ async def test_intent_left_by_a_dead_delivery_becomes_unconfirmed_not_resent() -
         "bob@acme.com": ("sent", "msg-1"),
     }
     (sent,) = announced(store)
-    assert sent.recipients == ["bob@acme.com"]
+    assert sent.recipient_count == 1
 
 
 async def test_a_transition_being_mailed_elsewhere_is_left_alone() -> None:
     store, mailer = InMemoryStore(), ScriptedMailer()
     event = transition(["ann@acme.com"])
     async with store.delivery() as elsewhere:
-        assert await elsewhere.try_lock(event.event_id)
+        assert await elsewhere.try_lock(event.transition_event_id)
         with pytest.raises(TransitionBusyError):
-            await handlers_for(store, mailer).on_status_changed(event)
+            await handlers_for(store, mailer).on_notification_requested(event)
         assert mailer.calls == []
         assert log_of(store, event) == {}
     # The other delivery ended (its connection went back): the transition is free again.
-    await handlers_for(store, mailer).on_status_changed(event)
+    await handlers_for(store, mailer).on_notification_requested(event)
     assert mailer.calls == ["ann@acme.com"]
 
 
@@ -272,13 +276,15 @@ async def test_a_settlement_that_fails_commits_nothing_and_the_redelivery_finish
     store.fail_next_settlement = ConnectionResetError("database gone at commit")
 
     with pytest.raises(ConnectionResetError):
-        await handlers.on_status_changed(event)
+        await handlers.on_notification_requested(event)
     assert store.inbox == set()
     assert store.outbox == []
     assert log_of(store, event) == {"ann@acme.com": ("sent", "msg-1")}
 
-    await handlers.on_status_changed(event)  # the redelivery: no second mail, one announcement
+    await handlers.on_notification_requested(
+        event
+    )  # the redelivery: no second mail, one announcement
     assert mailer.calls == ["ann@acme.com"]
     (sent,) = announced(store)
-    assert sent.recipients == ["ann@acme.com"]
+    assert sent.recipient_count == 1
     assert store.inbox == {(CONSUMER, event.event_id)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from html.parser import HTMLParser
 
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
     DomainStatus,
-    DomainStatusChanged,
+    NotificationRequested,
     RecordCheck,
     RecordKind,
 )
@@ -51,8 +52,8 @@ def transition(
     dkim: DkimStatus | None = DkimStatus.SUCCESS,
     reason: str = "verification failed on two consecutive cycles",
     domain_id: str = "mdom_abc",
-) -> DomainStatusChanged:
-    return DomainStatusChanged(
+) -> NotificationRequested:
+    return NotificationRequested(
         correlation_id="req_1",
         team_id="team_abc",
         domain_id=domain_id,
@@ -61,7 +62,7 @@ def transition(
         old_status=DomainStatus.PENDING,
         new_status=new_status,
         reason=reason,
-        notify_owners=True,
+        transition_event_id=uuid.uuid4(),
         checks=checks or [],
         ses_dkim_status=dkim,
         owner_emails=["owner@acme.com"],
@@ -206,7 +207,7 @@ def _structure(markup: str) -> tuple[list[tuple[str, tuple[tuple[str, str | None
 
 def _with_text(
     fill: list[str], kinds: list[RecordKind], status: DomainStatus
-) -> DomainStatusChanged:
+) -> NotificationRequested:
     it = iter(fill)
     checks = [
         check(

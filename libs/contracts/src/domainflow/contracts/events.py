@@ -357,10 +357,44 @@ class DomainDeprovisioned(Event):
 
 
 class DomainStatusChanged(Event):
-    """api -> anyone: the domain moved in the state machine.
+    """api -> anyone: the domain moved in the state machine (version 2).
 
     Carries the state other services need (event-carried state transfer): the records
-    the verifier schedules checks against, and the owners the notifier writes to.
+    the verifier schedules checks against, and the snapshot a subscriber stores. Version 2
+    dropped version 1's `owner_emails` (personal data that went to every subscriber) and
+    `notify_owners` (the notifier's cue): owners now hear through the internal
+    `notification.requested`. Version 1 is published beside it for one release
+    (`DomainStatusChangedV1`), with the same `sequence`.
+    """
+
+    TYPE: ClassVar[str] = "domain.status_changed"
+    VERSION: ClassVar[int] = 2
+    type: Literal["domain.status_changed"] = "domain.status_changed"
+    version: int = Field(default=2, ge=1)
+    domain_id: str
+    domain: str
+    region: str
+    old_status: DomainStatus | None
+    new_status: DomainStatus
+    reason: str
+    consecutive_failures: int = 0
+    records: DnsRecords | None = None
+    checks: list[RecordCheck] = Field(default_factory=list)
+    ses_dkim_status: DkimStatus | None = None
+    #: Per domain, bumped under the domain's lock: a subscriber keeps the highest it saw
+    #: and drops anything older (replica clocks make `occurred_at` no order).
+    sequence: int | None = None
+    reason_code: ChangeReason | None = None
+    trigger: ChangeTrigger | None = None
+    snapshot: DomainSnapshot | None = None
+
+
+class DomainStatusChangedV1(Event):
+    """api -> anyone: version 1 of `domain.status_changed`, published beside version 2 for
+    one release so that its readers keep working; `owner_emails` is now always empty.
+
+    Read version 2 (same routing key, same `sequence`: a subscriber keeping the highest
+    sequence per domain drops the second copy of each change). Retired in the next release.
     """
 
     TYPE: ClassVar[str] = "domain.status_changed"
@@ -377,14 +411,64 @@ class DomainStatusChanged(Event):
     records: DnsRecords | None = None
     checks: list[RecordCheck] = Field(default_factory=list)
     ses_dkim_status: DkimStatus | None = None
+    #: Always empty since version 2 exists: owners' addresses are personal data.
     owner_emails: list[str] = Field(default_factory=list)
-    #: Added in 1.1 (additive, same version); None from an api that does not fill them yet.
-    #: Per domain, bumped under the domain's lock: a subscriber keeps the highest it saw
-    #: and drops anything older (replica clocks make `occurred_at` no order).
     sequence: int | None = None
     reason_code: ChangeReason | None = None
     trigger: ChangeTrigger | None = None
     snapshot: DomainSnapshot | None = None
+
+    @classmethod
+    def beside(cls, current: DomainStatusChanged, *, notify_owners: bool) -> DomainStatusChangedV1:
+        """The version 1 copy of a change: the same fields, an id of its own."""
+        fields = current.model_dump(exclude={"event_id", "version"})
+        return cls(**fields, notify_owners=notify_owners)
+
+
+class NotificationRequested(Event):
+    """api -> notifier (internal): email the team's owners about a domain's status change.
+
+    Internal so that owners' addresses reach only the notifier: no subscriber may bind its
+    routing key. `transition_event_id` is the public `domain.status_changed` it is about
+    (the id owners' mails are tagged and deduplicated with).
+    """
+
+    TYPE: ClassVar[str] = "notification.requested"
+    type: Literal["notification.requested"] = "notification.requested"
+    domain_id: str
+    domain: str
+    region: str
+    transition_event_id: uuid.UUID
+    old_status: DomainStatus | None
+    new_status: DomainStatus
+    reason: str
+    reason_code: ChangeReason | None = None
+    checks: list[RecordCheck] = Field(default_factory=list)
+    ses_dkim_status: DkimStatus | None = None
+    owner_emails: list[str]
+
+
+class DomainChecksFailed(Event):
+    """api -> anyone: a verification failed and the status stayed what it was, with
+    another set of failing checks than the previous verification's.
+
+    What a status change does not tell: a pending domain whose records are still wrong,
+    or wrong in a new way. Sent when the set of failing (record, reason) pairs changes,
+    not on every six-hourly pass with the same result.
+    """
+
+    TYPE: ClassVar[str] = "domain.checks_failed"
+    type: Literal["domain.checks_failed"] = "domain.checks_failed"
+    domain_id: str
+    domain: str
+    status: DomainStatus
+    sequence: int
+    trigger: ChangeTrigger
+    #: The checks that did not pass, as `GET /api/v1/domains/{id}` shows them.
+    failing_checks: list[RecordCheck]
+    ses_dkim_status: DkimStatus | None = None
+    checked_at: datetime
+    snapshot: DomainSnapshot
 
 
 class DomainDeleted(Event):
@@ -418,7 +502,28 @@ class DomainCreated(Event):
 
 
 class NotificationSent(Event):
-    """notifier -> anyone: owners were emailed about a transition."""
+    """notifier -> anyone: owners were emailed about a transition (version 2).
+
+    Version 2 says how many owners SES accepted a mail for, not who: version 1's
+    `recipients` (owners' addresses, personal data) went to every subscriber. Version 1 is
+    published beside it for one release (`NotificationSentV1`), its `recipients` empty.
+    """
+
+    TYPE: ClassVar[str] = "notification.sent"
+    VERSION: ClassVar[int] = 2
+    type: Literal["notification.sent"] = "notification.sent"
+    version: int = Field(default=2, ge=1)
+    domain_id: str
+    domain: str
+    transition_event_id: uuid.UUID
+    new_status: DomainStatus
+    recipient_count: int
+    message_ids: list[str]
+
+
+class NotificationSentV1(Event):
+    """notifier -> anyone: version 1 of `notification.sent`, published beside version 2 for
+    one release; `recipients` is now always empty (owners' addresses are personal data)."""
 
     TYPE: ClassVar[str] = "notification.sent"
     type: Literal["notification.sent"] = "notification.sent"
@@ -428,6 +533,12 @@ class NotificationSent(Event):
     new_status: DomainStatus
     recipients: list[str]
     message_ids: list[str]
+
+    @classmethod
+    def beside(cls, current: NotificationSent) -> NotificationSentV1:
+        """The version 1 copy: the same fields, no addresses, an id of its own."""
+        fields = current.model_dump(exclude={"event_id", "version", "recipient_count"})
+        return cls(**fields, recipients=[])
 
 
 AnyEvent = Annotated[
@@ -442,6 +553,8 @@ AnyEvent = Annotated[
     | DomainStatusChanged
     | DomainDeleted
     | DomainCreated
+    | DomainChecksFailed
+    | NotificationRequested
     | NotificationSent,
     Field(discriminator="type"),
 ]
@@ -461,6 +574,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DomainStatusChanged,
         DomainDeleted,
         DomainCreated,
+        DomainChecksFailed,
+        NotificationRequested,
         NotificationSent,
     )
 }
+
+#: Older versions still published beside their successor (same type and routing key) for
+#: one release, so that their readers keep working; each is retired in the release after.
+SUPERSEDED: tuple[type[Event], ...] = (DomainStatusChangedV1, NotificationSentV1)

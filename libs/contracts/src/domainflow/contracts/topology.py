@@ -37,7 +37,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.deletion_requested",
     ),
     "verifier": ("domain.verify_requested", "domain.status_changed", "domain.deleted"),
-    "notifier": ("domain.status_changed",),
+    "notifier": ("notification.requested",),
 }
 
 #: Who publishes what.
@@ -49,7 +49,9 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.verify_requested",
         "domain.deletion_requested",
         "domain.status_changed",
+        "domain.checks_failed",
         "domain.deleted",
+        "notification.requested",
     ),
     "provisioner": (
         "domain.provisioned",
@@ -67,6 +69,7 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
 PUBLIC_EVENTS: Final[tuple[str, ...]] = (
     "domain.created",
     "domain.status_changed",
+    "domain.checks_failed",
     "domain.deleted",
     "notification.sent",
 )

@@ -16,6 +16,7 @@ from typing import Any
 
 from domainflow.contracts import (
     EVENT_TYPES,
+    SUPERSEDED,
     ChangeReason,
     ChangeTrigger,
     CheckOutcome,
@@ -23,6 +24,7 @@ from domainflow.contracts import (
     DkimRecord,
     DkimStatus,
     DnsRecords,
+    DomainChecksFailed,
     DomainCreated,
     DomainDeleted,
     DomainDeprovisioned,
@@ -34,6 +36,7 @@ from domainflow.contracts import (
     Event,
     MxRecord,
     NamedRecord,
+    NotificationRequested,
     NotificationSent,
     ProvisioningRolledBack,
     ReceivingRequested,
@@ -160,7 +163,6 @@ def examples() -> dict[str, Event]:
             new_status=DomainStatus.FAILED,
             reason="The MX record is missing.",
             consecutive_failures=2,
-            notify_owners=True,
             records=_records(),
             checks=_checks(True),
             ses_dkim_status=DkimStatus.SUCCESS,
@@ -177,11 +179,33 @@ def examples() -> dict[str, Event]:
             trigger=ChangeTrigger.REQUEST,
             snapshot=_snapshot(DomainStatus.DELETED),
         ),
+        DomainChecksFailed(
+            **common,
+            status=DomainStatus.PENDING,
+            sequence=3,
+            trigger=ChangeTrigger.SCHEDULE,
+            failing_checks=_checks(True),
+            ses_dkim_status=DkimStatus.SUCCESS,
+            checked_at=_AT,
+            snapshot=_snapshot(DomainStatus.PENDING),
+        ),
+        NotificationRequested(
+            **common,
+            region="us-east-1",
+            transition_event_id=uuid.UUID("5e0c7d2a-8b1f-4c3e-a6d4-2f9b0e1c7a55"),
+            old_status=DomainStatus.VERIFIED,
+            new_status=DomainStatus.FAILED,
+            reason="The MX record is missing.",
+            reason_code=ChangeReason.RECORDS_BROKE,
+            checks=_checks(True),
+            ses_dkim_status=DkimStatus.SUCCESS,
+            owner_emails=["ops@acme.example"],
+        ),
         NotificationSent(
             **common,
             transition_event_id=uuid.UUID("5e0c7d2a-8b1f-4c3e-a6d4-2f9b0e1c7a55"),
             new_status=DomainStatus.FAILED,
-            recipients=["ops@acme.example"],
+            recipient_count=1,
             message_ids=["0100018f-ses-message-id"],
         ),
     ]
@@ -229,7 +253,7 @@ def _schemas() -> dict[str, Any]:
     """Every event model's serialized shape (what is on the wire: fields with defaults are
     always written, so they are required too), its nested models beside it."""
     found: dict[str, Any] = {}
-    for cls in EVENT_TYPES.values():
+    for cls in (*EVENT_TYPES.values(), *SUPERSEDED):
         schema = cls.model_json_schema(mode="serialization", ref_template=SCHEMAS + "{model}")
         found.update(schema.pop("$defs", {}))
         found[cls.__name__] = schema
@@ -242,12 +266,21 @@ def _message(event_type: str, example: Event) -> dict[str, Any]:
     summary = " ".join(doc.split("\n\n")[0].split())
     audience = "public" if event_type in PUBLIC_EVENTS else "internal"
     payload = json.loads(encode(example))
+    older = [c for c in SUPERSEDED if event_type == c.TYPE]
+    versions = f"Version {cls.VERSION}" + "".join(
+        f" (and version {c.VERSION} beside it for one release: the same fields under an"
+        f" event id of its own, `{c.__name__}`)"
+        for c in older
+    )
+    schema: dict[str, Any] = {"$ref": SCHEMAS + cls.__name__}
+    if older:
+        schema = {"anyOf": [schema, *({"$ref": SCHEMAS + c.__name__} for c in older)]}
     return {
         "name": event_type,
         "title": cls.__name__,
         "summary": summary,
         "description": (
-            f"{summary}\n\nVersion {cls.VERSION}; {audience}"
+            f"{summary}\n\n{versions}; {audience}"
             + (
                 " (a subscriber may read it)."
                 if audience == "public"
@@ -263,7 +296,7 @@ def _message(event_type: str, example: Event) -> dict[str, Any]:
             "location": "$message.payload#/correlation_id",
         },
         "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
-        "payload": {"$ref": SCHEMAS + cls.__name__},
+        "payload": schema,
         "bindings": {"amqp": {"messageType": event_type, "bindingVersion": AMQP_BINDING}},
         "examples": [
             {
@@ -429,7 +462,7 @@ def document(delivery_limit: int = 5) -> str:
         "id": "urn:domainflow:events",
         "info": {
             "title": "domainflow events",
-            "version": "1.1.0",
+            "version": "2.0.0",
             "description": (
                 f"Domain events on the `{EVENTS_EXCHANGE}` topic exchange; the routing key is"
                 " the event's `type`. The body is one flat JSON object: the envelope"

@@ -12,14 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from domainflow.contracts import EVENT_TYPES
+from domainflow.contracts import EVENT_TYPES, SUPERSEDED
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
-    """`{"domain.status_changed.v1": schema, ...}` for every event this build writes."""
+    """`{"domain.status_changed.v2": schema, ...}` for every event this build writes,
+    older versions still published beside their successor included."""
     return {
-        f"{event_type}.v{cls.VERSION}": cls.model_json_schema(mode="serialization")
-        for event_type, cls in sorted(EVENT_TYPES.items())
+        f"{cls.TYPE}.v{cls.VERSION}": cls.model_json_schema(mode="serialization")
+        for cls in sorted((*EVENT_TYPES.values(), *SUPERSEDED), key=lambda c: (c.TYPE, c.VERSION))
     }
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain import timeline
-from domainflow.api.domain.events import Why, deleted, status_changed, trigger_of
+from domainflow.api.domain.events import Why, checks_failed, deleted, status_changed, trigger_of
 from domainflow.api.domain.model import Domain
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork, Work
@@ -121,6 +121,9 @@ class ApiHandlers:
 
         def record(domain: Domain) -> None:
             domain.last_checks = tuple(event.checks)
+            domain.take_warnings(
+                event.warnings, scheduled=event.trigger is VerificationTrigger.SCHEDULED
+            )
             domain.last_outcome = event.outcome
             domain.last_checked_at = event.checked_at
             if event.ses_dkim_status is not None:
@@ -203,20 +206,33 @@ class ApiHandlers:
                 before.status is DomainStatus.VERIFIED or domain.status is DomainStatus.FAILED
             ):
                 why = replace(why, code=ChangeReason.RECORDS_BROKE)  # it had worked
-            events.append(
+            owners = await work.teams.owner_emails(domain.team_pk) if move.notify_owners else []
+            events.extend(
                 status_changed(
                     domain,
                     before.status,
                     move,
                     why,
                     records=self._settings.records.rules,
-                    owner_emails=await work.teams.owner_emails(domain.team_pk),
+                    owner_emails=owners,
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
                     checks=checks,
                 )
             )
             log.info("domain.status_changed", old=before.status.value, new=domain.status.value)
+        elif _failing_anew(event, before, domain):
+            # A status change already says so; without one, a subscriber would never hear
+            # that a pending domain's records are still (or newly) wrong.
+            events.append(
+                checks_failed(
+                    domain,
+                    why.trigger,
+                    self._settings.records.rules,
+                    correlation_id=event.correlation_id,
+                    causation_id=event.event_id,
+                )
+            )
         if domain.status is DomainStatus.DELETED:
             # Gone from every system: after a deletion, and after a rolled-back provisioning.
             events.append(
@@ -266,6 +282,16 @@ class ApiHandlers:
             if probe
             else None,
         )
+
+
+def _failing_anew(event: Event, before: Domain, after: Domain) -> bool:
+    """A failed verification whose failing (record, reason) pairs differ from the last
+    probe's: the same failures every six hours are not news, a new one is."""
+    return (
+        isinstance(event, VerificationCompleted)
+        and event.outcome is VerificationOutcome.FAILED
+        and after.failing() != before.failing()
+    )
 
 
 def _snapshot(domain: Domain) -> Domain:

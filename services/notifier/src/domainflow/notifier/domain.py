@@ -7,15 +7,15 @@ found by a later delivery therefore becomes `unconfirmed` for ops to look at, no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
-from domainflow.contracts import DomainStatus, DomainStatusChanged
+from domainflow.contracts import DomainStatus, NotificationRequested
 
 
 class Skip(StrEnum):
     """Why a transition is not mailed."""
 
-    NOT_ASKED = "not_asked"  # the state machine did not set notify_owners
     VERIFIED_OFF = "verified_notifications_off"
     NO_OWNERS = "no_owners"
 
@@ -45,22 +45,25 @@ class SendVerdict(StrEnum):
     UNKNOWN = "unknown"  # no answer (read timeout, connection dropped): it may have sent
 
 
-def skip_reason(event: DomainStatusChanged, *, notify_on_verified: bool) -> Skip | None:
-    """None when the transition must be mailed to its owners."""
-    if not event.notify_owners:
-        return Skip.NOT_ASKED
+def skip_reason(event: NotificationRequested, *, notify_on_verified: bool) -> Skip | None:
+    """None when the transition must be mailed to its owners (the api asks only for the
+    transitions the state machine says owners hear of)."""
     if event.new_status is DomainStatus.VERIFIED and not notify_on_verified:
         return Skip.VERIFIED_OFF
-    if not recipients(event):
+    if not recipients(event.owner_emails):
         return Skip.NO_OWNERS
     return None
 
 
-def recipients(event: DomainStatusChanged) -> list[str]:
-    """The owners to write to: trimmed, without blanks, each address once (case-insensitive)."""
+def recipients(owner_emails: Iterable[str]) -> list[str]:
+    """The owners to write to: trimmed, without blanks, each address once (case-insensitive).
+
+    Owners' addresses come from the api (which holds the team's members) inside the internal
+    event that asks for a mail; any mail to a team's owners reads them through here.
+    """
     seen: set[str] = set()
     found: list[str] = []
-    for raw in event.owner_emails:
+    for raw in owner_emails:
         address = raw.strip()
         if address and address.casefold() not in seen:
             seen.add(address.casefold())

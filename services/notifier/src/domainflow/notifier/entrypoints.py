@@ -1,8 +1,8 @@
-"""The notifier's subscriptions (the table in `contracts/topology.py`): status changes."""
+"""The notifier's subscriptions (`contracts/topology.py`): the api's asks to mail owners."""
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
-from domainflow.contracts import DomainStatusChanged
+from domainflow.contracts import NotificationRequested
 from domainflow.kit.messaging import Redelivery, subscribe_all
 from domainflow.notifier.handlers import CONSUMER, NotifierHandlers
 from domainflow.notifier.settings import NotifierSettings
@@ -15,7 +15,7 @@ def build_router(
     queues = subscribe_all(
         router,
         CONSUMER,
-        {DomainStatusChanged.TYPE: handlers.on_status_changed},
+        {NotificationRequested.TYPE: handlers.on_notification_requested},
         redelivery=Redelivery.of(settings),
     )
     return router, queues

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from domainflow.contracts import DomainStatusChanged, NotificationSent
+from domainflow.contracts import NotificationRequested, NotificationSent, NotificationSentV1
 from domainflow.kit.logging import get_logger
 from domainflow.notifier.adapters.ses_outcome import verdict
 from domainflow.notifier.domain import (
@@ -70,8 +70,12 @@ class NotifierHandlers:
         self._settings = settings
         self._judge = judge
 
-    async def on_status_changed(self, event: DomainStatusChanged) -> None:
+    async def on_notification_requested(self, event: NotificationRequested) -> None:
         """Email the team's owners about a transition the state machine flagged, never twice.
+
+        The api asks (`notification.requested`, internal: the owners' addresses reach no
+        subscriber) only for the transitions owners hear of; each mail is keyed by the public
+        `domain.status_changed` it is about (`transition_event_id`).
 
         Why never twice, rather than at least once: the log row is committed as `sending`
         before SES is called. If this replica dies after SES accepted the mail but before the
@@ -93,17 +97,17 @@ class NotifierHandlers:
         async with self._store.delivery() as delivery:
             if await delivery.already_handled(CONSUMER, event.event_id):
                 return
-            if not await delivery.try_lock(event.event_id):
-                raise TransitionBusyError(f"transition {event.event_id} is being mailed")
+            if not await delivery.try_lock(event.transition_event_id):
+                raise TransitionBusyError(f"transition {event.transition_event_id} is being mailed")
             try:
                 await self._deliver(delivery, event)
             finally:
-                await delivery.unlock(event.event_id)
+                await delivery.unlock(event.transition_event_id)
 
-    async def _deliver(self, delivery: Delivery, event: DomainStatusChanged) -> None:
+    async def _deliver(self, delivery: Delivery, event: NotificationRequested) -> None:
         email = compose(event, dashboard_url=self._settings.notify.dashboard_url)
         deferred: list[str] = []
-        for recipient in recipients(event):
+        for recipient in recipients(event.owner_emails):
             if not await self._notify_one(delivery, event, recipient, email):
                 deferred.append(recipient)
         if deferred:
@@ -113,37 +117,37 @@ class NotifierHandlers:
         async with delivery.settlement() as settlement:
             if not await settlement.claim(CONSUMER, event):
                 return
-            rows = await settlement.rows_for(event.event_id)
+            rows = await settlement.rows_for(event.transition_event_id)
             sent = [r for r in rows if r.state is LogState.SENT and r.message_id]
             if sent:
-                await settlement.emit(
-                    NotificationSent(
-                        correlation_id=event.correlation_id,
-                        causation_id=event.event_id,
-                        team_id=event.team_id,
-                        domain_id=event.domain_id,
-                        domain=event.domain,
-                        transition_event_id=event.event_id,
-                        new_status=event.new_status,
-                        recipients=[r.recipient for r in sent],
-                        message_ids=[r.message_id for r in sent if r.message_id],
-                    ),
+                receipt = NotificationSent(
+                    correlation_id=event.correlation_id,
+                    causation_id=event.event_id,
+                    team_id=event.team_id,
+                    domain_id=event.domain_id,
+                    domain=event.domain,
+                    transition_event_id=event.transition_event_id,
+                    new_status=event.new_status,
+                    recipient_count=len(sent),
+                    message_ids=[r.message_id for r in sent if r.message_id],
                 )
+                # Who was mailed stays in the notifier's log: addresses go to no subscriber.
+                await settlement.emit(receipt, NotificationSentV1.beside(receipt))
             unsettled = [r.recipient for r in rows if r.state is not LogState.SENT]
             log.info("notification.done", sent=len(sent), not_sent=unsettled)
 
     async def _notify_one(
-        self, delivery: Delivery, event: DomainStatusChanged, recipient: str, email: Email
+        self, delivery: Delivery, event: NotificationRequested, recipient: str, email: Email
     ) -> bool:
         """Settle one recipient; False when SES said "not now" and a redelivery must retry."""
         notes = delivery.log
         # Outside the settlement: the intent commits before SES is called.
         if not await notes.record_intent(event, recipient):
-            existing = await notes.find(event.event_id, recipient)
+            existing = await notes.find(event.transition_event_id, recipient)
             step = step_for(existing.state if existing else None)
             if step is Step.MARK_UNCONFIRMED:
                 await notes.record_unconfirmed(
-                    event.event_id,
+                    event.transition_event_id,
                     recipient,
                     "a delivery stopped between recording intent and recording the outcome",
                 )
@@ -161,20 +165,20 @@ class NotifierHandlers:
                 email.text,
                 email.html,
                 self._settings.notify.region,
-                transition_id=event.event_id,
+                transition_id=event.transition_event_id,
             )
         except Exception as exc:  # judged below; cancellation leaves the row `sending`
             judged = self._judge(exc)
             detail = f"{type(exc).__name__}: {exc}"[:1000]
             if judged is SendVerdict.RETRY:
-                await notes.forget_intent(event.event_id, recipient)
+                await notes.forget_intent(event.transition_event_id, recipient)
                 log.warning("notification.deferred", recipient=recipient, error=detail)
                 return False
             if judged is SendVerdict.REJECTED:
-                await notes.record_rejected(event.event_id, recipient, detail)
+                await notes.record_rejected(event.transition_event_id, recipient, detail)
                 log.error("notification.rejected", recipient=recipient, error=detail)
                 return True
-            await notes.record_unconfirmed(event.event_id, recipient, detail)
+            await notes.record_unconfirmed(event.transition_event_id, recipient, detail)
             log.error(
                 "notification.unconfirmed",
                 recipient=recipient,
@@ -182,6 +186,6 @@ class NotifierHandlers:
                 why="SES did not answer; it may have sent, so it is not resent (never twice)",
             )
             return True
-        await notes.record_sent(event.event_id, recipient, message_id)
+        await notes.record_sent(event.transition_event_id, recipient, message_id)
         log.info("notification.sent", recipient=recipient, message_id=message_id)
         return True

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
-from domainflow.contracts import DomainStatusChanged, Event
+from domainflow.contracts import Event, NotificationRequested
 from domainflow.notifier.domain import LogState
 from domainflow.notifier.unit_of_work import LogRow
 
@@ -49,8 +49,8 @@ class InMemoryLog:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
 
-    async def record_intent(self, event: DomainStatusChanged, recipient: str) -> bool:
-        key = (event.event_id, recipient)
+    async def record_intent(self, event: NotificationRequested, recipient: str) -> bool:
+        key = (event.transition_event_id, recipient)
         if key in self._store.rows:
             return False
         self._store.rows[key] = LogRow(recipient, LogState.SENDING, None, None)

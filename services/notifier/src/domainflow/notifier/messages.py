@@ -23,7 +23,7 @@ from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
     DomainStatus,
-    DomainStatusChanged,
+    NotificationRequested,
     RecordCheck,
     RecordKind,
 )
@@ -260,7 +260,7 @@ def dkim_problem(status: DkimStatus, domain: str) -> Problem:
     )
 
 
-def problems_of(event: DomainStatusChanged) -> list[Problem]:
+def problems_of(event: NotificationRequested) -> list[Problem]:
     """Every failing record of the transition, then DKIM when SES has not said success."""
     found = [
         record_problem(check, event.domain)
@@ -273,14 +273,14 @@ def problems_of(event: DomainStatusChanged) -> list[Problem]:
     return found
 
 
-def compose(event: DomainStatusChanged, *, dashboard_url: str | None = None) -> Email:
+def compose(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
     """The mail owners get for this transition: verified, or a problem to fix."""
     if event.new_status is DomainStatus.VERIFIED:
         return verified_email(event, dashboard_url=dashboard_url)
     return problem_email(event, dashboard_url=dashboard_url)
 
 
-def _verify_hint(event: DomainStatusChanged) -> str:
+def _verify_hint(event: NotificationRequested) -> str:
     path = f"POST /api/v1/domains/{clean(event.domain_id, 100)}/verify"
     if event.new_status is DomainStatus.FAILED:
         return (
@@ -293,7 +293,7 @@ def _verify_hint(event: DomainStatusChanged) -> str:
     )
 
 
-def problem_email(event: DomainStatusChanged, *, dashboard_url: str | None = None) -> Email:
+def problem_email(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
     domain = clean(event.domain, 253)
     status = event.new_status.value
     problems = problems_of(event)
@@ -365,7 +365,7 @@ def problem_email(event: DomainStatusChanged, *, dashboard_url: str | None = Non
     return Email(subject=subject, text="\n".join(text) + "\n", html=_page(subject, parts))
 
 
-def verified_email(event: DomainStatusChanged, *, dashboard_url: str | None = None) -> Email:
+def verified_email(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
     domain = clean(event.domain, 253)
     subject = f"{domain} is verified"
     body = (
@@ -385,7 +385,7 @@ def verified_email(event: DomainStatusChanged, *, dashboard_url: str | None = No
     return Email(subject=subject, text="\n".join(text) + "\n", html=_page(subject, parts))
 
 
-def _html_footer(event: DomainStatusChanged, dashboard_url: str | None) -> list[str]:
+def _html_footer(event: NotificationRequested, dashboard_url: str | None) -> list[str]:
     e = html.escape
     parts: list[str] = []
     if dashboard_url:

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from domainflow.contracts import DomainStatusChanged, Event
+from domainflow.contracts import Event, NotificationRequested
 from domainflow.notifier.domain import LogState
 
 
@@ -34,7 +34,7 @@ class LogRow:
 class NotificationLog(Protocol):
     """The notification log: intent before the SES call, outcome after it."""
 
-    async def record_intent(self, event: DomainStatusChanged, recipient: str) -> bool:
+    async def record_intent(self, event: NotificationRequested, recipient: str) -> bool:
         """Insert the `sending` row; False when the recipient already has a row for the event."""
         ...
 

@@ -13,13 +13,18 @@ from domainflow.api.domain.state import public_status
 from domainflow.contracts import (
     ChangeReason,
     ChangeTrigger,
+    CheckOutcome,
     DnsRecords,
+    DomainChecksFailed,
     DomainCreated,
     DomainDeleted,
     DomainMode,
     DomainSnapshot,
     DomainStatus,
     DomainStatusChanged,
+    DomainStatusChangedV1,
+    Event,
+    NotificationRequested,
     RecordCheck,
 )
 
@@ -141,10 +146,13 @@ def status_changed(
     correlation_id: str,
     causation_id: uuid.UUID | None,
     checks: list[RecordCheck] | None = None,
-) -> DomainStatusChanged:
-    """The event every status move publishes, with the state other services act on."""
+) -> list[Event]:
+    """The events a status move publishes: `domain.status_changed` (version 2, and version 1
+    beside it for one release, both with the move's one sequence number), and, when the
+    state machine says owners hear of it, the notifier's internal `notification.requested`
+    (the only one carrying their addresses)."""
     new = move.new_state.status
-    return DomainStatusChanged(
+    changed = DomainStatusChanged(
         correlation_id=correlation_id,
         causation_id=causation_id,
         team_id=domain.team_public_id,
@@ -155,13 +163,66 @@ def status_changed(
         new_status=new,
         reason=why.reason,
         consecutive_failures=move.new_state.consecutive_failures,
-        notify_owners=move.notify_owners,
         records=records_for(domain, records) if new != DomainStatus.DELETED else None,
         checks=checks or [],
         ses_dkim_status=domain.ses_dkim_status,
-        owner_emails=owner_emails,
         sequence=domain.next_sequence(),
         reason_code=why.code,
         trigger=why.trigger,
         snapshot=snapshot(domain, records),
+    )
+    published: list[Event] = [
+        changed,
+        DomainStatusChangedV1.beside(changed, notify_owners=move.notify_owners),
+    ]
+    if move.notify_owners and owner_emails:
+        published.append(owners_notice(changed, owner_emails))
+    return published
+
+
+def owners_notice(changed: DomainStatusChanged, owner_emails: list[str]) -> NotificationRequested:
+    """Ask the notifier to email these owners about a change (internal: their addresses go
+    to no subscriber)."""
+    return NotificationRequested(
+        correlation_id=changed.correlation_id,
+        causation_id=changed.event_id,
+        team_id=changed.team_id,
+        domain_id=changed.domain_id,
+        domain=changed.domain,
+        region=changed.region,
+        transition_event_id=changed.event_id,
+        old_status=changed.old_status,
+        new_status=changed.new_status,
+        reason=changed.reason,
+        reason_code=changed.reason_code,
+        checks=changed.checks,
+        ses_dkim_status=changed.ses_dkim_status,
+        owner_emails=owner_emails,
+    )
+
+
+def checks_failed(
+    domain: Domain,
+    trigger: ChangeTrigger,
+    settings: RecordSettings,
+    *,
+    correlation_id: str,
+    causation_id: uuid.UUID | None,
+) -> DomainChecksFailed:
+    """A failed verification that left the status as it was (the caller decides whether
+    its failing checks differ from the last ones: only then is it worth publishing)."""
+    assert domain.last_checked_at is not None, "a verification's answer was recorded"
+    return DomainChecksFailed(
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        team_id=domain.team_public_id,
+        domain_id=domain.public_id,
+        domain=domain.name,
+        status=domain.status,
+        sequence=domain.next_sequence(),
+        trigger=trigger,
+        failing_checks=[c for c in domain.last_checks or () if c.outcome is not CheckOutcome.PASS],
+        ses_dkim_status=domain.ses_dkim_status,
+        checked_at=domain.last_checked_at,
+        snapshot=snapshot(domain, settings),
     )

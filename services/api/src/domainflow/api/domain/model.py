@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from domainflow.api.domain import state as sm
 from domainflow.contracts import (
     CheckOutcome,
     DkimStatus,
+    DnsWarning,
     DomainMode,
     DomainStatus,
     RecordCheck,
     SesIdentity,
     VerificationOutcome,
 )
+
+#: Warnings only the re-verification cycle's registration watch reports (the verifier's
+#: registration.py); every other code is a manual verify's pre-flight finding.
+WATCH_WARNINGS: Final = frozenset({"nameservers_changed", "registration_expiring"})
 
 
 @dataclass
@@ -41,6 +47,9 @@ class Domain:
     dkim_tokens: tuple[str, ...] = ()
     ses_dkim_status: DkimStatus = DkimStatus.PENDING
     last_checks: tuple[RecordCheck, ...] | None = None
+    #: The last verification's warnings (pre-flight findings on a manual verify; the
+    #: registration watch's on a scheduled one).
+    last_warnings: tuple[DnsWarning, ...] = ()
     last_outcome: VerificationOutcome | None = None
     failure_reason: str | None = None
     verified_at: datetime | None = None
@@ -110,6 +119,13 @@ class Domain:
         """Number the next public event (the caller holds the domain's row lock)."""
         self.sequence += 1
         return self.sequence
+
+    def take_warnings(self, found: Iterable[DnsWarning], *, scheduled: bool) -> None:
+        """Keep a verification's warnings beside the other kind's: a manual verify looks for
+        pre-flight conflicts, the schedule's registration watch for the rest, and neither's
+        silence says anything about what the other found."""
+        kept = [w for w in self.last_warnings if (w.code in WATCH_WARNINGS) is not scheduled]
+        self.last_warnings = (*kept, *found)
 
     def failing(self) -> frozenset[tuple[str, str | None]]:
         """The records that did not pass at the last probe, each with its reason code."""

@@ -106,7 +106,7 @@ async def _clear(
         move,
         why,
         records=settings.records.rules,
-        owner_emails=await work.teams.owner_emails(domain.team_pk),
+        owner_emails=await work.teams.owner_emails(domain.team_pk) if move.notify_owners else [],
         correlation_id=request_id,
         causation_id=None,
     )
@@ -123,7 +123,7 @@ async def _clear(
         request_id=request_id,
     )
     await work.emit(
-        changed,
+        *changed,
         gone,
         DeletionRequested(
             correlation_id=request_id,

@@ -12,6 +12,7 @@ from domainflow.api.domain.errors import NameTaken
 from domainflow.api.domain.model import Domain
 from domainflow.contracts import (
     DkimStatus,
+    DnsWarning,
     DomainMode,
     DomainStatus,
     RecordCheck,
@@ -75,6 +76,7 @@ def _domain(r: asyncpg.Record) -> Domain:
         dkim_tokens=tuple(r["dkim_tokens"] or ()),
         ses_dkim_status=DkimStatus(r["ses_dkim_status"]),
         last_checks=_checks(r["last_checks"]),
+        last_warnings=tuple(DnsWarning.model_validate(w) for w in r["last_warnings"] or ()),
         last_outcome=VerificationOutcome(r["last_outcome"]) if r["last_outcome"] else None,
         failure_reason=r["failure_reason"],
         verified_at=r["verified_at"],
@@ -188,7 +190,7 @@ class DomainRepository:
             " deleted_at = $15, mode = $16, ses_dkim_signing_enabled = $17,"
             " ses_identity_verification_status = $18, ses_mail_from_status = $19,"
             " ses_verified_for_sending = $20, ses_identity_checked_at = $21, sequence = $22,"
-            " updated_at = now() WHERE id = $1",
+            " last_warnings = $23, updated_at = now() WHERE id = $1",
             domain.pk,
             domain.status.value,
             domain.consecutive_failures,
@@ -213,6 +215,7 @@ class DomainRepository:
             domain.ses_verified_for_sending,
             domain.ses_identity_checked_at,
             domain.sequence,
+            [w.model_dump(mode="json") for w in domain.last_warnings],
         )
 
     async def active_mailboxes(self, domain: Domain) -> int:

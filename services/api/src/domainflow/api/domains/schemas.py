@@ -74,6 +74,17 @@ class RecordCheckView(msgspec.Struct):
     found: list[str]
     reason: str | None
     message: str
+    #: The facts behind the reason (`merged_record`, `lookup_costs`, `ttl_left`, ...).
+    details: dict[str, Any]
+
+
+class WarningView(msgspec.Struct):
+    """Something already published that will conflict with the records (never a refusal)."""
+
+    code: str
+    name: str
+    found: list[str]
+    message: str
 
 
 class DomainView(msgspec.Struct):
@@ -102,6 +113,8 @@ class DomainView(msgspec.Struct):
     mail_from_domain: str | None
     last_checks: list[RecordCheckView] | None
     display_domain: str | None
+    #: The last verification's warnings.
+    warnings: list[WarningView]
 
 
 class ChecksView(msgspec.Struct):
@@ -126,6 +139,7 @@ class VerificationView(msgspec.Struct):
     outcome: Literal["passed", "failed", "inconclusive"] | None
     verification_in_progress: bool
     last_checked_at: str | None
+    warnings: list[WarningView]
 
 
 class DeletionView(msgspec.Struct):
@@ -187,7 +201,15 @@ def check_view(c: RecordCheck) -> RecordCheckView:
         found=list(c.found),
         reason=c.reason,
         message=c.message,
+        details=dict(c.details),
     )
+
+
+def warning_views(domain: Domain) -> list[WarningView]:
+    return [
+        WarningView(code=w.code, name=w.name, found=list(w.found), message=w.message)
+        for w in domain.last_warnings
+    ]
 
 
 def raw_check_views(raw: list[dict[str, Any]] | None) -> list[RecordCheckView] | None:
@@ -204,6 +226,7 @@ def raw_check_views(raw: list[dict[str, Any]] | None) -> list[RecordCheckView] |
             found=list(c.get("found", [])),
             reason=c.get("reason"),
             message=c.get("message", ""),
+            details=dict(c.get("details") or {}),
         )
         for c in raw
     ]
@@ -244,6 +267,7 @@ def domain_view(domain: Domain, records: DnsRecords) -> DomainView:
         mail_from_domain=domain.mail_from_domain,
         last_checks=None if checks is None else [check_view(c) for c in checks],
         display_domain=shown if shown != domain.name else None,
+        warnings=warning_views(domain),
     )
 
 
@@ -267,6 +291,7 @@ def verification_view(domain: Domain) -> VerificationView:
         outcome=domain.last_outcome.value if domain.last_outcome else None,
         verification_in_progress=domain.verification_in_progress,
         last_checked_at=iso(domain.last_checked_at),
+        warnings=warning_views(domain),
     )
 
 

@@ -490,9 +490,9 @@ class DomainService:
                 )
             ]
             if move.changed_status:
-                owners = await work.teams.owner_emails(domain.team_pk)
+                owners = await work.teams.owner_emails(domain.team_pk) if move.notify_owners else []
                 why = Why(reason, ChangeReason.RECEIVING_REQUESTED, trigger_of(request_id))
-                events.append(
+                events.extend(
                     status_changed(
                         domain,
                         old,
@@ -561,7 +561,7 @@ async def start_deletion(
         move,
         Why(reason, code, trigger),
         records=settings.records.rules,
-        owner_emails=await work.teams.owner_emails(domain.team_pk),
+        owner_emails=await work.teams.owner_emails(domain.team_pk) if move.notify_owners else [],
         correlation_id=request_id,
         causation_id=None,
     )
@@ -574,7 +574,7 @@ async def start_deletion(
         request_id=request_id,
     )
     await work.emit(
-        changed,
+        *changed,
         DeletionRequested(
             correlation_id=request_id,
             team_id=domain.team_public_id,

@@ -220,6 +220,7 @@ DOMAIN_EXAMPLE: Schema = {
     "mail_from_domain": "send.mail.acme.com",
     "last_checks": None,
     "display_domain": None,
+    "warnings": [],
 }
 
 

@@ -10,21 +10,21 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from domainflow.contracts import DomainStatusChanged, Event
+from domainflow.contracts import Event, NotificationRequested
 from domainflow.kit import inbox, outbox
 from domainflow.kit.database import Connection, Database
 from domainflow.notifier.domain import LogState
 from domainflow.notifier.unit_of_work import LogRow
 
 
-async def record_intent(conn: Connection, event: DomainStatusChanged, recipient: str) -> bool:
+async def record_intent(conn: Connection, event: NotificationRequested, recipient: str) -> bool:
     """Insert the `sending` row; False when the recipient already has a row for the event."""
     inserted = await conn.fetchval(
         "INSERT INTO notifications"
         " (transition_event_id, recipient, domain_id, domain, new_status, state)"
         " VALUES ($1, $2, $3, $4, $5, 'sending')"
         " ON CONFLICT DO NOTHING RETURNING true",
-        event.event_id,
+        event.transition_event_id,
         recipient,
         event.domain_id,
         event.domain,
@@ -141,7 +141,7 @@ class PgNotificationLog:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def record_intent(self, event: DomainStatusChanged, recipient: str) -> bool:
+    async def record_intent(self, event: NotificationRequested, recipient: str) -> bool:
         return await record_intent(self._conn, event, recipient)
 
     async def find(self, event_id: uuid.UUID, recipient: str) -> LogRow | None:
