@@ -8,6 +8,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from domainflow.kit import tracing
 from domainflow.kit.ids import new_id
 from domainflow.kit.logging import bind_context, clear_context
 
@@ -28,6 +29,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         scope.setdefault("state", {})["request_id"] = request_id
         clear_context()
         bind_context(request_id=request_id, correlation_id=request_id)
+        # The request's span is current here (the OpenTelemetry middleware runs outside).
+        if (trace_id := tracing.current_trace_id()) is not None:
+            bind_context(trace_id=trace_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
