@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -93,24 +94,29 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-@pytest.fixture(scope="session")
-async def e2e(
+@asynccontextmanager
+async def running_stack(
     amqp_vhost: Callable[[str], str],
     moto_server: MotoSandbox,
     dns_sandbox: DnsSandbox,
     mailserver_database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    state_dir: Path,
+    *,
+    name: str = "e2e",
+    api_replicas: int = 2,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[E2E]:
+    """The four services as processes, on a vhost (`name`) and databases of their own."""
     suffix = uuid.uuid4().hex[:6]
     databases = {
-        f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{POSTGRES}/dftest_e2e_{svc}_{suffix}"
+        f"DOMAINFLOW_{svc.upper()}_DATABASE_URL": f"{POSTGRES}/dftest_{name}_{svc}_{suffix}"
         for svc in ("api", "provisioner", "verifier", "notifier")
     }
     api_port = listening_port(span=2)  # the two replicas listen on adjacent ports
     env = {
         **os.environ,
         **databases,
-        "DOMAINFLOW_AMQP_URL": amqp_vhost("e2e"),
+        "DOMAINFLOW_AMQP_URL": amqp_vhost(name),
         "DOMAINFLOW_MAILSERVER_DATABASE_URL": mailserver_database_url,
         "DOMAINFLOW_DOH_URL": dns_sandbox.doh_url,
         "DOMAINFLOW_DOH_CA_FILE": str(dns_sandbox.ca_file),
@@ -125,13 +131,14 @@ async def e2e(
         "DOMAINFLOW_REVERIFY_TICK": "0.5",
         "DOMAINFLOW_SES_RATE": "20",
         "DOMAINFLOW_LOG_LEVEL": "INFO",
-        "DOMAINFLOW_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
+        "DOMAINFLOW_STATE_DIR": str(state_dir),
+        **(extra_env or {}),
     }
     moto_server.verify_sender(parseaddr(NotifierSettings().notify.sender)[1], "us-east-1")
     stack = LocalStack(env, Path(env["DOMAINFLOW_STATE_DIR"]))
     await asyncio.to_thread(stack.migrate)
     for service in ("api", "provisioner", "verifier", "notifier"):
-        for replica in range(2 if service == "api" else 1):
+        for replica in range(api_replicas if service == "api" else 1):
             stack.start_service(service, replica)
     try:
         await asyncio.to_thread(stack.wait_ready, 90.0)
@@ -141,3 +148,21 @@ async def e2e(
         await asyncio.to_thread(stack.stop)
         for url in databases.values():
             await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def e2e(
+    amqp_vhost: Callable[[str], str],
+    moto_server: MotoSandbox,
+    dns_sandbox: DnsSandbox,
+    mailserver_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[E2E]:
+    async with running_stack(
+        amqp_vhost,
+        moto_server,
+        dns_sandbox,
+        mailserver_database_url,
+        tmp_path_factory.mktemp("stack"),
+    ) as stack:
+        yield stack

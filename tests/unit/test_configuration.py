@@ -147,7 +147,8 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_NOTIFY_DASHBOARD_URL", "https://app.test/d", SAME, "notify.dashboard_url", N),
 ]  # fmt: skip
 
-#: Table rows read by others: the local stack's CLI, deploy/rabbitmq-cluster.sh, botocore.
+#: Table rows read by others: the local stack's CLI, deploy/rabbitmq-cluster.sh, botocore,
+#: the OpenTelemetry SDK (its own standard variables).
 NOT_THE_SERVICES = {
     "DOMAINFLOW_STATE_DIR",
     "DOMAINFLOW_SANDBOX_SES_PORT",
@@ -161,6 +162,8 @@ NOT_THE_SERVICES = {
     "AWS_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
 }
 
 

@@ -42,6 +42,7 @@ from botocore.parsers import ResponseParserError
 from types_aiobotocore_ses.client import SESClient
 from types_aiobotocore_sesv2.client import SESV2Client
 
+from domainflow.kit import tracing
 from domainflow.kit.settings import AwsSettings
 
 if TYPE_CHECKING:
@@ -137,6 +138,11 @@ def _hold_to_slots(client: AioBaseClient) -> None:
     # aiobotocore awaits a handler that returns a coroutine; botocore's stubs know only
     # plain ones.
     client.meta.events.register("before-send", hold_to_slot)  # type: ignore[arg-type]
+    tracing.trace_aws_calls(client, _SERVICE_IDS.get(client.meta.service_model.service_name, ""))
+
+
+#: How spans name each client's calls (`SES.SendEmail`), as botocore's service ids do.
+_SERVICE_IDS = {"ses": "SES", "sesv2": "SESV2"}
 
 
 class AwsClients:

@@ -47,6 +47,7 @@ from domainflow.contracts.topology import (
     dead_letter_queue_name,
     queue_name,
 )
+from domainflow.kit import tracing
 from domainflow.kit.envelope import UndecodableEventError, decode_as
 from domainflow.kit.failover import fail_over, node_list
 from domainflow.kit.logging import bind_context, clear_context, get_logger
@@ -236,6 +237,22 @@ def subscribe(
     async def consume(message: RabbitMessage) -> None:
         clear_context()
         raw = message.raw_message
+        if not tracing.enabled():
+            await handle(raw)
+            return
+        # Continues the trace of the request that caused the event (its `traceparent`).
+        with tracing.consuming(
+            raw.headers,
+            queue.name,
+            {
+                "messaging.destination.name": raw.exchange or EVENTS.name,
+                "messaging.rabbitmq.destination.routing_key": raw.routing_key or "",
+                "messaging.message.id": raw.message_id or "",
+            },
+        ):
+            await handle(raw)
+
+    async def handle(raw: AbstractIncomingMessage) -> None:
         try:
             event = decode_as(event_cls, raw.body)
         except UndecodableEventError as refusal:
@@ -256,6 +273,8 @@ def subscribe(
             event_id=str(event.event_id),
             event_type=event.TYPE,
         )
+        if (trace_id := tracing.current_trace_id()) is not None:
+            bind_context(trace_id=trace_id)
         try:
             await through_outages(
                 "a server the handler needs", lambda: handler(event),  # type: ignore[arg-type]

@@ -4,7 +4,8 @@
 `FOR UPDATE SKIP LOCKED` and a lease token, publishes them with publisher confirms,
 and deletes only the rows it still holds, so any number of replicas can relay and a
 crash between commit and publish loses nothing (it publishes twice at worst; inboxes
-make that harmless).
+make that harmless). With tracing on, a row keeps the trace context of the transaction
+that wrote it, and the relay publishes it as the message's `traceparent`.
 
 A batch is published pipelined: every event of it is sent in commit order on one channel
 and the broker's confirms are awaited together, not one round trip each. RabbitMQ keeps a
@@ -26,11 +27,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import aiormq
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel, FieldValue
 from faststream.rabbit import Channel, RabbitBroker
+from opentelemetry.trace import Span
 from pamqp import commands as spec
 
 from domainflow.contracts import Event
+from domainflow.kit import tracing
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.envelope import cloud_event_headers, encode
 from domainflow.kit.listener import ChannelListener
@@ -43,6 +46,24 @@ log = get_logger(__name__)
 async def add(conn: Connection, *events: Event) -> None:
     """Queue events for publishing; call inside the transaction that changes state."""
     if not events:
+        return
+    context = tracing.trace_context()  # empty unless tracing is on
+    if context:
+        await conn.executemany(
+            "INSERT INTO outbox (event_id, routing_key, correlation_id, body, traceparent,"
+            " tracestate) VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (
+                    e.event_id,
+                    e.TYPE,
+                    e.correlation_id,
+                    encode(e),
+                    context.get(tracing.TRACEPARENT),
+                    context.get(tracing.TRACESTATE),
+                )
+                for e in events
+            ],
+        )
         return
     await conn.executemany(
         "INSERT INTO outbox (event_id, routing_key, correlation_id, body) VALUES ($1, $2, $3, $4)",
@@ -57,6 +78,9 @@ class _Row:
     routing_key: str
     correlation_id: str
     body: bytes
+    #: The W3C trace context stored with the row (None: written with tracing off).
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @functools.cached_property
     def fields(self) -> dict[str, Any]:
@@ -209,7 +233,8 @@ class OutboxRelay:
                     leased_until = now() + make_interval(secs => $3),
                     attempts = o.attempts + 1
                 FROM due WHERE o.id = due.id
-                RETURNING o.id, o.event_id, o.routing_key, o.correlation_id, o.body
+                RETURNING o.id, o.event_id, o.routing_key, o.correlation_id, o.body,
+                          o.traceparent, o.tracestate
                 """,
                 self._batch_size,
                 token,
@@ -217,7 +242,15 @@ class OutboxRelay:
             )
         rows = sorted(
             (
-                _Row(r["id"], r["event_id"], r["routing_key"], r["correlation_id"], r["body"])
+                _Row(
+                    r["id"],
+                    r["event_id"],
+                    r["routing_key"],
+                    r["correlation_id"],
+                    r["body"],
+                    r["traceparent"],
+                    r["tracestate"],
+                )
                 for r in records
             ),
             key=lambda r: r.id,
@@ -277,23 +310,27 @@ class OutboxRelay:
             )
         # The concrete aiormq channel: its publish can queue frames without awaiting each.
         channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        spans = [self._span(row) for row in rows] if tracing.enabled() else None
         sends = [
             asyncio.ensure_future(
                 channel.basic_publish(
                     row.body,
                     exchange=EVENTS.name,
                     routing_key=row.routing_key,
-                    properties=self._properties(row),
+                    properties=self._properties(row, spans[i] if spans else None),
                     mandatory=False,
                     # Queue the frames without waiting for each to reach the socket: the
                     # confirm is what is awaited, and the writer sends many in one go.
                     wait=False,
                 )
             )
-            for row in rows
+            for i, row in enumerate(rows)
         ]
         results = await asyncio.gather(*sends, return_exceptions=True)
         confirmed = [isinstance(r, spec.Basic.Ack) for r in results]
+        for span, result in zip(spans or (), results, strict=False):
+            if span is not None:
+                tracing.end(span, None if isinstance(result, spec.Basic.Ack) else repr(result))
         for row, result in zip(rows, results, strict=True):
             if not isinstance(result, spec.Basic.Ack):
                 log.warning(
@@ -304,7 +341,31 @@ class OutboxRelay:
                 )
         return confirmed
 
-    def _properties(self, row: _Row) -> spec.Basic.Properties:
+    def _span(self, row: _Row) -> Span | None:
+        """The span of publishing `row`, in the trace that wrote it (none for a row written
+        with tracing off: a publish is not a unit of work of its own)."""
+        if row.traceparent is None:
+            return None
+        stored = {tracing.TRACEPARENT: row.traceparent, tracing.TRACESTATE: row.tracestate}
+        return tracing.publishing(
+            stored,
+            EVENTS.name,
+            {
+                "messaging.rabbitmq.destination.routing_key": row.routing_key,
+                "messaging.message.id": str(row.event_id),
+            },
+        )
+
+    def _properties(self, row: _Row, span: Span | None = None) -> spec.Basic.Properties:
+        headers: dict[str, FieldValue] = dict(
+            cloud_event_headers(self._service, row.routing_key, row.fields)
+        )
+        if span is not None:
+            headers.update(tracing.headers_of(span))
+        elif row.traceparent is not None:  # tracing is off here: pass the stored context on
+            headers[tracing.TRACEPARENT] = row.traceparent
+            if row.tracestate:
+                headers[tracing.TRACESTATE] = row.tracestate
         return spec.Basic.Properties(
             content_type="application/json",
             delivery_mode=2,  # persistent
@@ -312,5 +373,5 @@ class OutboxRelay:
             correlation_id=row.correlation_id,
             message_type=row.routing_key,
             app_id=self._service,
-            headers=dict(cloud_event_headers(self._service, row.routing_key, row.fields)),
+            headers=headers,
         )

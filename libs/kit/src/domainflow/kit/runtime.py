@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
+from domainflow.kit import tracing
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.logging import configure_logging, get_logger
 from domainflow.kit.messaging import broker_for, connection_name, declare_topology
@@ -44,6 +45,8 @@ class ServiceRuntime:
         self.settings = settings
         self.database_url = database_url
         self._db: Database | None = None
+        # Before any client exists: the instrumentations hook into clients made after this.
+        tracing.configure_tracing(name)
         self.broker = broker_for(
             settings.broker.urls,
             prefetch=settings.broker.prefetch,
@@ -207,6 +210,8 @@ class ServiceRuntime:
         if self._db is not None:
             await self._db.close()
             self._db = None
+        # The last spans leave before the process does (a blocking call: off the loop).
+        await asyncio.to_thread(tracing.shutdown_tracing)
         log.info("service.stopped", service=self.name)
 
 

@@ -8,6 +8,8 @@ from importlib.resources import files
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
+from litestar.plugins import PluginProtocol
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from domainflow.api.domains.controller import DomainController
 from domainflow.api.domains.repository import DOMAIN_GAUGES
@@ -24,6 +26,7 @@ from domainflow.api.settings import ApiSettings
 from domainflow.api.teams.keyring import KeyRing
 from domainflow.api.unit_of_work import PostgresUnitOfWork
 from domainflow.api.waiting import DomainChanges
+from domainflow.kit import tracing
 from domainflow.kit.database import migration_files
 from domainflow.kit.runtime import ServiceRuntime
 
@@ -49,6 +52,13 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
 
 def create_app(settings: ApiSettings | None = None) -> Litestar:
     settings = settings or ApiSettings()
+    plugins: list[PluginProtocol] = []
+    if tracing.configure_tracing("api"):
+        # The ASGI instrumentation, outside every other middleware: one server span per
+        # request; probes and scrapes are not requests anyone follows.
+        plugins.append(
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/healthz", "/readyz", "/metrics"]))
+        )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -90,5 +100,6 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         openapi_config=openapi_config(),
         # The generated document, refined once to say every answer (http/openapi.py).
         on_startup=[refine_on_startup],
+        plugins=plugins,
         debug=False,
     )

@@ -33,7 +33,7 @@ from domainflow.contracts import (
     Event,
     ReceivingRequested,
 )
-from domainflow.kit import inbox, outbox
+from domainflow.kit import inbox, outbox, tracing
 from domainflow.kit.aws import SesError
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.logging import get_logger
@@ -312,7 +312,16 @@ class SagaRunner:
     async def _drive(self, claimed: Claimed) -> SagaState:
         keeper = asyncio.create_task(self._keep_lease(claimed))
         try:
-            return await self._loop(claimed)
+            # The saga's SES calls belong to the trace of the request that asked for it.
+            with tracing.continuing(
+                claimed.trace,
+                f"saga {claimed.saga.kind.value}",
+                {
+                    "domainflow.saga.id": claimed.saga_id,
+                    "domainflow.domain_id": claimed.saga.domain_id,
+                },
+            ):
+                return await self._loop(claimed)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -26,7 +26,7 @@ from domainflow.contracts import (
     VerificationCompleted,
     VerificationTrigger,
 )
-from domainflow.kit import outbox
+from domainflow.kit import outbox, tracing
 from domainflow.kit.database import Database
 from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import repository
@@ -120,7 +120,9 @@ class ReverifyCycle:
                 if not batch:
                     return
                 report.claimed += len(batch)
-                await self._check_batch(batch, token, report)
+                # A trace of its own: the checks, and whatever status changes they cause.
+                with tracing.continuing({}, "reverify batch", {"domainflow.domains": len(batch)}):
+                    await self._check_batch(batch, token, report)
 
         await asyncio.gather(*(worker() for _ in range(self._parallel)))
         report.seconds = time.monotonic() - started

@@ -14,6 +14,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from domainflow.kit import tracing
 from domainflow.kit.ids import new_id
 from domainflow.kit.logging import bind_context, clear_context
 
@@ -38,6 +39,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if _WELL_FORMED.fullmatch(sent):
             state["client_request_id"] = sent
             bind_context(client_request_id=sent)
+        # The request's span is current here (the OpenTelemetry middleware runs outside).
+        if (trace_id := tracing.current_trace_id()) is not None:
+            bind_context(trace_id=trace_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

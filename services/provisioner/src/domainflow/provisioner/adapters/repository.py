@@ -10,12 +10,13 @@ and a retry waits for the rollback before it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
 import asyncpg
 
+from domainflow.kit import tracing
 from domainflow.kit.database import Connection, migration_files
 from domainflow.provisioner.domain import (
     ProvisioningSaga,
@@ -41,6 +42,8 @@ class Claimed:
     token: uuid.UUID
     saga: ProvisioningSaga
     turn: int = 0
+    #: The W3C trace context of the delivery that opened the saga (empty: tracing was off).
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 _UNFINISHED = "('running', 'compensating')"
@@ -107,11 +110,13 @@ def saga_from_record(r: asyncpg.Record) -> ProvisioningSaga:
 
 async def insert(conn: Connection, saga: ProvisioningSaga) -> int | None:
     """Store a new saga; None if one for the same domain id and kind exists already."""
+    context = tracing.trace_context()
     saga_id: int | None = await conn.fetchval(
         f"""
         INSERT INTO sagas (domain_id, kind, team_id, domain, region, mail_from_domain, state,
-                           steps, max_attempts, correlation_id, causation_id, turn)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NEXT_TURN})
+                           steps, max_attempts, correlation_id, causation_id, turn,
+                           traceparent, tracestate)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NEXT_TURN}, $12, $13)
         ON CONFLICT (domain_id, kind) DO NOTHING
         RETURNING id
         """,
@@ -126,8 +131,18 @@ async def insert(conn: Connection, saga: ProvisioningSaga) -> int | None:
         saga.max_attempts,
         saga.correlation_id,
         saga.causation_id,
+        context.get(tracing.TRACEPARENT),
+        context.get(tracing.TRACESTATE),
     )
     return saga_id
+
+
+def _trace_of(record: asyncpg.Record) -> dict[str, str]:
+    return {
+        header: record[header]
+        for header in (tracing.TRACEPARENT, tracing.TRACESTATE)
+        if record[header] is not None
+    }
 
 
 async def find(
@@ -161,7 +176,9 @@ async def claim(conn: Connection, saga_id: int, lease_seconds: float) -> Claimed
         token,
         lease_seconds,
     )
-    return None if r is None else Claimed(r["id"], token, saga_from_record(r), r["turn"])
+    return (
+        None if r is None else Claimed(r["id"], token, saga_from_record(r), r["turn"], _trace_of(r))
+    )
 
 
 async def claim_next(conn: Connection, lease_seconds: float, limit: int) -> list[Claimed]:
@@ -191,7 +208,7 @@ async def claim_next(conn: Connection, lease_seconds: float, limit: int) -> list
         limit,
     )
     return sorted(
-        (Claimed(r["id"], token, saga_from_record(r), r["turn"]) for r in records),
+        (Claimed(r["id"], token, saga_from_record(r), r["turn"], _trace_of(r)) for r in records),
         key=lambda c: (c.turn, c.saga_id),
     )
 
