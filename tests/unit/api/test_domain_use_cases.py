@@ -401,10 +401,20 @@ async def send_only_domain(
     return added.domain.public_id
 
 
+async def test_an_upgrade_of_an_unproven_domain_waits_for_its_proof_to_go_live(
+    domains: DomainService, uow: FakeUnitOfWork
+) -> None:
+    public_id = await send_only_domain(domains, uow, DomainStatus.PENDING)
+    changed = await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
+    assert (changed.mode, changed.status) == (DomainMode.SEND_RECEIVE, DomainStatus.PENDING)
+    assert not [e for e in uow.state.published if isinstance(e, ReceivingRequested)]
+
+
 async def test_an_upgrade_puts_the_domain_on_the_mail_server_and_back_to_pending(
     domains: DomainService, uow: FakeUnitOfWork
 ) -> None:
     public_id = await send_only_domain(domains, uow, DomainStatus.VERIFIED)
+    uow.state.domains[public_id].ownership_proven_at = datetime.now(UTC)  # verified: proven
     changed = await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
     assert (changed.mode, changed.status) == (DomainMode.SEND_RECEIVE, DomainStatus.PENDING)
     asked = [e for e in uow.state.published if isinstance(e, ReceivingRequested)]

@@ -21,11 +21,15 @@ from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import (
     ChangeReason,
     ChangeTrigger,
+    CheckOutcome,
     DomainDeprovisioned,
+    DomainMode,
     DomainProvisioned,
     DomainStatus,
     Event,
     ProvisioningRolledBack,
+    ReceivingRequested,
+    RecordKind,
     VerificationCompleted,
     VerificationOutcome,
     VerificationTrigger,
@@ -150,9 +154,18 @@ class ApiHandlers:
                 return
             what.record(domain)
             events = await self._events(work, event, before, domain, move, what.why)
+            live = _ownership(event, before, domain)
             await work.domains.save(domain)  # with the sequence its public events took
-            await work.emit(*events)
+            await work.emit(*events, *live)
             await self._note(work, event, before, domain, move, what.why.reason)
+            if live:
+                await work.domains.note(
+                    domain,
+                    happening="ownership_proven",
+                    status_before=domain.status.value,
+                    reason="the ownership TXT was seen: the mail server now accepts its mail",
+                    request_id=event.correlation_id,
+                )
 
     async def _events(
         self,
@@ -233,6 +246,36 @@ class ApiHandlers:
             if probe
             else None,
         )
+
+
+def _ownership(event: Event, before: Domain, domain: Domain) -> list[Event]:
+    """Record a first sight of the ownership TXT, and ask the provisioner to put the domain
+    live on the mail server when the state machine says it goes live now."""
+    if not isinstance(event, VerificationCompleted):
+        return []
+    seen = sm.ownership_seen(
+        before.status,
+        proven=before.ownership_proven_at is not None,
+        receives=domain.mode is DomainMode.SEND_RECEIVE,
+        txt_passed=any(
+            c.record == RecordKind.VERIFICATION_TXT and c.outcome == CheckOutcome.PASS
+            for c in event.checks
+        ),
+    )
+    if seen.proven and domain.ownership_proven_at is None:
+        domain.ownership_proven_at = event.checked_at
+    if not seen.goes_live:
+        return []
+    return [
+        ReceivingRequested(
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+            team_id=domain.team_public_id,
+            domain_id=domain.public_id,
+            domain=domain.name,
+            region=domain.region,
+        )
+    ]
 
 
 def _snapshot(domain: Domain) -> Domain:

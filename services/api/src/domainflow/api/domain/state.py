@@ -188,6 +188,43 @@ def transition(state: DomainState, event: DomainInput) -> Transition:
     raise TransitionRefused(status, event, _refusal(status, event))
 
 
+@dataclass(frozen=True, slots=True)
+class OwnershipSeen:
+    """What one verification's ownership check means for the domain and the mail server.
+
+    `proven`: the domain's ownership is proven from now on (it never goes back: a TXT removed
+    later is a failing check like any other, not a lost name). `goes_live`: ask the mail
+    server to accept mail for it now, exactly once in the domain's life.
+    """
+
+    proven: bool
+    goes_live: bool
+
+
+def ownership_seen(
+    status: DomainStatus, *, proven: bool, receives: bool, txt_passed: bool
+) -> OwnershipSeen:
+    """A verification of a domain in `status` came back with its ownership TXT `txt_passed`.
+
+    Not live before proven (a departure from seed 001, where the first add put the name on
+    the mail server): whoever adds a name gets its SES identity and records at once, but the
+    mail server accepts mail for it only once a verification has seen the TXT that shows the
+    team controls the name's DNS. A verification of a domain being provisioned or deleted is
+    refused by `transition` and proves nothing; a send-only domain is proven but never live.
+    """
+    if proven:
+        return OwnershipSeen(proven=True, goes_live=False)  # already live, if it receives
+    if status not in _CHECKED or not txt_passed:
+        return OwnershipSeen(proven=False, goes_live=False)
+    return OwnershipSeen(proven=True, goes_live=receives)
+
+
+def goes_live_on_upgrade(*, proven: bool) -> bool:
+    """A send-only domain upgraded to send and receive goes live at once only if its
+    ownership is already proven; otherwise the verification that proves it puts it live."""
+    return proven
+
+
 def public_status(status: DomainStatus) -> PublicStatus:
     """The API's `verification_status` (pending | verified | failed) for an internal status.
 

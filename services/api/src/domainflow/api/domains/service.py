@@ -446,7 +446,8 @@ class DomainService:
         request_id: str,
     ) -> Domain:
         """Upgrade a send-only domain to send and receive (the one change a domain takes):
-        it goes on the mail server and is pending until its MX verifies."""
+        it is pending until its MX verifies, and goes live on the mail server now if its
+        ownership is proven, else when a verification proves it."""
         _accept_only_mode(change.fields)
         await self.get(principal, public_id)
         await self._spend_budget(principal)
@@ -470,15 +471,7 @@ class DomainService:
                 reason=reason,
                 request_id=request_id,
             )
-            events: list[Event] = [
-                ReceivingRequested(
-                    correlation_id=request_id,
-                    team_id=domain.team_public_id,
-                    domain_id=domain.public_id,
-                    domain=domain.name,
-                    region=domain.region,
-                )
-            ]
+            events = _receiving_on_upgrade(domain, request_id)
             if move.changed_status:
                 owners = await work.teams.owner_emails(domain.team_pk)
                 why = Why(reason, ChangeReason.RECEIVING_REQUESTED, trigger_of(request_id))
@@ -573,6 +566,21 @@ async def start_deletion(
             region=domain.region,
         ),
     )
+
+
+def _receiving_on_upgrade(domain: Domain, request_id: str) -> list[Event]:
+    """Ask for the mail server to accept the upgraded domain's mail now, if it is proven."""
+    if not sm.goes_live_on_upgrade(proven=domain.ownership_proven_at is not None):
+        return []
+    return [
+        ReceivingRequested(
+            correlation_id=request_id,
+            team_id=domain.team_public_id,
+            domain_id=domain.public_id,
+            domain=domain.name,
+            region=domain.region,
+        )
+    ]
 
 
 def _refuse_while_busy(domain: Domain, action: str) -> None:
