@@ -178,6 +178,16 @@ async def test_a_held_name_is_refused_saying_whose_it_is(domains: DomainService)
     with pytest.raises(DomainExists) as other:
         await domains.add(GLOBEX, AddDomain("acme.com"), "req_3")
     assert other.value.own_id is None  # another team's id is never shown
+    # It says how the other team claims the name: its own TXT value, and where to claim.
+    claim = other.value.claim
+    assert claim is not None
+    assert (claim.txt_name, claim.txt_value) == (
+        "_sendmux.acme.com",
+        f"sendmux-verify={GLOBEX.team_public_id}",
+    )
+    assert claim.endpoint == "/api/v1/domains/claims"
+    assert ACME.team_public_id not in other.value.message
+    assert claim.txt_value in other.value.message
 
 
 async def test_an_idempotency_key_replays_the_first_answer(

@@ -6,6 +6,8 @@ HTTP edge (`http/problems.py`) maps each class once to a status, a code and head
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from domainflow.contracts import DomainStatus
 
 
@@ -79,20 +81,35 @@ class DomainNotFound(Refused):
         self.public_id = public_id
 
 
-class DomainExists(Refused):
-    """The name is held. `own_id` is the holder's id when the caller's team holds it."""
+@dataclass(frozen=True)
+class ClaimHow:
+    """How a team claims a name another team holds: the ownership TXT with its own value,
+    then a claim. The holder is never named."""
 
-    def __init__(self, name: str, own_id: str | None) -> None:
+    txt_name: str
+    txt_value: str
+    endpoint: str = "/api/v1/domains/claims"
+
+
+class DomainExists(Refused):
+    """The name is held. `own_id` is the holder's id when the caller's team holds it;
+    otherwise `claim` says how the caller claims it, if the name is theirs."""
+
+    def __init__(self, name: str, own_id: str | None, claim: ClaimHow | None = None) -> None:
         if own_id is not None:
             message = f"Your team already added {name} (id {own_id})."
-        else:
+        elif claim is not None:
             message = (
-                f"{name} is already registered by another team. If it is yours, "
-                "contact support to reclaim it."
+                f"{name} is held by another team. If it is yours, publish the TXT record "
+                f'{claim.txt_name} = "{claim.txt_value}" and claim it: POST {claim.endpoint} '
+                f'with {{"domain": "{name}"}}.'
             )
+        else:
+            message = f"{name} is held by another team."
         super().__init__(message)
         self.name = name
         self.own_id = own_id
+        self.claim = claim
 
 
 class DomainBusy(Refused):

@@ -21,6 +21,7 @@ import msgspec
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain.errors import (
+    ClaimHow,
     DomainBusy,
     DomainExists,
     DomainInUse,
@@ -180,8 +181,21 @@ class DomainService:
                 winner = await work.domains.holding(checked.name)
             if winner is None:
                 raise
-            raise _exists(principal, winner) from None
+            raise self._exists(principal, winner) from None
         return await self._settled(public_id)
+
+    def _exists(self, principal: Principal, holder: Domain) -> DomainExists:
+        """The name is held: by the caller's team (its id), or by another (how to claim it)."""
+        if holder.team_pk == principal.team_pk:
+            return DomainExists(holder.name, holder.public_id)
+        return DomainExists(holder.name, None, self._claim_how(principal, holder.name))
+
+    def _claim_how(self, principal: Principal, name: str) -> ClaimHow:
+        records = self._settings.records
+        return ClaimHow(
+            txt_name=f"{records.verification_prefix}.{name}",
+            txt_value=f"{records.verification_value_prefix}{principal.team_public_id}",
+        )
 
     def _check(self, command: AddDomain) -> _Checked:
         try:
@@ -273,7 +287,7 @@ class DomainService:
         async with self._uow.transaction() as work:
             existing = await work.domains.holding(checked.name)
             if existing is not None:
-                raise _exists(principal, existing)
+                raise self._exists(principal, existing)
             domain = await work.domains.add(
                 Domain(
                     pk=0,
@@ -591,11 +605,6 @@ def _refuse_while_busy(domain: Domain, action: str) -> None:
         )
     if domain.status is DomainStatus.DELETING:
         raise DomainBusy(domain.status, "The domain is being deleted.")
-
-
-def _exists(principal: Principal, holder: Domain) -> DomainExists:
-    own = holder.team_pk == principal.team_pk
-    return DomainExists(holder.name, holder.public_id if own else None)
 
 
 def _accept_only_mode(fields: dict[str, object]) -> None:

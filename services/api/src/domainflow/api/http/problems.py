@@ -218,7 +218,7 @@ def _problem(exc: refusals.Refused) -> ApiError:
         case refusals.StaleVersion():
             return ApiError(409, "precondition_failed", exc.message, param="If-Match")
         case refusals.DomainExists():
-            return ApiError(409, "domain_exists", exc.message, _own(exc.own_id))
+            return ApiError(409, "domain_exists", exc.message, _held(exc))
         case refusals.DomainBusy():
             provisioning = exc.status is DomainStatus.PROVISIONING
             busy = "domain_provisioning" if provisioning else "domain_deleting"
@@ -247,6 +247,13 @@ def _problem(exc: refusals.Refused) -> ApiError:
             failed = {"id": exc.domain_id, "cause": exc.cause}
             return ApiError(503, "provisioning_failed", exc.message, failed)
     return _mailbox_problem(exc)
+
+
+def _held(exc: refusals.DomainExists) -> dict[str, Any] | None:
+    if exc.own_id or exc.claim is None:
+        return _own(exc.own_id)
+    record = {"type": "TXT", "name": exc.claim.txt_name, "value": exc.claim.txt_value}
+    return {"claim": {"record": record, "method": "POST", "endpoint": exc.claim.endpoint}}
 
 
 def _own(own_id: str | None) -> dict[str, Any] | None:
