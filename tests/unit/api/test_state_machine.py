@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from domainflow.api.domain.state import (
     ALL_INPUTS,
     TRANSITIONS,
+    ClaimedAway,
     DeletionRequested,
     Deprovisioned,
     DomainInput,
@@ -87,6 +88,12 @@ EXPECTED: dict[tuple[DomainStatus, type[DomainInput]], Expected] = {
     },
     **{(status, DeletionRequested): to_deleting for status in CHECKED},
     (S.DELETING, DeletionRequested): unchanged,
+    **{
+        (status, ClaimedAway): lambda s: moved(
+            DomainState(S.DELETING, s.consecutive_failures, s.degraded), changed=True, notify=True
+        )
+        for status in CHECKED
+    },
     (S.DELETING, Deprovisioned): lambda s: moved(DomainState(S.DELETED), changed=True),
 }
 
@@ -99,7 +106,7 @@ SAMPLE_STATES = [
 
 
 def test_all_inputs_holds_one_of_each_kind() -> None:
-    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 8
+    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 9
 
 
 @pytest.mark.parametrize("state", SAMPLE_STATES, ids=repr)
@@ -264,9 +271,10 @@ def test_random_walks_keep_the_promises(events: list[DomainInput]) -> None:
             assert walk.ever_verified
         if new.status is VERIFIED:
             walk.ever_verified = True
-        # Owners are only ever told about a failure or a (first or regained) verification.
+        # Owners are only ever told about a failure, a (first or regained) verification, or
+        # a name another team claimed away from them.
         if step.notify_owners:
-            assert new.status in (FAILED, VERIFIED)
+            assert new.status in (FAILED, VERIFIED) or isinstance(event, ClaimedAway)
         state = new
     if state.status is S.DELETED:
         for event in ALL_INPUTS:

@@ -28,6 +28,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.provisioned",
         "domain.provisioning_rolled_back",
         "domain.verification_completed",
+        "domain.claim_checked",
         "domain.deprovisioned",
     ),
     "provisioner": (
@@ -35,7 +36,12 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.receiving_requested",
         "domain.deletion_requested",
     ),
-    "verifier": ("domain.verify_requested", "domain.status_changed", "domain.deleted"),
+    "verifier": (
+        "domain.verify_requested",
+        "domain.claim_requested",
+        "domain.status_changed",
+        "domain.deleted",
+    ),
     "notifier": ("domain.status_changed",),
 }
 
@@ -46,6 +52,7 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.requested",
         "domain.receiving_requested",
         "domain.verify_requested",
+        "domain.claim_requested",
         "domain.deletion_requested",
         "domain.status_changed",
         "domain.deleted",
@@ -55,7 +62,7 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.provisioning_rolled_back",
         "domain.deprovisioned",
     ),
-    "verifier": ("domain.verification_completed",),
+    "verifier": ("domain.verification_completed", "domain.claim_checked"),
     "notifier": ("notification.sent",),
 }
 

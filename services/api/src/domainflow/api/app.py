@@ -9,6 +9,8 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get
 
+from domainflow.api.claims.controller import ClaimController
+from domainflow.api.claims.service import ClaimService
 from domainflow.api.domains.controller import DomainController
 from domainflow.api.domains.repository import DOMAIN_GAUGES
 from domainflow.api.domains.service import DomainService
@@ -75,6 +77,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         app.state.settings = settings
         app.state.keyring = keyring
         app.state.domains = DomainService(uow, settings, changes)
+        app.state.claims = ClaimService(uow, settings, changes, app.state.domains)
         app.state.mailboxes = MailboxService(uow, settings)
         try:
             yield
@@ -84,7 +87,14 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             await runtime.close()
 
     return Litestar(
-        route_handlers=[DomainController, MailboxController, healthz, readyz, metrics],
+        route_handlers=[
+            ClaimController,
+            DomainController,
+            MailboxController,
+            healthz,
+            readyz,
+            metrics,
+        ],
         lifespan=[lifespan],
         middleware=[request_id_middleware, allow_middleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -10,6 +10,7 @@ from domainflow.api.handlers import CONSUMER, ApiHandlers
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork
 from domainflow.contracts import (
+    ClaimChecked,
     DomainDeprovisioned,
     DomainProvisioned,
     ProvisioningRolledBack,
@@ -28,6 +29,7 @@ def build_router(uow: UnitOfWork, settings: ApiSettings) -> tuple[RabbitRouter, 
             DomainProvisioned.TYPE: handlers.on_provisioned,
             ProvisioningRolledBack.TYPE: handlers.on_rolled_back,
             VerificationCompleted.TYPE: handlers.on_verification_completed,
+            ClaimChecked.TYPE: handlers.on_claim_checked,
             DomainDeprovisioned.TYPE: handlers.on_deprovisioned,
         },
         redelivery=Redelivery.of(settings),

@@ -10,7 +10,9 @@ weighs that answer against the holder's domain as it stands when the answer is a
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
@@ -111,3 +113,37 @@ def explain(verdict: ClaimVerdict, name: str, *, active_mailboxes: int = 0) -> s
                 f"{name} is being provisioned or deleted for the team holding it; "
                 "claim again in a minute."
             )
+
+
+@dataclass
+class Claim:
+    """One team's claim on a name another team holds. `verdict` None: the DNS is being
+    checked. `request` is the claimant's domain to create (checked fields, as JSON)."""
+
+    public_id: str
+    team_pk: int
+    team_public_id: str
+    name: str
+    holder_domain_id: str
+    request: dict[str, object]
+    request_id: str
+    check_event_id: uuid.UUID | None = None
+    verdict: ClaimVerdict | None = None
+    reason: str | None = None
+    #: The claimant's ownership TXT check, as the verifier judged it (the expected record).
+    claimant_check: dict[str, object] | None = None
+    active_mailboxes: int = 0
+    #: The holder's domain released for this claim, and the claimant's, once created.
+    released_domain_id: str | None = None
+    domain_public_id: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    pk: int = 0
+    created_at: datetime | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen on its own: refused, or the claimant's domain exists."""
+        if self.verdict is None:
+            return False
+        return self.verdict is not ClaimVerdict.GRANTED or self.domain_public_id is not None

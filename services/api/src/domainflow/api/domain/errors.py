@@ -221,3 +221,29 @@ class MailboxDomainSendOnly(Refused):
         )
         self.domain_id = domain_id
         self.domain = domain
+
+
+class NothingToClaim(Refused):
+    """Nobody holds the name: it is added, not claimed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Nobody holds {name}: add it with POST /api/v1/domains.")
+        self.name = name
+
+
+class ClaimRefused(Refused):
+    """A claim that does not move the name (now): `verdict` says why (`domain/claims.py`),
+    `expected_record` is the TXT the claimant must publish when it is missing."""
+
+    def __init__(
+        self,
+        verdict: str,
+        message: str,
+        *,
+        expected_record: dict[str, object] | None = None,
+        active_mailboxes: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.expected_record = expected_record
+        self.active_mailboxes = active_mailboxes

@@ -71,6 +71,12 @@ class DeletionRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedAway:
+    """Another team showed the name is theirs (its ownership TXT) and the claim was granted:
+    the domain is released as a DELETE would release it, and its owners are told why."""
+
+
+@dataclass(frozen=True, slots=True)
 class Deprovisioned:
     """Nothing of the domain is left on SES or the mail server."""
 
@@ -83,6 +89,7 @@ DomainInput = (
     | VerificationInconclusive
     | ReceivingRequested
     | DeletionRequested
+    | ClaimedAway
     | Deprovisioned
 )
 
@@ -94,6 +101,7 @@ ALL_INPUTS: Final[tuple[DomainInput, ...]] = (
     VerificationInconclusive(),
     ReceivingRequested(),
     DeletionRequested(),
+    ClaimedAway(),
     Deprovisioned(),
 )
 
@@ -119,6 +127,9 @@ TRANSITIONS: Final[Mapping[tuple[DomainStatus, type[DomainInput]], frozenset[Dom
     (_S.VERIFIED, DeletionRequested): frozenset({_S.DELETING}),
     (_S.FAILED, DeletionRequested): frozenset({_S.DELETING}),
     (_S.DELETING, DeletionRequested): frozenset({_S.DELETING}),
+    (_S.PENDING, ClaimedAway): frozenset({_S.DELETING}),
+    (_S.VERIFIED, ClaimedAway): frozenset({_S.DELETING}),
+    (_S.FAILED, ClaimedAway): frozenset({_S.DELETING}),
     (_S.DELETING, Deprovisioned): frozenset({_S.DELETED}),
 }
 
@@ -180,6 +191,10 @@ def transition(state: DomainState, event: DomainInput) -> Transition:
             if status is _S.DELETING:
                 # A repeated DELETE is answered as the first one was.
                 return Transition(new_state=state, changed_status=False, notify_owners=False)
+        case ClaimedAway():
+            if status in _CHECKED:
+                # The owners lose a name they held: they hear it once, with the reason.
+                return _moved(state, replace(state, status=_S.DELETING), notify=True)
         case Deprovisioned():
             if status is _S.DELETING:
                 return _moved(state, DomainState(_S.DELETED), notify=False)

@@ -129,8 +129,8 @@ class Deletion:
 
 
 @dataclass(frozen=True)
-class _Checked:
-    """An AddDomain whose every field passed."""
+class CheckedDomain:
+    """An AddDomain whose every field passed (a claim keeps it until the name is free)."""
 
     name: str
     region: str
@@ -197,7 +197,18 @@ class DomainService:
             txt_value=f"{records.verification_value_prefix}{principal.team_public_id}",
         )
 
-    def _check(self, command: AddDomain) -> _Checked:
+    def check(self, command: AddDomain) -> CheckedDomain:
+        """Every field of a request to add a domain, checked (or `InvalidDomainInput`)."""
+        return self._check(command)
+
+    async def spend_budget(self, principal: Principal) -> None:
+        """Spend one of the team's domain writes (or `RateLimited`)."""
+        await self._spend_budget(principal)
+
+    def claim_how(self, principal: Principal, name: str) -> ClaimHow:
+        return self._claim_how(principal, name)
+
+    def _check(self, command: AddDomain) -> CheckedDomain:
         try:
             name = normalize_domain(command.domain)
             # Every domain sends with a custom MAIL FROM: the operator's label unless asked.
@@ -217,7 +228,7 @@ class DomainService:
         self._refuse_names_nobody_may_hold(name)
         region = self._region(command.region)
         external_id, metadata = _extras(command)
-        return _Checked(name, region, mail_from, _mode(command.mode), external_id, metadata)
+        return CheckedDomain(name, region, mail_from, _mode(command.mode), external_id, metadata)
 
     def _refuse_names_nobody_may_hold(self, name: str) -> None:
         settings = self._settings
@@ -278,7 +289,7 @@ class DomainService:
     async def _insert(
         self,
         principal: Principal,
-        checked: _Checked,
+        checked: CheckedDomain,
         public_id: str,
         request_id: str,
         idempotency_key: str | None,
@@ -288,47 +299,20 @@ class DomainService:
             existing = await work.domains.holding(checked.name)
             if existing is not None:
                 raise self._exists(principal, existing)
-            domain = await work.domains.add(
-                Domain(
-                    pk=0,
-                    public_id=public_id,
-                    team_pk=principal.team_pk,
-                    team_public_id=principal.team_public_id,
-                    name=checked.name,
-                    status=DomainStatus.PROVISIONING,
-                    region=checked.region,
-                    request_id=request_id,
-                    created_at=datetime.now(UTC),
-                    external_id=checked.external_id,
-                    metadata=checked.metadata,
-                    mail_from_domain=checked.mail_from,
-                    mode=checked.mode,
-                    sequence=1,  # domain.created, emitted below
-                )
-            )
-            await work.domains.note(
-                domain,
-                happening="requested",
-                status_before=None,
-                reason=f"added in {checked.region}",
+            await open_domain(
+                work,
+                self._settings,
+                principal.team_pk,
+                principal.team_public_id,
+                checked,
+                public_id=public_id,
                 request_id=request_id,
+                reason=f"added in {checked.region}",
             )
             if idempotency_key is not None:
                 await work.domains.remember(
                     principal.team_pk, idempotency_key, fingerprint, public_id
                 )
-            await work.emit(
-                created(domain, self._settings.records, request_id),
-                DomainRequested(
-                    correlation_id=request_id,
-                    team_id=principal.team_public_id,
-                    domain_id=public_id,
-                    domain=checked.name,
-                    region=checked.region,
-                    mail_from_domain=checked.mail_from,
-                    mode=checked.mode,
-                ),
-            )
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> Added | None:
         """The answer to a request already made with this Idempotency-Key, if there was one."""
@@ -526,25 +510,79 @@ class DomainService:
         return Deletion(domain, done=domain.status is DomainStatus.DELETED)
 
 
+async def open_domain(
+    work: Work,
+    settings: ApiSettings,
+    team_pk: int,
+    team_public_id: str,
+    checked: CheckedDomain,
+    *,
+    public_id: str,
+    request_id: str,
+    reason: str,
+) -> Domain:
+    """Store a new domain (provisioning) and ask the provisioner for it, in `work`.
+
+    Shared by a create and a granted claim, once the name is free (`NameTaken` if not).
+    """
+    domain = await work.domains.add(
+        Domain(
+            pk=0,
+            public_id=public_id,
+            team_pk=team_pk,
+            team_public_id=team_public_id,
+            name=checked.name,
+            status=DomainStatus.PROVISIONING,
+            region=checked.region,
+            request_id=request_id,
+            created_at=datetime.now(UTC),
+            external_id=checked.external_id,
+            metadata=checked.metadata,
+            mail_from_domain=checked.mail_from,
+            mode=checked.mode,
+            sequence=1,  # domain.created, emitted below
+        )
+    )
+    await work.domains.note(
+        domain, happening="requested", status_before=None, reason=reason, request_id=request_id
+    )
+    await work.emit(
+        created(domain, settings.records, request_id),
+        DomainRequested(
+            correlation_id=request_id,
+            team_id=team_public_id,
+            domain_id=public_id,
+            domain=checked.name,
+            region=checked.region,
+            mail_from_domain=checked.mail_from,
+            mode=checked.mode,
+        ),
+    )
+    return domain
+
+
 async def start_deletion(
-    work: Work, settings: ApiSettings, domain: Domain, *, request_id: str, reason: str
+    work: Work,
+    settings: ApiSettings,
+    domain: Domain,
+    *,
+    request_id: str,
+    reason: str,
+    claimed: bool = False,
 ) -> None:
     """Move a locked domain to `deleting` and ask the provisioner to undo it (or refuse why).
 
-    Shared by a team's DELETE and an operator's release: both keep the same rules.
+    Shared by a team's DELETE, an operator's release and a granted claim (`claimed`: its
+    owners are told why): all keep the same rules, mailboxes first.
     """
     active = await work.domains.active_mailboxes(domain)
     if active:
         raise DomainInUse(domain.name, active)
     old = domain.status
     trigger = trigger_of(request_id)
-    code = (
-        ChangeReason.RELEASED_BY_OPERATOR
-        if trigger is ChangeTrigger.OPERATOR
-        else ChangeReason.DELETION_REQUESTED
-    )
+    code = _deletion_code(trigger, claimed=claimed)
     try:
-        move = domain.apply(sm.DeletionRequested())
+        move = domain.apply(sm.ClaimedAway() if claimed else sm.DeletionRequested())
     except sm.TransitionRefused:
         raise DomainBusy(
             old, "The domain is still being provisioned; delete it once it is pending."
@@ -565,7 +603,7 @@ async def start_deletion(
     await work.domains.save(domain)
     await work.domains.note(
         domain,
-        happening="deletion_requested",
+        happening="claimed" if claimed else "deletion_requested",
         status_before=old.value,
         reason=reason,
         request_id=request_id,
@@ -580,6 +618,14 @@ async def start_deletion(
             region=domain.region,
         ),
     )
+
+
+def _deletion_code(trigger: ChangeTrigger, *, claimed: bool) -> ChangeReason:
+    if claimed:
+        return ChangeReason.CLAIMED
+    if trigger is ChangeTrigger.OPERATOR:
+        return ChangeReason.RELEASED_BY_OPERATOR
+    return ChangeReason.DELETION_REQUESTED
 
 
 def _receiving_on_upgrade(domain: Domain, request_id: str) -> list[Event]:

@@ -219,6 +219,10 @@ def _problem(exc: refusals.Refused) -> ApiError:
             return ApiError(409, "precondition_failed", exc.message, param="If-Match")
         case refusals.DomainExists():
             return ApiError(409, "domain_exists", exc.message, _held(exc))
+        case refusals.NothingToClaim():
+            return ApiError(409, "domain_not_held", exc.message, {"domain": exc.name})
+        case refusals.ClaimRefused():
+            return _claim_refused(exc)
         case refusals.DomainBusy():
             provisioning = exc.status is DomainStatus.PROVISIONING
             busy = "domain_provisioning" if provisioning else "domain_deleting"
@@ -247,6 +251,20 @@ def _problem(exc: refusals.Refused) -> ApiError:
             failed = {"id": exc.domain_id, "cause": exc.cause}
             return ApiError(503, "provisioning_failed", exc.message, failed)
     return _mailbox_problem(exc)
+
+
+def _claim_refused(exc: refusals.ClaimRefused) -> ApiError:
+    reason = f"claim_{exc.verdict}"
+    if exc.verdict == "inconclusive":
+        return ApiError(
+            503, reason, exc.message, {"retry_after": 30}, headers={"Retry-After": "30"}
+        )
+    details: dict[str, Any] = {"verdict": exc.verdict}
+    if exc.expected_record is not None:
+        details["expected_record"] = exc.expected_record
+    if exc.active_mailboxes:
+        details["active_mailboxes"] = exc.active_mailboxes
+    return ApiError(409, reason, exc.message, details)
 
 
 def _held(exc: refusals.DomainExists) -> dict[str, Any] | None:
