@@ -12,6 +12,7 @@ from domainflow.api.domain.errors import (
     DomainExists,
     IdempotencyKeyReused,
     NothingToClaim,
+    RateLimited,
 )
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domains.service import AddDomain, DomainService
@@ -220,3 +221,53 @@ async def test_a_claim_with_an_idempotency_key_is_made_once(world: World) -> Non
     assert len([e for e in world.uow.state.published if isinstance(e, ClaimRequested)]) == 1
     with pytest.raises(IdempotencyKeyReused):
         await world.claims.claim(GLOBEX, AddDomain("acme.com", region="eu-west-1"), "r3", "key-1")
+
+
+async def test_claims_spend_the_teams_budget_of_domain_writes_like_creates() -> None:
+    uow = FakeUnitOfWork(clock=lambda: 100.0)  # time stands still: nothing is refilled
+    settings = ApiSettings(domain_write_rate=1.0, domain_write_burst=1)
+    domains = DomainService(uow, settings, FakeChanges())
+    claims = ClaimService(uow, settings, FakeChanges(), domains)
+    async with uow.transaction() as work:
+        await work.teams.add("team_globex", "globex")
+    with pytest.raises(NothingToClaim):
+        await claims.claim(GLOBEX, AddDomain("acme.com"), "r1")
+    with pytest.raises(RateLimited) as limited:
+        await claims.claim(GLOBEX, AddDomain("acme.com"), "r2")
+    assert limited.value.retry_after >= 1
+
+
+async def test_a_claim_racing_the_holders_delete_ends_with_one_owner(world: World) -> None:
+    held = await world.held_by_acme()
+    world.published = {"sendmux-verify=team_globex"}
+    answer_claims = world._meanwhile
+
+    async def holder_deletes_first(public_id: str) -> None:
+        # A's DELETE, and its deprovisioning, land between the claim's request and the
+        # verifier's answer.
+        world.changes.meanwhile = None
+        await world.domains.delete(ACME, held, "req_delete")
+        (gone,) = [e for e in world.uow.state.published if isinstance(e, DeletionRequested)]
+        await world.handlers.on_deprovisioned(
+            DomainDeprovisioned(
+                correlation_id=gone.correlation_id,
+                team_id=gone.team_id,
+                domain_id=gone.domain_id,
+                domain=gone.domain,
+            )
+        )
+        world.changes.meanwhile = holder_deletes_first
+        await answer_claims(public_id)
+
+    world.changes.meanwhile = holder_deletes_first
+    claim = await world.claims.claim(GLOBEX, AddDomain("acme.com"), "req_claim")
+    assert claim.domain_public_id is not None
+    assert claim.released_domain_id is None  # nothing left to release
+    live = [d for d in world.uow.state.domains.values() if d.status is not DomainStatus.DELETED]
+    assert [(d.team_pk, d.name) for d in live] == [(2, "acme.com")]
+    # The holder's owners heard of its own deletion, not of a claim.
+    assert not [
+        e
+        for e in world.uow.state.published
+        if isinstance(e, DomainStatusChanged) and e.reason_code is ChangeReason.CLAIMED
+    ]
