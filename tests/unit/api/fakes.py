@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from domainflow.api.domain.claims import Claim
+from domainflow.api.domain.claims import Claim, ClaimVerdict
 from domainflow.api.domain.errors import NameTaken
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.throttle import Decision, admit
@@ -325,6 +325,15 @@ class FakeClaims:
             if claim.released_domain_id == released_domain_id and claim.domain_public_id is None:
                 return replace(claim)
         return None
+
+    async def waiting_on(self, holder_domain_id: str) -> list[Claim]:
+        return [
+            replace(c)
+            for c in self._s.claims.values()
+            if c.holder_domain_id == holder_domain_id
+            and c.verdict is ClaimVerdict.WAITS_FOR_MAILBOXES
+            and c.domain_public_id is None
+        ]
 
     async def save(self, claim: Claim) -> None:
         self._s.claims[claim.public_id] = replace(claim)

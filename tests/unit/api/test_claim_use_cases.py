@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from domainflow.api.claims.service import ClaimService
+from domainflow.api.domain.claims import ClaimVerdict
 from domainflow.api.domain.errors import (
     ClaimRefused,
     DomainExists,
@@ -17,6 +18,7 @@ from domainflow.api.domain.errors import (
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.handlers import ApiHandlers
+from domainflow.api.mailboxes.service import MailboxService
 from domainflow.api.settings import ApiSettings
 from domainflow.contracts import (
     ChangeReason,
@@ -195,11 +197,23 @@ async def test_a_claim_on_a_name_with_the_holders_mailboxes_waits_for_them(world
             public_id="mbx_1", team_id=1, domain_id=holder.pk, address="ceo@acme.com"
         )
     world.published = {"sendmux-verify=team_globex"}
-    with pytest.raises(ClaimRefused) as refused:
-        await world.claims.claim(GLOBEX, AddDomain("acme.com"), "req_claim")
-    assert (refused.value.verdict, refused.value.active_mailboxes) == ("waits_for_mailboxes", 1)
-    assert "mailbox" in refused.value.message
+    claim = await world.claims.claim(GLOBEX, AddDomain("acme.com"), "req_claim")
+    assert (claim.verdict, claim.active_mailboxes) == (ClaimVerdict.WAITS_FOR_MAILBOXES, 1)
+    assert claim.reason is not None
+    assert "mailbox" in claim.reason
+    assert claim.domain_public_id is None
     assert world.uow.state.domains[held].status is DomainStatus.PENDING
+
+    # The holder removes its last mailbox: the claim is checked again and goes on.
+    mailboxes = MailboxService(world.uow, SETTINGS)
+    await mailboxes.delete(ACME, "mbx_1")
+    await world._meanwhile(claim.public_id)
+    done = world.uow.state.claims[claim.public_id]
+    assert done.verdict is ClaimVerdict.GRANTED
+    assert done.domain_public_id is not None
+    assert world.uow.state.domains[held].status is DomainStatus.DELETED
+    asked = [e for e in world.uow.state.published if isinstance(e, ClaimRequested)]
+    assert len(asked) == 2
 
 
 async def test_only_another_teams_held_name_is_claimed(world: World) -> None:

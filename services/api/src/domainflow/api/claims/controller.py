@@ -31,9 +31,9 @@ class ClaimController(Controller):
     ) -> Response[Envelope[ClaimView]]:
         """Claim a name another team holds, by the ownership TXT with your team's value.
 
-        200 once the name is yours (`domain_id`); 202 while the DNS is checked or the
-        holder's domain is released (retry with the same Idempotency-Key, or poll
-        `Location`); 409 with the reason when the claim is refused.
+        200 once the name is yours (`domain_id`); 202 while the DNS is checked, the holder's
+        mailboxes go (`waiting`) or its domain is released (poll `Location`, or retry with
+        the same Idempotency-Key); 409 with the reason when the claim is refused.
         """
         for field in ("external_id", "metadata", "mail_from", "region", "mode"):
             refuse_unstorable(field, getattr(data, field))
@@ -46,7 +46,8 @@ class ClaimController(Controller):
             request.headers.get("idempotency-key"),
         )
         location = f"{PATH}/{claim.public_id}"
-        return respond(request, claim_view(claim), 200 if claim.settled else 202, location=location)
+        done = claim.domain_public_id is not None
+        return respond(request, claim_view(claim), 200 if done else 202, location=location)
 
     @get("/{public_id:str}", guards=[requires("domain.read")], operation_id="getClaim")
     async def get_claim(

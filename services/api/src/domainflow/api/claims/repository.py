@@ -83,11 +83,21 @@ class ClaimRepository:
         )
         return _claim(r) if r else None
 
+    async def waiting_on(self, holder_domain_id: str) -> list[Claim]:
+        """The claims waiting for this domain's mailboxes to be gone."""
+        rows = await self._conn.fetch(
+            _SELECT + " WHERE c.holder_domain_id = $1 AND c.verdict = $2"
+            " AND c.domain_public_id IS NULL ORDER BY c.id FOR UPDATE OF c",
+            holder_domain_id,
+            ClaimVerdict.WAITS_FOR_MAILBOXES.value,
+        )
+        return [_claim(r) for r in rows]
+
     async def save(self, claim: Claim) -> None:
         await self._conn.execute(
             "UPDATE domain_claims SET verdict = $2, reason = $3, claimant_check = $4,"
             " active_mailboxes = $5, released_domain_id = $6, domain_public_id = $7,"
-            " updated_at = now() WHERE id = $1",
+            " check_event_id = $8, updated_at = now() WHERE id = $1",
             claim.pk,
             claim.verdict.value if claim.verdict else None,
             claim.reason,
@@ -95,4 +105,5 @@ class ClaimRepository:
             claim.active_mailboxes,
             claim.released_domain_id,
             claim.domain_public_id,
+            claim.check_event_id,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 
-from domainflow.api.domain.claims import Claim, ClaimVerdict
+from domainflow.api.domain.claims import MOVES, Claim, ClaimVerdict
 from domainflow.api.domain.errors import (
     ClaimRefused,
     DomainExists,
@@ -24,9 +24,10 @@ from domainflow.api.domain.errors import (
 )
 from domainflow.api.domain.events import records_for
 from domainflow.api.domain.keys import Principal
+from domainflow.api.domain.model import Domain
 from domainflow.api.domains.service import AddDomain, Changes, CheckedDomain, DomainService
 from domainflow.api.settings import ApiSettings
-from domainflow.api.unit_of_work import UnitOfWork
+from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import ClaimRequested, NamedRecord
 from domainflow.kit.ids import new_id
 
@@ -146,10 +147,35 @@ class ClaimService:
         return claim
 
 
+async def recheck_waiting(work: Work, settings: ApiSettings, holder: Domain) -> None:
+    """The holder's last mailbox is gone: the claims waiting for it are checked again (the
+    DNS may have changed meanwhile), as when they were made."""
+    for claim in await work.claims.waiting_on(holder.public_id):
+        prefix = settings.records.verification_value_prefix
+        request = ClaimRequested(
+            correlation_id=claim.request_id,
+            team_id=claim.team_public_id,
+            claim_id=claim.public_id,
+            domain_id=holder.public_id,
+            domain=claim.name,
+            claimant=NamedRecord(
+                name=f"{settings.records.verification_prefix}.{claim.name}",
+                value=f"{prefix}{claim.team_public_id}",
+            ),
+            holder=records_for(holder, settings.records).verification,
+        )
+        claim.verdict = None
+        claim.reason = None
+        claim.check_event_id = request.event_id
+        await work.claims.save(claim)
+        await work.emit(request)
+
+
 def refuse(claim: Claim) -> None:
-    """Raise the refusal a settled claim that does not move the name comes to."""
+    """Raise the refusal a settled claim that does not move the name comes to (one waiting
+    for the holder's mailboxes is not refused: it goes on once they are gone)."""
     verdict = claim.verdict
-    if verdict is None or verdict is ClaimVerdict.GRANTED:
+    if verdict is None or verdict in MOVES:
         return
     expected = None
     if verdict is ClaimVerdict.TXT_MISSING and claim.claimant_check:

@@ -25,7 +25,8 @@ class ClaimVerdict(StrEnum):
 
     #: The holder is released as a DELETE would release it, and the claimant gets the name.
     GRANTED = "granted"
-    #: Granted, but the holder's mailboxes go first: the claim waits for them.
+    #: Granted, but the holder's mailboxes go first: the claim waits for them, and is
+    #: checked again once they are gone.
     WAITS_FOR_MAILBOXES = "waits_for_mailboxes"
     #: The holder proved the name and its TXT is still there: both teams' records are
     #: published, and the DNS admin must choose (remove one), then claim again.
@@ -93,7 +94,7 @@ def explain(verdict: ClaimVerdict, name: str, *, active_mailboxes: int = 0) -> s
             return (
                 f"Your ownership TXT is published, so {name} will move to you, but "
                 f"{active_mailboxes} mailbox(es) of the team holding it still live on it; "
-                "they go first. Claim again later: the claim proceeds once they are gone."
+                "they go first. The claim waits for them and goes on once they are gone."
             )
         case ClaimVerdict.HOLDER_PROVEN:
             return (
@@ -143,7 +144,8 @@ class Claim:
 
     @property
     def settled(self) -> bool:
-        """Nothing more will happen on its own: refused, or the claimant's domain exists."""
+        """Nothing more happens soon on its own: refused, waiting for the holder's mailboxes
+        (that may take days), or the claimant's domain exists."""
         if self.verdict is None:
             return False
         return self.verdict is not ClaimVerdict.GRANTED or self.domain_public_id is not None
