@@ -285,3 +285,37 @@ async def test_a_claim_racing_the_holders_delete_ends_with_one_owner(world: Worl
         for e in world.uow.state.published
         if isinstance(e, DomainStatusChanged) and e.reason_code is ChangeReason.CLAIMED
     ]
+
+
+async def test_a_name_that_changed_hands_while_it_was_looked_up_is_claimed_again(
+    world: World,
+) -> None:
+    held = await world.held_by_acme()
+    world.published = {"sendmux-verify=team_globex"}
+    answer_claims = world._meanwhile
+    initech = Principal(3, "team_initech", "key_initech", ("*",))
+    async with world.uow.transaction() as work:
+        await work.teams.add("team_initech", "initech")
+
+    async def a_third_team_takes_it_first(public_id: str) -> None:
+        world.changes.meanwhile = None
+        await world.domains.delete(ACME, held, "req_delete")
+        (gone,) = [e for e in world.uow.state.published if isinstance(e, DeletionRequested)]
+        await world.handlers.on_deprovisioned(
+            DomainDeprovisioned(
+                correlation_id=gone.correlation_id,
+                team_id=gone.team_id,
+                domain_id=gone.domain_id,
+                domain=gone.domain,
+            )
+        )
+        await world.domains.add(initech, AddDomain("acme.com"), "req_initech")
+        await answer_claims(public_id)
+
+    world.changes.meanwhile = a_third_team_takes_it_first
+    with pytest.raises(ClaimRefused) as refused:
+        await world.claims.claim(GLOBEX, AddDomain("acme.com"), "req_claim")
+    assert refused.value.verdict == "inconclusive"
+    assert "changed hands" in refused.value.message
+    live = [d for d in world.uow.state.domains.values() if d.status is not DomainStatus.DELETED]
+    assert [(d.team_pk, d.name) for d in live] == [(3, "acme.com")]  # one owner

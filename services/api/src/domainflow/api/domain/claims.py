@@ -33,7 +33,8 @@ class ClaimVerdict(StrEnum):
     HOLDER_PROVEN = "holder_proven"
     #: The claimant's TXT is not published: nothing is shown, nothing moves.
     TXT_MISSING = "txt_missing"
-    #: The resolver could not say (timeout, SERVFAIL): no evidence either way; try again.
+    #: The resolver could not say (timeout, SERVFAIL), or the name changed hands while it
+    #: was looked up: no evidence either way; try again.
     INCONCLUSIVE = "inconclusive"
     #: The holder's domain is being provisioned or deleted: try again once that has ended.
     HOLDER_BUSY = "holder_busy"
@@ -108,7 +109,10 @@ def explain(verdict: ClaimVerdict, name: str, *, active_mailboxes: int = 0) -> s
                 "expected_record, then claim again."
             )
         case ClaimVerdict.INCONCLUSIVE:
-            return "The DNS resolver could not answer for the ownership TXT; claim again shortly."
+            return (
+                f"The ownership TXT of {name} could not be judged (the DNS resolver did not "
+                "answer, or the name changed hands while it was looked up); claim again shortly."
+            )
         case ClaimVerdict.HOLDER_BUSY:
             return (
                 f"{name} is being provisioned or deleted for the team holding it; "
