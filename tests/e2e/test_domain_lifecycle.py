@@ -62,7 +62,7 @@ async def test_two_api_replicas_both_answer_201_with_the_seed_shape(
             assert dkim["name"] == f"{token}._domainkey.{name}"
             assert dkim["value"] == f"{token}.dkim.amazonses.com"
         assert await _ses_identity_exists(e2e, name)
-        assert await postmap_query(name) == name
+        assert await postmap_query(name) is None  # not live before its ownership is proven
 
 
 class OutsideSubscriber:
@@ -180,6 +180,53 @@ async def _verify_then_delete_then_add_again(
     assert body["data"]["id"] != public_id
     assert body["data"]["verification_status"] == "pending"
     e2e.dns.remove(placed)
+
+
+async def test_a_pending_domain_is_accepted_by_the_mail_server_only_once_its_txt_is_seen(
+    e2e: E2E, postmap_query: PostmapQuery
+) -> None:
+    key = await e2e.key(f"e2e-proof-{uuid.uuid4().hex[:4]}")
+    name = _name()
+    status, body = await e2e.call("POST", "/domains", key, json={"domain": name})
+    assert status == 201, body
+    public_id = body["data"]["id"]
+    from domainflow.contracts import DnsRecords
+
+    records = DnsRecords.model_validate(body["data"]["dns_records"])
+    assert len(records.dkim) == 3  # the SES identity is there from the first answer
+
+    # Every record but the ownership TXT: verified it is not, and Postfix still refuses it.
+    others = records.model_copy(
+        update={"verification": records.verification.model_copy(update={"value": "not-ours"})}
+    )
+    e2e.dns.place(others)
+    status, body = await e2e.call("POST", f"/domains/{public_id}/verify", key)
+    assert status == 200, body
+    assert body["data"]["checks"]["verification_txt"] is False
+    assert body["data"]["checks"]["mx"] is True
+    await asyncio.sleep(REVERIFY_INTERVAL * 2)  # scheduled probes ran too, and saw no TXT
+    assert await postmap_query(name) is None
+
+    # The TXT alone, with the other records gone: its first sight puts the domain live.
+    e2e.dns.remove(records)
+    e2e.dns.set_records(records.verification.name, "TXT", [records.verification.value])
+    status, body = await e2e.call("POST", f"/domains/{public_id}/verify", key)
+    assert status == 200, body
+    assert body["data"]["status"] == "pending"
+    assert body["data"]["checks"]["verification_txt"] is True
+    assert await eventually(lambda: postmap_query(name), timeout=60) == name
+    _, timeline = await e2e.call("GET", f"/domains/{public_id}/timeline", key)
+    assert "ownership_proven" in [line["happening"] for line in timeline["data"]["items"]]
+
+    # And out again with the domain.
+    status, body = await e2e.call("DELETE", f"/domains/{public_id}", key)
+    assert status == 200, body
+    await eventually(lambda: _gone_from_map(postmap_query, name), timeout=60)
+    e2e.dns.remove(records)
+
+
+async def _gone_from_map(postmap_query: PostmapQuery, name: str) -> bool:
+    return await postmap_query(name) is None
 
 
 async def _status(e2e: E2E, key: str, public_id: str) -> str:

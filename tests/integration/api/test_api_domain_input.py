@@ -198,7 +198,7 @@ async def test_a_duplicate_in_the_same_team_is_a_409_naming_the_existing_domain(
     assert error["details"] == {"id": first["id"]}
 
 
-async def test_a_name_another_team_holds_is_a_409_that_hides_its_id(
+async def test_a_name_another_team_holds_is_a_409_that_hides_its_id_and_says_how_to_claim_it(
     api: ApiHarness, team: NewKey
 ) -> None:
     first = await api.add_domain(team.plaintext)
@@ -212,7 +212,19 @@ async def test_a_name_another_team_holds_is_a_409_that_hides_its_id(
     error = response.json()["error"]
     assert error["reason"] == "domain_exists"
     assert first["id"] not in response.text
-    assert "details" not in error
+    assert team.team_public_id not in response.text  # the holder is never named
+    # The caller learns how to claim the name if it is theirs: its own TXT, the endpoint.
+    assert error["details"] == {
+        "claim": {
+            "record": {
+                "type": "TXT",
+                "name": f"_sendmux.{first['domain']}",
+                "value": f"sendmux-verify={other.team_public_id}",
+            },
+            "method": "POST",
+            "endpoint": "/api/v1/domains/claims",
+        }
+    }
 
 
 @pytest.mark.parametrize("round_", range(5))

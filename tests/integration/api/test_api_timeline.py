@@ -93,6 +93,7 @@ async def test_a_domains_life_reads_newest_first_and_the_steady_state_adds_nothi
     items = (await _timeline(api, team, domain["id"]))["items"]
     assert [(i["happening"], i["status_before"], i["status_after"]) for i in items] == [
         ("verification_completed", "verified", "pending"),
+        ("ownership_proven", "verified", "verified"),  # the first sight of its TXT: live
         ("verification_completed", "pending", "verified"),
         ("provisioned", "provisioning", "pending"),
         ("requested", None, "provisioning"),
@@ -104,10 +105,10 @@ async def test_a_domains_life_reads_newest_first_and_the_steady_state_adds_nothi
     assert [(c["record"], c["reason"], c["found"]) for c in latest["failing_checks"]] == [
         ("spf", "record_missing", ["something else"])
     ]
-    assert items[1]["request_id"] == passed
-    assert items[1]["failing_checks"] == []
-    assert items[3]["reason"].startswith("added in ")
-    assert items[0]["at"] >= items[1]["at"] >= items[3]["at"]
+    assert items[1]["request_id"] == items[2]["request_id"] == passed
+    assert items[2]["failing_checks"] == []
+    assert items[4]["reason"].startswith("added in ")
+    assert items[0]["at"] >= items[2]["at"] >= items[4]["at"]
 
 
 async def test_a_change_in_what_fails_is_noted_even_when_the_status_stays(
@@ -129,6 +130,7 @@ async def test_a_change_in_what_fails_is_noted_even_when_the_status_stays(
         ("failed", "pending"),  # asked for
         ("inconclusive", "pending"),
         ("failed", "pending"),  # dmarc now, not mx
+        (None, "pending"),  # ownership proven: its TXT passed at the first probe
         ("failed", "pending"),  # the first failure
         (None, "pending"),  # provisioned
         (None, "provisioning"),  # requested
@@ -138,7 +140,8 @@ async def test_a_change_in_what_fails_is_noted_even_when_the_status_stays(
     assert {c["reason"] for c in items[2]["failing_checks"]} == {"resolver_unavailable"}
     assert items[2]["ses_dkim_status"] is None
     assert [c["record"] for c in items[3]["failing_checks"]] == ["dmarc"]
-    assert [c["record"] for c in items[4]["failing_checks"]] == ["mx"]
+    assert items[4]["happening"] == "ownership_proven"
+    assert [c["record"] for c in items[5]["failing_checks"]] == ["mx"]
 
 
 async def test_pages_walk_the_whole_timeline_once(api: ApiHarness, team: NewKey) -> None:
@@ -146,7 +149,7 @@ async def test_pages_walk_the_whole_timeline_once(api: ApiHarness, team: NewKey)
     for n in range(5):  # alternate, so every probe is a change
         await _probe(api, team, domain, {RecordKind.MX: "record_missing"} if n % 2 else None)
     whole = (await _timeline(api, team, domain["id"], limit=100))["items"]
-    assert len(whole) == 7
+    assert len(whole) == 8  # with the line of its ownership proven
 
     seen: list[Any] = []
     cursor = None

@@ -67,7 +67,7 @@ class Scripted:
         if queued:
             raise queued.pop(0)
 
-    async def add_domain(self, domain: str) -> None:
+    async def add_domain(self, domain: str, *, live: bool) -> None:
         await self._call("add_domain")
         self.domains.add(domain)
 

@@ -3,7 +3,7 @@
 Each test runs the service as a subprocess (so it can be killed with SIGKILL mid-saga),
 publishes requests to the events exchange of the session's RabbitMQ vhost, and reads the
 answers from a queue of its own bound to the same exchange. What is left on the mail
-server is judged by Postfix's own `postmap -q`, what is left on SES by moto.
+server is judged by its table and Postfix's own `postmap -q`, what is left on SES by moto.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from domainflow.contracts import (
     DomainRequested,
     Event,
     ProvisioningRolledBack,
+    ReceivingRequested,
 )
 from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit.envelope import decode, encode
+from domainflow.provisioner.adapters.mailserver import MailServer
 from domainflow.sandbox.ports import listening_port
 
 pytestmark = pytest.mark.integration
@@ -343,7 +345,7 @@ def unique_domain(label: str) -> str:
 
 
 async def test_a_request_provisions_the_domain_on_both_systems(
-    stack: Stack, bus: tuple[EventTap, Publish], postmap_query: PostmapQuery
+    stack: Stack, bus: tuple[EventTap, Publish], mail_server: MailServer
 ) -> None:
     tap, publish = bus
     await stack.ready(stack.start())
@@ -355,13 +357,58 @@ async def test_a_request_provisions_the_domain_on_both_systems(
     assert answer.correlation_id == event.correlation_id
     assert answer.team_id == event.team_id
     assert await identity_exists(stack, event.domain)
-    assert await postmap_query(event.domain)
+    assert await mail_server.has_domain(event.domain)
+
+
+async def test_a_provisioned_domain_is_held_and_goes_live_only_when_receiving_is_asked(
+    stack: Stack, bus: tuple[EventTap, Publish], postmap_query: PostmapQuery
+) -> None:
+    """Provisioning holds the name on the mail server without Postfix accepting mail for it;
+    the receive request the api sends once ownership is proven makes it live."""
+    tap, publish = bus
+    await stack.ready(stack.start())
+    event = requested(unique_domain("live"), mail_from_domain=None)
+    await publish(event)
+    assert isinstance(await tap.answer(event), DomainProvisioned)
+    assert await postmap_query(event.domain) is None
+
+    await publish(receiving(event))
+    await wait_until(lambda: postmap_query(event.domain), equals=event.domain)
+    assert await steps_of(stack, event.domain_id, "receive") == {"mailserver": "done"}
+
+    gone = deletion(event)
+    await publish(gone)
+    assert isinstance(await tap.answer(gone), DomainDeprovisioned)
+    assert await postmap_query(event.domain) is None
+
+
+async def wait_until(
+    read: Callable[[], Awaitable[object]],
+    *,
+    equals: object,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (got := await read()) != equals:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {got!r}, not {equals!r}, after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+def receiving(of: DomainRequested) -> ReceivingRequested:
+    return ReceivingRequested(
+        correlation_id=f"req_{uuid.uuid4().hex[:8]}",
+        team_id=of.team_id,
+        domain_id=of.domain_id,
+        domain=of.domain,
+        region=of.region,
+    )
 
 
 async def test_ses_failing_after_the_mail_server_rolls_everything_back(
     stack: Stack,
     bus: tuple[EventTap, Publish],
-    postmap_query: PostmapQuery,
+    mail_server: MailServer,
     failing_ses: tuple[str, list[str]],
 ) -> None:
     tap, publish = bus
@@ -378,7 +425,7 @@ async def test_ses_failing_after_the_mail_server_rolls_everything_back(
     assert len(seen) >= STEP_ATTEMPTS  # the saga tried the bounded number of times
     (row,) = await saga_rows(stack, event.domain_id)
     assert row["state"] == "rolled_back"
-    assert not await postmap_query(domain)  # the mail-server step was undone
+    assert not await mail_server.has_domain(domain)  # the mail-server step was undone
     assert not await identity_exists(stack, domain)
 
     # Once SES is healthy again, a fresh request for the same domain starts clean.
@@ -388,7 +435,7 @@ async def test_ses_failing_after_the_mail_server_rolls_everything_back(
     await publish(retry)
     answer = await tap.answer(retry)
     assert isinstance(answer, DomainProvisioned), answer
-    assert await postmap_query(domain)
+    assert await mail_server.has_domain(domain)
     assert await identity_exists(stack, domain)
 
 
@@ -396,7 +443,7 @@ async def test_ses_failing_after_the_mail_server_rolls_everything_back(
 async def test_an_ses_error_in_doubt_holds_the_rollback_until_ses_answers(
     stack: Stack,
     bus: tuple[EventTap, Publish],
-    postmap_query: PostmapQuery,
+    mail_server: MailServer,
     failing_ses: tuple[str, list[str]],
 ) -> None:
     """A 500 may follow a request SES carried out, so the identity must be deleted before
@@ -415,19 +462,19 @@ async def test_an_ses_error_in_doubt_holds_the_rollback_until_ses_answers(
         "ses_identity": "started",
     }
     assert tap.answers(event) == []
-    assert await postmap_query(event.domain)
+    assert await mail_server.has_domain(event.domain)
 
     await stack.stop_all()
     await stack.ready(stack.start())  # SES is back
     answer = await tap.answer(event)
     assert isinstance(answer, ProvisioningRolledBack), answer
     assert "InternalFailure" in answer.reason
-    assert not await postmap_query(event.domain)
+    assert not await mail_server.has_domain(event.domain)
     assert not await identity_exists(stack, event.domain)
 
 
 async def test_a_replica_killed_between_the_steps_converges(
-    stack: Stack, bus: tuple[EventTap, Publish], postmap_query: PostmapQuery, silent_ses: str
+    stack: Stack, bus: tuple[EventTap, Publish], mail_server: MailServer, silent_ses: str
 ) -> None:
     """Killed with the mail server done and the SES call in flight: the next replica
     redoes the `started` SES step (creating an identity is idempotent) and the saga
@@ -442,13 +489,13 @@ async def test_a_replica_killed_between_the_steps_converges(
     )
     await stack.kill(doomed)
     assert tap.answers(event) == []
-    assert await postmap_query(event.domain)  # half-provisioned, for now
+    assert await mail_server.has_domain(event.domain)  # half-provisioned, for now
 
     await stack.ready(stack.start())
     answer = await tap.answer(event)
     assert isinstance(answer, DomainProvisioned), answer
     assert len(answer.dkim_tokens) == 3
-    assert await postmap_query(event.domain)
+    assert await mail_server.has_domain(event.domain)
     assert await identity_exists(stack, event.domain)
     (row,) = await saga_rows(stack, event.domain_id)
     assert row["state"] == "completed"
@@ -470,26 +517,26 @@ async def test_the_same_request_delivered_twice_runs_one_saga(
 
 
 async def test_deletion_removes_the_domain_from_both_systems(
-    stack: Stack, bus: tuple[EventTap, Publish], postmap_query: PostmapQuery
+    stack: Stack, bus: tuple[EventTap, Publish], mail_server: MailServer
 ) -> None:
     tap, publish = bus
     await stack.ready(stack.start())
     event = requested(unique_domain("delete"), mail_from_domain=None)
     await publish(event)
     assert isinstance(await tap.answer(event), DomainProvisioned)
-    assert await postmap_query(event.domain)
+    assert await mail_server.has_domain(event.domain)
 
     gone = deletion(event)
     await publish(gone)
     answer = await tap.answer(gone)
     assert isinstance(answer, DomainDeprovisioned), answer
     assert answer.domain_id == event.domain_id
-    assert not await postmap_query(event.domain)
+    assert not await mail_server.has_domain(event.domain)
     assert not await identity_exists(stack, event.domain)
 
 
 async def test_a_replica_killed_mid_deletion_converges(
-    stack: Stack, bus: tuple[EventTap, Publish], postmap_query: PostmapQuery, silent_ses: str
+    stack: Stack, bus: tuple[EventTap, Publish], mail_server: MailServer, silent_ses: str
 ) -> None:
     tap, publish = bus
     healthy = stack.start()
@@ -510,5 +557,5 @@ async def test_a_replica_killed_mid_deletion_converges(
     await stack.ready(stack.start())
     answer = await tap.answer(gone)
     assert isinstance(answer, DomainDeprovisioned), answer
-    assert not await postmap_query(event.domain)
+    assert not await mail_server.has_domain(event.domain)
     assert not await identity_exists(stack, event.domain)

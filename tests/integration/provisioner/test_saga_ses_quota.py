@@ -3,7 +3,7 @@
 The service runs as a process, as in `test_saga_service`, but its SES is `SesQuotaSandbox` in
 front of moto: past the account's rate it answers `Throttling` (v1, HTTP 400) and
 `TooManyRequestsException` (v2, HTTP 429) as SES does, and it counts every call it saw.
-What is left behind is judged by moto itself and by Postfix's `postmap -q`.
+What is left behind is judged by moto itself and by the mail server's table.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from domainflow.contracts import DomainProvisioned, Event, ProvisioningRolledBack
+from domainflow.provisioner.adapters.mailserver import MailServer
 from domainflow.sandbox.moto import TEST_ACCESS_KEY, MotoSandbox, SesQuotaSandbox
 from tests.integration.provisioner.test_saga_service import (
     REGION,
     EventTap,
-    PostmapQuery,
     Publish,
     Stack,
     bus,
@@ -110,7 +110,7 @@ async def test_a_burst_of_creates_all_end_provisioned_within_the_rate(
     stack: Stack,
     bus: tuple[EventTap, Publish],
     quota: SesQuotaSandbox,
-    postmap_query: PostmapQuery,
+    mail_server: MailServer,
 ) -> None:
     tap, publish = bus
     await stack.ready(start(stack, quota))
@@ -125,7 +125,7 @@ async def test_a_burst_of_creates_all_end_provisioned_within_the_rate(
     assert not failed, (failed, troubles(stack))
     for event in burst:
         assert await identity_exists(stack, event.domain)
-        assert await postmap_query(event.domain)
+        assert await mail_server.has_domain(event.domain)
     # SES saw each call once, throttled nothing but a stray late one, never over the rate.
     assert len(quota.calls(accepted=True)) == CALLS_PER_CREATE * len(burst)
     assert len(quota.calls(accepted=False)) <= len(burst) // 4, quota.per_second()
@@ -136,7 +136,7 @@ async def test_throttling_by_another_spender_is_waited_out_and_a_rollback_comple
     stack: Stack,
     bus: tuple[EventTap, Publish],
     quota: SesQuotaSandbox,
-    postmap_query: PostmapQuery,
+    mail_server: MailServer,
 ) -> None:
     tap, publish = bus
     await stack.ready(start(stack, quota))
@@ -158,8 +158,8 @@ async def test_throttling_by_another_spender_is_waited_out_and_a_rollback_comple
     assert ours, quota.per_second()
     for event in good:
         assert await identity_exists(stack, event.domain)
-        assert await postmap_query(event.domain)
+        assert await mail_server.has_domain(event.domain)
         (row,) = await saga_rows(stack, event.domain_id)
         assert row["state"] == "completed"
     assert not await identity_exists(stack, bad_domain)
-    assert not await postmap_query(bad_domain)
+    assert not await mail_server.has_domain(bad_domain)

@@ -21,6 +21,7 @@ from domainflow.contracts.events import (
     DkimStatus,
     DnsRecords,
     MxRecord,
+    NamedRecord,
     RecordCheck,
     RecordKind,
     VerificationOutcome,
@@ -35,7 +36,7 @@ from domainflow.verifier.checks import (
     Unavailable,
     verification_outcome,
 )
-from domainflow.verifier.dns_probe import dns_check, probe_dns, zones_of
+from domainflow.verifier.dns_probe import dns_check, probe_claim, probe_dns, zones_of
 from tests.plugins.dns import SandboxZones, make_records
 
 pytestmark = pytest.mark.integration
@@ -446,3 +447,28 @@ def test_place_covers_every_record(dns_zones: SandboxZones) -> None:
     }
     dns_zones.sandbox.remove(records)
     assert not [name for name in dns_zones.sandbox.records() if name.endswith(f"{domain}.")]
+
+
+# -- claims -------------------------------------------------------------------------------
+
+
+async def test_a_claim_sees_both_teams_txt_from_one_lookup(
+    dns_zones: SandboxZones, doh: DohResolver
+) -> None:
+    name = f"_sendmux.{dns_zones.new_domain()}"
+    claimant = NamedRecord(name=name, value="sendmux-verify=team_b")
+    holder = NamedRecord(name=name, value="sendmux-verify=team_a")
+
+    mine, theirs = await probe_claim(doh, claimant, holder)
+    assert (mine.outcome, theirs.outcome) == (CheckOutcome.FAIL, CheckOutcome.FAIL)
+    assert mine.reason == "record_missing"
+    assert (mine.name, mine.expected) == (name, "sendmux-verify=team_b")  # what to publish
+
+    dns_zones.set_records(name, "TXT", ["sendmux-verify=team_a", "sendmux-verify=team_b"])
+    mine, theirs = await probe_claim(doh, claimant, holder)
+    assert (mine.outcome, theirs.outcome) == (CheckOutcome.PASS, CheckOutcome.PASS)
+
+    dns_zones.set_records(name, "TXT", ["sendmux-verify=team_b"])
+    mine, theirs = await probe_claim(doh, claimant, holder)
+    assert (mine.outcome, theirs.outcome) == (CheckOutcome.PASS, CheckOutcome.FAIL)
+    assert theirs.reason == "value_mismatch"

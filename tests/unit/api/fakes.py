@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from domainflow.api.domain.claims import Claim, ClaimVerdict
 from domainflow.api.domain.errors import NameTaken
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.throttle import Decision, admit
@@ -46,6 +47,7 @@ class State:
     keys: dict[str, _Key] = field(default_factory=dict)
     budgets: dict[tuple[int, str], float] = field(default_factory=dict)
     mailboxes: list[MailboxRow] = field(default_factory=list)
+    claims: dict[str, Claim] = field(default_factory=dict)
     published: list[Event] = field(default_factory=list)
     seen: set[tuple[str, str]] = field(default_factory=set)
     notified: list[tuple[str, str]] = field(default_factory=list)
@@ -300,12 +302,56 @@ class FakeMailboxes:
         return deleted
 
 
+class FakeClaims:
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    async def add(self, claim: Claim) -> None:
+        if claim.idempotency_key is not None and any(
+            (c.team_pk, c.idempotency_key) == (claim.team_pk, claim.idempotency_key)
+            for c in self._s.claims.values()
+        ):
+            raise NameTaken(claim.public_id)
+        self._s.claims[claim.public_id] = replace(
+            claim, pk=self._s.pk(), created_at=datetime.now(UTC)
+        )
+
+    async def get(self, public_id: str, *, for_update: bool = False) -> Claim | None:
+        found = self._s.claims.get(public_id)
+        return replace(found) if found else None
+
+    async def by_key(self, team_pk: int, key: str) -> Claim | None:
+        for claim in self._s.claims.values():
+            if (claim.team_pk, claim.idempotency_key) == (team_pk, key):
+                return replace(claim)
+        return None
+
+    async def awaiting(self, released_domain_id: str) -> Claim | None:
+        for claim in self._s.claims.values():
+            if claim.released_domain_id == released_domain_id and claim.domain_public_id is None:
+                return replace(claim)
+        return None
+
+    async def waiting_on(self, holder_domain_id: str) -> list[Claim]:
+        return [
+            replace(c)
+            for c in self._s.claims.values()
+            if c.holder_domain_id == holder_domain_id
+            and c.verdict is ClaimVerdict.WAITS_FOR_MAILBOXES
+            and c.domain_public_id is None
+        ]
+
+    async def save(self, claim: Claim) -> None:
+        self._s.claims[claim.public_id] = replace(claim)
+
+
 class FakeWork:
     def __init__(self, state: State, clock: Callable[[], float]) -> None:
         self._state = state
         self.domains = FakeDomains(state)
         self.teams = FakeTeams(state, clock)
         self.mailboxes = FakeMailboxes(state)
+        self.claims = FakeClaims(state)
 
     async def emit(self, *events: Event) -> None:
         self._state.published.extend(events)

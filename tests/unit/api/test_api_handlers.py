@@ -28,6 +28,7 @@ from domainflow.contracts import (
     DomainStatusChangedV1,
     NotificationRequested,
     ProvisioningRolledBack,
+    ReceivingRequested,
     RecordCheck,
     RecordKind,
     SesIdentity,
@@ -454,3 +455,88 @@ async def test_check_details_and_each_kind_of_warning_are_kept_and_shown(
     assert detail.details == {
         "merged_record": "v=spf1 include:amazonses.com include:other.example ~all"
     }
+
+
+# --- not live before proven ----------------------------------------------------------------
+
+
+def probe(
+    public_id: str, outcome: VerificationOutcome, *, txt: CheckOutcome
+) -> VerificationCompleted:
+    """A scheduled verification whose ownership TXT check came out `txt`."""
+    event = verdict(public_id, outcome)
+    checks = [
+        c.model_copy(update={"outcome": txt}) if c.record is RecordKind.VERIFICATION_TXT else c
+        for c in event.checks
+    ]
+    return event.model_copy(update={"checks": checks, "event_id": uuid.uuid4()})
+
+
+def asked_to_receive(uow: FakeUnitOfWork) -> list[ReceivingRequested]:
+    return [e for e in uow.state.published if isinstance(e, ReceivingRequested)]
+
+
+async def test_a_pending_domain_goes_live_once_when_its_ownership_txt_is_first_seen(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(
+        probe(public_id, VerificationOutcome.FAILED, txt=CheckOutcome.FAIL)
+    )
+    assert asked_to_receive(uow) == []
+    assert uow.state.domains[public_id].ownership_proven_at is None
+
+    # Seen while other records still fail: the name is shown to be the team's.
+    seen = probe(public_id, VerificationOutcome.FAILED, txt=CheckOutcome.PASS)
+    await handlers.on_verification_completed(seen)
+    await handlers.on_verification_completed(seen)  # redelivered: applied once
+    (live,) = asked_to_receive(uow)
+    assert (live.domain_id, live.domain, live.causation_id) == (
+        public_id,
+        "acme.com",
+        seen.event_id,
+    )
+    domain = uow.state.domains[public_id]
+    assert domain.ownership_proven_at == seen.checked_at
+    assert domain.status is DomainStatus.PENDING
+    assert "ownership_proven" in [e.happening for pk, e in uow.state.timeline if pk == domain.pk]
+
+    # Later probes, passing or not, never ask again.
+    await handlers.on_verification_completed(
+        probe(public_id, VerificationOutcome.PASSED, txt=CheckOutcome.PASS)
+    )
+    await handlers.on_verification_completed(
+        probe(public_id, VerificationOutcome.FAILED, txt=CheckOutcome.FAIL)
+    )
+    assert len(asked_to_receive(uow)) == 1
+
+
+async def test_a_send_only_domain_is_proven_but_never_put_on_the_mail_server(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    async with uow.transaction() as work:
+        await work.teams.add("team_acme", "acme")
+    domains = DomainService(uow, SETTINGS, FakeChanges())
+    public_id = (
+        await domains.add(ACME, AddDomain("acme.com", mode="send_only"), "req_add")
+    ).domain.public_id
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(
+        probe(public_id, VerificationOutcome.PASSED, txt=CheckOutcome.PASS)
+    )
+    assert asked_to_receive(uow) == []
+    assert uow.state.domains[public_id].ownership_proven_at is not None
+
+
+async def test_a_verification_of_a_domain_being_deleted_proves_nothing(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    uow.state.domains[public_id].status = DomainStatus.DELETING
+    await handlers.on_verification_completed(
+        probe(public_id, VerificationOutcome.PASSED, txt=CheckOutcome.PASS)
+    )
+    assert asked_to_receive(uow) == []
+    assert uow.state.domains[public_id].ownership_proven_at is None

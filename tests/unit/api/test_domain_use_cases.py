@@ -185,6 +185,16 @@ async def test_a_held_name_is_refused_saying_whose_it_is(domains: DomainService)
     with pytest.raises(DomainExists) as other:
         await domains.add(GLOBEX, AddDomain("acme.com"), "req_3")
     assert other.value.own_id is None  # another team's id is never shown
+    # It says how the other team claims the name: its own TXT value, and where to claim.
+    claim = other.value.claim
+    assert claim is not None
+    assert (claim.txt_name, claim.txt_value) == (
+        "_sendmux.acme.com",
+        f"sendmux-verify={GLOBEX.team_public_id}",
+    )
+    assert claim.endpoint == "/api/v1/domains/claims"
+    assert ACME.team_public_id not in other.value.message
+    assert claim.txt_value in other.value.message
 
 
 async def test_an_idempotency_key_replays_the_first_answer(
@@ -412,10 +422,20 @@ async def send_only_domain(
     return added.domain.public_id
 
 
+async def test_an_upgrade_of_an_unproven_domain_waits_for_its_proof_to_go_live(
+    domains: DomainService, uow: FakeUnitOfWork
+) -> None:
+    public_id = await send_only_domain(domains, uow, DomainStatus.PENDING)
+    changed = await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
+    assert (changed.mode, changed.status) == (DomainMode.SEND_RECEIVE, DomainStatus.PENDING)
+    assert not [e for e in uow.state.published if isinstance(e, ReceivingRequested)]
+
+
 async def test_an_upgrade_puts_the_domain_on_the_mail_server_and_back_to_pending(
     domains: DomainService, uow: FakeUnitOfWork
 ) -> None:
     public_id = await send_only_domain(domains, uow, DomainStatus.VERIFIED)
+    uow.state.domains[public_id].ownership_proven_at = datetime.now(UTC)  # verified: proven
     changed = await domains.change(ACME, public_id, ChangeDomain({"mode": "send_receive"}), "r2")
     assert (changed.mode, changed.status) == (DomainMode.SEND_RECEIVE, DomainStatus.PENDING)
     asked = [e for e in uow.state.published if isinstance(e, ReceivingRequested)]

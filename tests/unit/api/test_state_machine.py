@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from domainflow.api.domain.state import (
     ALL_INPUTS,
     TRANSITIONS,
+    ClaimedAway,
     DeletionRequested,
     Deprovisioned,
     DomainInput,
     DomainState,
+    OwnershipSeen,
     Provisioned,
     ProvisioningRolledBack,
     ReceivingRequested,
@@ -25,6 +27,8 @@ from domainflow.api.domain.state import (
     VerificationFailed,
     VerificationInconclusive,
     VerificationPassed,
+    goes_live_on_upgrade,
+    ownership_seen,
     public_status,
     transition,
 )
@@ -85,6 +89,12 @@ EXPECTED: dict[tuple[DomainStatus, type[DomainInput]], Expected] = {
     },
     **{(status, DeletionRequested): to_deleting for status in CHECKED},
     (S.DELETING, DeletionRequested): unchanged,
+    **{
+        (status, ClaimedAway): lambda s: moved(
+            DomainState(S.DELETING, s.consecutive_failures, s.degraded), changed=True, notify=True
+        )
+        for status in CHECKED
+    },
     (S.DELETING, Deprovisioned): lambda s: moved(DomainState(S.DELETED), changed=True),
     # An operator clears a domain stuck on the way in or out; a settled one is deleted the
     # ordinary way (DeletionRequested).
@@ -101,7 +111,7 @@ SAMPLE_STATES = [
 
 
 def test_all_inputs_holds_one_of_each_kind() -> None:
-    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 9
+    assert len({type(i) for i in ALL_INPUTS}) == len(ALL_INPUTS) == 10
 
 
 @pytest.mark.parametrize("state", SAMPLE_STATES, ids=repr)
@@ -266,9 +276,10 @@ def test_random_walks_keep_the_promises(events: list[DomainInput]) -> None:
             assert walk.ever_verified
         if new.status is VERIFIED:
             walk.ever_verified = True
-        # Owners are only ever told about a failure or a (first or regained) verification.
+        # Owners are only ever told about a failure, a (first or regained) verification, or
+        # a name another team claimed away from them.
         if step.notify_owners:
-            assert new.status in (FAILED, VERIFIED)
+            assert new.status in (FAILED, VERIFIED) or isinstance(event, ClaimedAway)
         state = new
     if state.status is S.DELETED:
         for event in ALL_INPUTS:
@@ -292,3 +303,56 @@ def test_transition_is_total(
         assert (status, type(event)) not in TRANSITIONS
         return
     assert result == EXPECTED[(status, type(event))](state)
+
+
+# --- not live before proven ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", list(S), ids=str)
+@pytest.mark.parametrize("proven", [False, True], ids=["unproven", "proven"])
+@pytest.mark.parametrize("receives", [False, True], ids=["send_only", "send_receive"])
+@pytest.mark.parametrize("txt_passed", [False, True], ids=["txt_absent", "txt_seen"])
+def test_a_domain_goes_live_once_the_first_time_its_ownership_txt_is_seen(
+    status: DomainStatus, proven: bool, receives: bool, txt_passed: bool
+) -> None:
+    seen = ownership_seen(status, proven=proven, receives=receives, txt_passed=txt_passed)
+    # Written out: only a checked domain's verification counts; proof is for ever; the
+    # mail server is asked once, on the first proof, and only for a domain that receives.
+    first_proof = status in CHECKED and not proven and txt_passed
+    assert seen == OwnershipSeen(proven=proven or first_proof, goes_live=first_proof and receives)
+
+
+def test_a_domain_that_never_shows_its_txt_never_goes_live() -> None:
+    state, proven = DomainState(PENDING), False
+    for happened, txt in [(VerificationFailed(), False)] * 5 + [
+        (VerificationInconclusive(), False)
+    ]:
+        seen = ownership_seen(state.status, proven=proven, receives=True, txt_passed=txt)
+        assert not seen.goes_live
+        proven = seen.proven
+        state = transition(state, happened).new_state
+    assert not proven
+
+
+def test_a_domain_goes_live_at_its_first_proof_and_never_again() -> None:
+    lives = []
+    proven = False
+    # TXT seen with other records failing, then verified, blipping, failed, recovered.
+    for status, txt in [
+        (PENDING, False),
+        (PENDING, True),
+        (PENDING, True),
+        (VERIFIED, False),
+        (PENDING, False),
+        (FAILED, True),
+        (VERIFIED, True),
+    ]:
+        seen = ownership_seen(status, proven=proven, receives=True, txt_passed=txt)
+        lives.append(seen.goes_live)
+        proven = seen.proven
+    assert lives == [False, True, False, False, False, False, False]
+
+
+@pytest.mark.parametrize("proven", [False, True])
+def test_an_upgrade_goes_live_at_once_only_when_already_proven(proven: bool) -> None:
+    assert goes_live_on_upgrade(proven=proven) is proven

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domainflow.contracts import (
+    ChangeReason,
     CheckOutcome,
     DkimStatus,
     DomainStatus,
@@ -151,6 +152,18 @@ def test_verified_mail_is_a_separate_message() -> None:
     assert "verified" in mail.text
     assert "What failed" not in mail.html
     assert "Action needed" not in mail.subject
+
+
+def test_a_claimed_domain_mail_says_why_and_how_to_take_the_name_back() -> None:
+    event = transition(
+        new_status=DomainStatus.DELETING, reason="claimed by another team"
+    ).model_copy(update={"reason_code": ChangeReason.CLAIMED})
+    mail = compose(event)
+    assert mail.subject == "mail.acme.com was claimed by its owner"
+    assert "claimed by another team" in mail.text
+    assert "ownership TXT" in mail.text
+    assert "What failed" not in mail.html
+    assert "team_" not in mail.text  # the claimant is never named
 
 
 def test_dashboard_link_appears_in_both_parts() -> None:

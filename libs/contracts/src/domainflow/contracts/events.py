@@ -108,6 +108,8 @@ class ChangeReason(StrEnum):
     DEPROVISIONED = "deprovisioned"
     RELEASED_BY_OPERATOR = "released_by_operator"
     RECEIVING_REQUESTED = "receiving_requested"
+    #: Another team showed the name is theirs (its ownership TXT) and claimed it.
+    CLAIMED = "claimed"
 
 
 class _Frozen(BaseModel):
@@ -316,6 +318,39 @@ class VerifyRequested(Event):
     domain: str
     region: str
     records: DnsRecords
+
+
+class ClaimRequested(Event):
+    """api -> verifier: look up a held name's ownership TXT for a claim by another team.
+
+    `domain_id` is the holder's domain; `claimant` is the TXT the claiming team (the
+    envelope's `team_id`) was told to publish, `holder` the holder's own.
+    """
+
+    TYPE: ClassVar[str] = "domain.claim_requested"
+    type: Literal["domain.claim_requested"] = "domain.claim_requested"
+    version: Literal[1] = 1
+    claim_id: str
+    domain_id: str
+    domain: str
+    claimant: NamedRecord
+    holder: NamedRecord
+
+
+class ClaimChecked(Event):
+    """verifier -> api: whether each team's ownership TXT is published, judged as a
+    verification judges it (`verification_txt` checks: pass, fail with the reason and the
+    expected record, or inconclusive)."""
+
+    TYPE: ClassVar[str] = "domain.claim_checked"
+    type: Literal["domain.claim_checked"] = "domain.claim_checked"
+    version: Literal[1] = 1
+    claim_id: str
+    domain_id: str
+    domain: str
+    claimant: RecordCheck
+    holder: RecordCheck
+    checked_at: datetime
 
 
 class VerificationCompleted(Event):
@@ -569,6 +604,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SagaNeedsOperator,
         VerifyRequested,
         VerificationCompleted,
+        ClaimRequested,
+        ClaimChecked,
         DeletionRequested,
         DomainDeprovisioned,
         DomainStatusChanged,

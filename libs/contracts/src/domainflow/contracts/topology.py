@@ -29,6 +29,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.provisioning_rolled_back",
         "domain.needs_operator",
         "domain.verification_completed",
+        "domain.claim_checked",
         "domain.deprovisioned",
     ),
     "provisioner": (
@@ -36,7 +37,12 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.receiving_requested",
         "domain.deletion_requested",
     ),
-    "verifier": ("domain.verify_requested", "domain.status_changed", "domain.deleted"),
+    "verifier": (
+        "domain.verify_requested",
+        "domain.claim_requested",
+        "domain.status_changed",
+        "domain.deleted",
+    ),
     "notifier": ("notification.requested",),
 }
 
@@ -47,6 +53,7 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.requested",
         "domain.receiving_requested",
         "domain.verify_requested",
+        "domain.claim_requested",
         "domain.deletion_requested",
         "domain.status_changed",
         "domain.checks_failed",
@@ -59,7 +66,7 @@ PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
         "domain.needs_operator",
         "domain.deprovisioned",
     ),
-    "verifier": ("domain.verification_completed",),
+    "verifier": ("domain.verification_completed", "domain.claim_checked"),
     "notifier": ("notification.sent",),
 }
 

@@ -11,6 +11,8 @@ from litestar import Litestar, Request, Response, get
 from litestar.plugins import PluginProtocol
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
+from domainflow.api.claims.controller import ClaimController
+from domainflow.api.claims.service import ClaimService
 from domainflow.api.domains.controller import DomainController
 from domainflow.api.domains.repository import DOMAIN_GAUGES
 from domainflow.api.domains.service import DomainService
@@ -82,6 +84,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         app.state.settings = settings
         app.state.keyring = keyring
         app.state.domains = DomainService(uow, settings, changes)
+        app.state.claims = ClaimService(uow, settings, changes, app.state.domains)
         app.state.mailboxes = MailboxService(uow, settings)
         try:
             yield
@@ -91,7 +94,13 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
             await runtime.close()
 
     return Litestar(
-        route_handlers=[DomainController, MailboxController, healthz, readyz],
+        route_handlers=[
+            ClaimController,
+            DomainController,
+            MailboxController,
+            healthz,
+            readyz,
+        ],
         lifespan=[lifespan],
         middleware=[request_id_middleware, allow_middleware],
         before_request=refuse_deep_nesting,

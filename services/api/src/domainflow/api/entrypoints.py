@@ -10,6 +10,7 @@ from domainflow.api.handlers import CONSUMER, ApiHandlers
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork
 from domainflow.contracts import (
+    ClaimChecked,
     DomainDeprovisioned,
     DomainProvisioned,
     ProvisioningRolledBack,
@@ -30,6 +31,7 @@ def build_router(uow: UnitOfWork, settings: ApiSettings) -> tuple[RabbitRouter, 
             ProvisioningRolledBack.TYPE: handlers.on_rolled_back,
             SagaNeedsOperator.TYPE: handlers.on_needs_operator,
             VerificationCompleted.TYPE: handlers.on_verification_completed,
+            ClaimChecked.TYPE: handlers.on_claim_checked,
             DomainDeprovisioned.TYPE: handlers.on_deprovisioned,
         },
         redelivery=Redelivery.of(settings),

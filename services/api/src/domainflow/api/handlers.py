@@ -14,23 +14,31 @@ from datetime import UTC, datetime
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain import timeline
+from domainflow.api.domain.claims import Claim, ClaimVerdict, Holder, claim_verdict, explain
 from domainflow.api.domain.events import Why, checks_failed, deleted, status_changed, trigger_of
 from domainflow.api.domain.model import Domain
+from domainflow.api.domains.service import CheckedDomain, open_domain, start_deletion
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import (
     ChangeReason,
     ChangeTrigger,
+    CheckOutcome,
+    ClaimChecked,
     DomainDeprovisioned,
+    DomainMode,
     DomainProvisioned,
     DomainStatus,
     Event,
     ProvisioningRolledBack,
+    ReceivingRequested,
+    RecordKind,
     SagaNeedsOperator,
     VerificationCompleted,
     VerificationOutcome,
     VerificationTrigger,
 )
+from domainflow.kit.ids import new_id
 from domainflow.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -162,6 +170,89 @@ class ApiHandlers:
             _Happening(sm.Deprovisioned(), Why("deleted", code, trigger), record),
         )
 
+    async def on_claim_checked(self, event: ClaimChecked) -> None:
+        """The DNS answer to a claim: decide it under the holder's row lock and act on it."""
+        async with self._uow.transaction() as work:
+            if not await work.first_sight(CONSUMER, event):
+                return
+            claim = await work.claims.get(event.claim_id, for_update=True)
+            if claim is None or claim.verdict is not None:
+                return
+            holder = await work.domains.get(event.domain_id, for_update=True, include_deleted=True)
+            current = await work.domains.holding(claim.name)
+            mailboxes = 0
+            if current is not None and (holder is None or current.public_id != holder.public_id):
+                verdict = ClaimVerdict.INCONCLUSIVE  # the name changed hands meanwhile
+            else:
+                alive = holder is not None and holder.status is not DomainStatus.DELETED
+                if holder is not None and alive:
+                    mailboxes = await work.domains.active_mailboxes(holder)
+                verdict = claim_verdict(
+                    Holder(holder.state, holder.ownership_proven_at is not None, mailboxes)
+                    if holder is not None and alive
+                    else None,
+                    claimant_txt=event.claimant.outcome,
+                    holder_txt=event.holder.outcome,
+                )
+            claim.verdict = verdict
+            claim.reason = explain(verdict, claim.name, active_mailboxes=mailboxes)
+            claim.claimant_check = event.claimant.model_dump(mode="json")
+            claim.active_mailboxes = mailboxes
+            if verdict is ClaimVerdict.GRANTED:
+                if holder is not None and holder.status is not DomainStatus.DELETED:
+                    await start_deletion(
+                        work,
+                        self._settings,
+                        holder,
+                        request_id=event.correlation_id,
+                        reason=(
+                            f"claimed by another team, which published its ownership TXT for "
+                            f"{claim.name} while this team had not proven it (or its TXT was gone)"
+                        ),
+                        claimed=True,
+                    )
+                    claim.released_domain_id = holder.public_id
+                else:
+                    await self._open_claimed(work, claim)
+            await work.claims.save(claim)
+            log.info("claim.decided", claim_id=claim.public_id, verdict=verdict.value)
+
+    async def _hand_over(self, work: Work, released: Domain) -> None:
+        """A domain released for a granted claim is gone: the claimant's takes the name."""
+        claim = await work.claims.awaiting(released.public_id)
+        if claim is not None:
+            await self._open_claimed(work, claim)
+            await work.claims.save(claim)
+
+    async def _open_claimed(self, work: Work, claim: Claim) -> None:
+        request = dict(claim.request)
+        checked = CheckedDomain(
+            name=str(request["name"]),
+            region=str(request["region"]),
+            mail_from=str(request["mail_from"]),
+            mode=DomainMode(str(request["mode"])),
+            external_id=None if request.get("external_id") is None else str(request["external_id"]),
+            metadata=dict(request.get("metadata") or {}),  # type: ignore[call-overload]
+        )
+        domain = await open_domain(
+            work,
+            self._settings,
+            claim.team_pk,
+            claim.team_public_id,
+            checked,
+            public_id=new_id("mdom"),
+            request_id=claim.request_id,
+            reason=f"added in {checked.region}",
+        )
+        await work.domains.note(
+            domain,
+            happening="claimed",
+            status_before=None,
+            reason=f"claimed ({claim.public_id}): this team's ownership TXT is published",
+            request_id=claim.request_id,
+        )
+        claim.domain_public_id = domain.public_id
+
     async def _apply(self, event: Event, domain_id: str, what: _Happening) -> None:
         """Claim, load, transition, save, note, emit: the shape every answer takes.
 
@@ -186,9 +277,20 @@ class ApiHandlers:
                 return
             what.record(domain)
             events = await self._events(work, event, before, domain, move, what.why)
+            live = _ownership(event, before, domain)
             await work.domains.save(domain)  # with the sequence its public events took
-            await work.emit(*events)
+            await work.emit(*events, *live)
             await self._note(work, event, before, domain, move, what.why.reason)
+            if domain.status is DomainStatus.DELETED:
+                await self._hand_over(work, domain)
+            if live:
+                await work.domains.note(
+                    domain,
+                    happening="ownership_proven",
+                    status_before=domain.status.value,
+                    reason="the ownership TXT was seen: the mail server now accepts its mail",
+                    request_id=event.correlation_id,
+                )
 
     async def _events(
         self,
@@ -292,6 +394,36 @@ def _failing_anew(event: Event, before: Domain, after: Domain) -> bool:
         and event.outcome is VerificationOutcome.FAILED
         and after.failing() != before.failing()
     )
+
+
+def _ownership(event: Event, before: Domain, domain: Domain) -> list[Event]:
+    """Record a first sight of the ownership TXT, and ask the provisioner to put the domain
+    live on the mail server when the state machine says it goes live now."""
+    if not isinstance(event, VerificationCompleted):
+        return []
+    seen = sm.ownership_seen(
+        before.status,
+        proven=before.ownership_proven_at is not None,
+        receives=domain.mode is DomainMode.SEND_RECEIVE,
+        txt_passed=any(
+            c.record == RecordKind.VERIFICATION_TXT and c.outcome == CheckOutcome.PASS
+            for c in event.checks
+        ),
+    )
+    if seen.proven and domain.ownership_proven_at is None:
+        domain.ownership_proven_at = event.checked_at
+    if not seen.goes_live:
+        return []
+    return [
+        ReceivingRequested(
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+            team_id=domain.team_public_id,
+            domain_id=domain.public_id,
+            domain=domain.name,
+            region=domain.region,
+        )
+    ]
 
 
 def _snapshot(domain: Domain) -> Domain:

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
+from domainflow.api.claims.repository import ClaimRepository
+from domainflow.api.domain.claims import Claim
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.throttle import Decision
 from domainflow.api.domains.repository import (
@@ -94,6 +96,17 @@ class Mailboxes(Protocol):
     async def delete(self, team_id: int, public_id: str) -> MailboxRow | None: ...
 
 
+class Claims(Protocol):
+    """Claims on names another team holds (claims/repository.py)."""
+
+    async def add(self, claim: Claim) -> None: ...
+    async def get(self, public_id: str, *, for_update: bool = False) -> Claim | None: ...
+    async def by_key(self, team_pk: int, key: str) -> Claim | None: ...
+    async def awaiting(self, released_domain_id: str) -> Claim | None: ...
+    async def waiting_on(self, holder_domain_id: str) -> list[Claim]: ...
+    async def save(self, claim: Claim) -> None: ...
+
+
 class Work(Protocol):
     """What a use case sees inside one unit of work."""
 
@@ -105,6 +118,9 @@ class Work(Protocol):
 
     @property
     def mailboxes(self) -> Mailboxes: ...
+
+    @property
+    def claims(self) -> Claims: ...
 
     async def emit(self, *events: Event) -> None:
         """Publish the events if, and only if, the unit of work commits (the outbox)."""
@@ -125,6 +141,7 @@ class PostgresWork:
         self._domains = DomainRepository(conn)
         self._teams = TeamRepository(conn)
         self._mailboxes = MailboxRepository(conn)
+        self._claims = ClaimRepository(conn)
 
     @property
     def domains(self) -> Domains:
@@ -137,6 +154,10 @@ class PostgresWork:
     @property
     def mailboxes(self) -> Mailboxes:
         return self._mailboxes
+
+    @property
+    def claims(self) -> Claims:
+        return self._claims
 
     async def emit(self, *events: Event) -> None:
         await outbox.add(self._conn, *events)

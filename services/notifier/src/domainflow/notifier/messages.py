@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from domainflow.contracts import (
+    ChangeReason,
     CheckOutcome,
     DkimStatus,
     DomainStatus,
@@ -274,9 +275,12 @@ def problems_of(event: NotificationRequested) -> list[Problem]:
 
 
 def compose(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
-    """The mail owners get for this transition: verified, or a problem to fix."""
+    """The mail owners get for this transition: verified, claimed by another team, or a
+    problem to fix."""
     if event.new_status is DomainStatus.VERIFIED:
         return verified_email(event, dashboard_url=dashboard_url)
+    if event.reason_code is ChangeReason.CLAIMED:
+        return claimed_email(event, dashboard_url=dashboard_url)
     return problem_email(event, dashboard_url=dashboard_url)
 
 
@@ -381,6 +385,31 @@ def verified_email(event: NotificationRequested, *, dashboard_url: str | None = 
         text += ["", f"See the domain: {clean(dashboard_url)}"]
     text += ["", f"Domain ID: {clean(event.domain_id, 100)}"]
     parts = [f"<p>{html.escape(body)}</p>", f"<p>{html.escape(watch)}</p>"]
+    parts += _html_footer(event, dashboard_url)
+    return Email(subject=subject, text="\n".join(text) + "\n", html=_page(subject, parts))
+
+
+def claimed_email(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
+    """The name went to another team that showed, in DNS, that it is theirs."""
+    domain = clean(event.domain, 253)
+    subject = f"{domain} was claimed by its owner"
+    body = (
+        f"Another team published its ownership TXT record for {domain} while your team had "
+        "not proven the name (or your ownership TXT was no longer published), and claimed "
+        f"it. Your domain {domain} is being removed from Amazon SES and the mail server, as "
+        "a deletion would remove it."
+    )
+    why = f"Why: {clean(event.reason)}"
+    hint = (
+        "If the name is yours, publish your ownership TXT record, remove the other team's, "
+        "and add the domain again: the name then goes to whoever the DNS shows."
+    )
+    text = [body, "", why, "", hint]
+    if dashboard_url:
+        text += ["", f"See your domains: {clean(dashboard_url)}"]
+    text += ["", f"Domain ID: {clean(event.domain_id, 100)}"]
+    e = html.escape
+    parts = [f"<p>{e(body)}</p>", f"<p>{e(why)}</p>", f"<p>{e(hint)}</p>"]
     parts += _html_footer(event, dashboard_url)
     return Email(subject=subject, text="\n".join(text) + "\n", html=_page(subject, parts))
 

@@ -1,10 +1,13 @@
 """The provisioning saga, pure: a saga's state and an outcome in, the next state or action out.
 
-One saga per (domain, kind). Provisioning adds the domain to the mail server, creates the
-SES identity with Easy DKIM, then sets the custom MAIL FROM domain when asked: all or
-nothing. A step's status is written *before* the outside call (`started`: intent) and
-*after* it (`done`: outcome), so a replica that dies between the two leaves a record of
-what may have happened. Re-entry redoes a `started` step (every call is idempotent);
+One saga per (domain, kind). Provisioning adds the domain to the mail server (held, not yet
+accepting mail), creates the SES identity with Easy DKIM, then sets the custom MAIL FROM
+domain when asked: all or nothing. Receiving makes the mail server accept mail for it, once
+the api has seen its ownership proven.
+
+A step's status is written *before* the outside call (`started`: intent) and *after* it
+(`done`: outcome), so a replica that dies between the two leaves a record of what may have
+happened. Re-entry redoes a `started` step (every call is idempotent);
 compensation undoes, newest first, every step that is `started` or `done`. A step whose
 every try was plainly refused (SES answered with a refusal, the connection was refused)
 and none of whose calls took effect goes back to `pending`: there is nothing to undo, and
@@ -38,7 +41,7 @@ from domainflow.contracts import (
 class SagaKind(StrEnum):
     PROVISION = "provision"
     DEPROVISION = "deprovision"
-    #: A send-only domain upgraded to send and receive: onto the mail server, forward only.
+    #: The domain's ownership is proven and it receives: live on the mail server, forward only.
     RECEIVE = "receive"
 
 

@@ -69,7 +69,7 @@ CONSUMER = "provisioner"
 
 
 class MailServerPort(Protocol):
-    async def add_domain(self, domain: str) -> None: ...
+    async def add_domain(self, domain: str, *, live: bool) -> None: ...
     async def remove_domain(self, domain: str) -> None: ...
 
 
@@ -214,8 +214,10 @@ class SagaRunner:
         )
 
     async def on_receiving_requested(self, event: ReceivingRequested) -> None:
-        """A send-only domain now receives too: add it to the mail server. A saga like the
-        others, so it waits for the domain's earlier sagas and a later deletion waits for it."""
+        """The domain is to receive mail now (its ownership is proven, and it is, or was just
+        upgraded to, send and receive): have the mail server accept mail for it. A saga like
+        the others, so it waits for the domain's earlier sagas and a later deletion waits for
+        it."""
         await self._record(event, SagaKind.RECEIVE)
 
     async def on_deletion_requested(self, event: DeletionRequested) -> None:
@@ -439,7 +441,9 @@ class SagaRunner:
             if removing:
                 await self._mailserver.remove_domain(saga.domain)
             else:
-                await self._mailserver.add_domain(saga.domain)
+                # Provisioning holds the name without Postfix accepting mail for it; the
+                # receive saga, asked for once ownership is proven, makes it live.
+                await self._mailserver.add_domain(saga.domain, live=saga.kind is SagaKind.RECEIVE)
         elif step is Step.SES_IDENTITY:
             if removing:
                 await self._ses.delete_identity(saga.domain, saga.region)

@@ -169,6 +169,15 @@ async def _refined(
     return list(refined)
 
 
+async def probe_claim(
+    resolver: Resolver, claimant: NamedRecord, holder: NamedRecord
+) -> tuple[RecordCheck, RecordCheck]:
+    """Both teams' ownership TXT at the name they both want, from one lookup, each judged as
+    a verification judges it (the claimant's failure names the record it expects)."""
+    answer = await resolver.lookup(claimant.name, "TXT")
+    return check_verification(claimant, answer), check_verification(holder, answer)
+
+
 async def probe_mail_from(resolver: Resolver, records: DnsRecords) -> list[RecordCheck]:
     """The custom MAIL FROM subdomain's MX (SES's feedback endpoint) and SPF: reported beside
     the required checks (SES falls back to its own MAIL FROM while they are missing)."""

@@ -1,9 +1,14 @@
 """The verifier's subscriptions (the table in `contracts/topology.py`): verify requests,
-status changes, deletions."""
+claim checks, status changes, deletions."""
 
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
-from domainflow.contracts import DomainDeleted, DomainStatusChanged, VerifyRequested
+from domainflow.contracts import (
+    ClaimRequested,
+    DomainDeleted,
+    DomainStatusChanged,
+    VerifyRequested,
+)
 from domainflow.kit.messaging import Redelivery, subscribe_all
 from domainflow.verifier.handlers import CONSUMER, VerifierHandlers
 from domainflow.verifier.settings import VerifierSettings
@@ -18,6 +23,7 @@ def build_router(
         CONSUMER,
         {
             VerifyRequested.TYPE: handlers.on_verify_requested,
+            ClaimRequested.TYPE: handlers.on_claim_requested,
             DomainStatusChanged.TYPE: handlers.on_status_changed,
             DomainDeleted.TYPE: handlers.on_domain_deleted,
         },

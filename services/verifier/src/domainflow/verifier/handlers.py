@@ -7,12 +7,16 @@ transaction as its effect, and emits through the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from domainflow.contracts import (
+    ClaimChecked,
+    ClaimRequested,
     DomainDeleted,
     DomainStatusChanged,
+    NamedRecord,
+    RecordCheck,
     VerificationCompleted,
     VerificationTrigger,
     VerifyRequested,
@@ -29,6 +33,10 @@ log = get_logger(__name__)
 CONSUMER = "verifier"
 
 
+#: Both teams' ownership TXT of a claimed name, judged (`dns_probe.probe_claim`).
+ClaimCheck = Callable[[NamedRecord, NamedRecord], Awaitable[tuple[RecordCheck, RecordCheck]]]
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -41,8 +49,10 @@ class VerifierHandlers:
         *,
         reverify_interval: timedelta,
         clock: Callable[[], datetime] = _utcnow,
+        claim_check: ClaimCheck | None = None,
     ) -> None:
         self._db = db
+        self._claim_check = claim_check
         self._probe = probe
         self._interval = reverify_interval
         self._clock = clock
@@ -113,3 +123,31 @@ class VerifierHandlers:
             )
             await outbox.add(conn, answer)
         log.info("verification.completed", trigger="manual", outcome=verdict.outcome.value)
+
+    async def on_claim_requested(self, event: ClaimRequested) -> None:
+        """Look up the claimed name's ownership TXT now and answer with both teams' checks.
+
+        Nothing is scheduled or recorded for the name: the claim is the api's to decide.
+        """
+        if self._claim_check is None:
+            raise RuntimeError("this verifier was built without a claim check")
+        async with self._db.pool.acquire() as conn:
+            if await repository.seen(conn, CONSUMER, event.event_id):
+                return
+        claimant, holder = await self._claim_check(event.claimant, event.holder)
+        answer = ClaimChecked(
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+            team_id=event.team_id,
+            claim_id=event.claim_id,
+            domain_id=event.domain_id,
+            domain=event.domain,
+            claimant=claimant,
+            holder=holder,
+            checked_at=self._clock(),
+        )
+        async with self._db.transaction() as conn:
+            if not await inbox.claim(conn, CONSUMER, event):
+                return
+            await outbox.add(conn, answer)
+        log.info("claim.checked", claimant=claimant.outcome.value, holder=holder.outcome.value)

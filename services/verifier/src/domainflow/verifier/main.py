@@ -21,7 +21,13 @@ from domainflow.verifier.adapters.rdap import RdapClient
 from domainflow.verifier.adapters.ses import SesIdentities
 from domainflow.verifier.checks import verification_outcome
 from domainflow.verifier.cycle import ReverifyCycle
-from domainflow.verifier.dns_probe import AuthorityOptions, diagnose_dkim, dns_check, preflight
+from domainflow.verifier.dns_probe import (
+    AuthorityOptions,
+    diagnose_dkim,
+    dns_check,
+    preflight,
+    probe_claim,
+)
 from domainflow.verifier.entrypoints import build_router
 from domainflow.verifier.handlers import VerifierHandlers
 from domainflow.verifier.metrics import GAUGES
@@ -112,7 +118,12 @@ async def open_verifier(
         )
         interval = timedelta(seconds=settings.reverify.interval)
         yield Verifier(
-            handlers=VerifierHandlers(db, probe, reverify_interval=interval),
+            handlers=VerifierHandlers(
+                db,
+                probe,
+                reverify_interval=interval,
+                claim_check=functools.partial(probe_claim, resolver),
+            ),
             cycle=ReverifyCycle(
                 db,
                 probe,

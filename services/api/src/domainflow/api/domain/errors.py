@@ -6,6 +6,8 @@ HTTP edge (`http/problems.py`) maps each class once to a status, a code and head
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from domainflow.contracts import DomainStatus
 
 
@@ -79,20 +81,35 @@ class DomainNotFound(Refused):
         self.public_id = public_id
 
 
-class DomainExists(Refused):
-    """The name is held. `own_id` is the holder's id when the caller's team holds it."""
+@dataclass(frozen=True)
+class ClaimHow:
+    """How a team claims a name another team holds: the ownership TXT with its own value,
+    then a claim. The holder is never named."""
 
-    def __init__(self, name: str, own_id: str | None) -> None:
+    txt_name: str
+    txt_value: str
+    endpoint: str = "/api/v1/domains/claims"
+
+
+class DomainExists(Refused):
+    """The name is held. `own_id` is the holder's id when the caller's team holds it;
+    otherwise `claim` says how the caller claims it, if the name is theirs."""
+
+    def __init__(self, name: str, own_id: str | None, claim: ClaimHow | None = None) -> None:
         if own_id is not None:
             message = f"Your team already added {name} (id {own_id})."
-        else:
+        elif claim is not None:
             message = (
-                f"{name} is already registered by another team. If it is yours, "
-                "contact support to reclaim it."
+                f"{name} is held by another team. If it is yours, publish the TXT record "
+                f'{claim.txt_name} = "{claim.txt_value}" and claim it: POST {claim.endpoint} '
+                f'with {{"domain": "{name}"}}.'
             )
+        else:
+            message = f"{name} is held by another team."
         super().__init__(message)
         self.name = name
         self.own_id = own_id
+        self.claim = claim
 
 
 class DomainBusy(Refused):
@@ -217,3 +234,29 @@ class MailboxDomainSendOnly(Refused):
         )
         self.domain_id = domain_id
         self.domain = domain
+
+
+class NothingToClaim(Refused):
+    """Nobody holds the name: it is added, not claimed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Nobody holds {name}: add it with POST /api/v1/domains.")
+        self.name = name
+
+
+class ClaimRefused(Refused):
+    """A claim that does not move the name (now): `verdict` says why (`domain/claims.py`),
+    `expected_record` is the TXT the claimant must publish when it is missing."""
+
+    def __init__(
+        self,
+        verdict: str,
+        message: str,
+        *,
+        expected_record: dict[str, object] | None = None,
+        active_mailboxes: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.expected_record = expected_record
+        self.active_mailboxes = active_mailboxes

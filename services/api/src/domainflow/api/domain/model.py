@@ -53,6 +53,9 @@ class Domain:
     last_outcome: VerificationOutcome | None = None
     failure_reason: str | None = None
     verified_at: datetime | None = None
+    #: When a verification first saw its ownership TXT: from then on the mail server accepts
+    #: mail for it (if it receives); before, the name is only held there.
+    ownership_proven_at: datetime | None = None
     last_checked_at: datetime | None = None
     #: The verification a caller waits on: its request's event id and when it was asked.
     verify_event_id: uuid.UUID | None = None

@@ -77,6 +77,12 @@ class Released:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedAway:
+    """Another team showed the name is theirs (its ownership TXT) and the claim was granted:
+    the domain is released as a DELETE would release it, and its owners are told why."""
+
+
+@dataclass(frozen=True, slots=True)
 class Deprovisioned:
     """Nothing of the domain is left on SES or the mail server."""
 
@@ -90,6 +96,7 @@ DomainInput = (
     | ReceivingRequested
     | DeletionRequested
     | Released
+    | ClaimedAway
     | Deprovisioned
 )
 
@@ -102,6 +109,7 @@ ALL_INPUTS: Final[tuple[DomainInput, ...]] = (
     ReceivingRequested(),
     DeletionRequested(),
     Released(),
+    ClaimedAway(),
     Deprovisioned(),
 )
 
@@ -127,6 +135,9 @@ TRANSITIONS: Final[Mapping[tuple[DomainStatus, type[DomainInput]], frozenset[Dom
     (_S.VERIFIED, DeletionRequested): frozenset({_S.DELETING}),
     (_S.FAILED, DeletionRequested): frozenset({_S.DELETING}),
     (_S.DELETING, DeletionRequested): frozenset({_S.DELETING}),
+    (_S.PENDING, ClaimedAway): frozenset({_S.DELETING}),
+    (_S.VERIFIED, ClaimedAway): frozenset({_S.DELETING}),
+    (_S.FAILED, ClaimedAway): frozenset({_S.DELETING}),
     (_S.DELETING, Deprovisioned): frozenset({_S.DELETED}),
     (_S.PROVISIONING, Released): frozenset({_S.DELETED}),
     (_S.DELETING, Released): frozenset({_S.DELETED}),
@@ -193,12 +204,53 @@ def transition(state: DomainState, event: DomainInput) -> Transition:
         case Released():
             if status in (_S.PROVISIONING, _S.DELETING):
                 return _moved(state, DomainState(_S.DELETED), notify=False)
+        case ClaimedAway():
+            if status in _CHECKED:
+                # The owners lose a name they held: they hear it once, with the reason.
+                return _moved(state, replace(state, status=_S.DELETING), notify=True)
         case Deprovisioned():
             if status is _S.DELETING:
                 return _moved(state, DomainState(_S.DELETED), notify=False)
         case _:
             assert_never(event)
     raise TransitionRefused(status, event, _refusal(status, event))
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipSeen:
+    """What one verification's ownership check means for the domain and the mail server.
+
+    `proven`: the domain's ownership is proven from now on (it never goes back: a TXT removed
+    later is a failing check like any other, not a lost name). `goes_live`: ask the mail
+    server to accept mail for it now, exactly once in the domain's life.
+    """
+
+    proven: bool
+    goes_live: bool
+
+
+def ownership_seen(
+    status: DomainStatus, *, proven: bool, receives: bool, txt_passed: bool
+) -> OwnershipSeen:
+    """A verification of a domain in `status` came back with its ownership TXT `txt_passed`.
+
+    Not live before proven (a departure from seed 001, where the first add put the name on
+    the mail server): whoever adds a name gets its SES identity and records at once, but the
+    mail server accepts mail for it only once a verification has seen the TXT that shows the
+    team controls the name's DNS. A verification of a domain being provisioned or deleted is
+    refused by `transition` and proves nothing; a send-only domain is proven but never live.
+    """
+    if proven:
+        return OwnershipSeen(proven=True, goes_live=False)  # already live, if it receives
+    if status not in _CHECKED or not txt_passed:
+        return OwnershipSeen(proven=False, goes_live=False)
+    return OwnershipSeen(proven=True, goes_live=receives)
+
+
+def goes_live_on_upgrade(*, proven: bool) -> bool:
+    """A send-only domain upgraded to send and receive goes live at once only if its
+    ownership is already proven; otherwise the verification that proves it puts it live."""
+    return proven
 
 
 def public_status(status: DomainStatus) -> PublicStatus:

@@ -80,6 +80,7 @@ def _domain(r: asyncpg.Record) -> Domain:
         last_outcome=VerificationOutcome(r["last_outcome"]) if r["last_outcome"] else None,
         failure_reason=r["failure_reason"],
         verified_at=r["verified_at"],
+        ownership_proven_at=r["ownership_proven_at"],
         last_checked_at=r["last_checked_at"],
         verify_event_id=r["verify_event_id"],
         verify_requested_at=r["verify_requested_at"],
@@ -190,7 +191,7 @@ class DomainRepository:
             " deleted_at = $15, mode = $16, ses_dkim_signing_enabled = $17,"
             " ses_identity_verification_status = $18, ses_mail_from_status = $19,"
             " ses_verified_for_sending = $20, ses_identity_checked_at = $21, sequence = $22,"
-            " last_warnings = $23, updated_at = now() WHERE id = $1",
+            " last_warnings = $23, ownership_proven_at = $24, updated_at = now() WHERE id = $1",
             domain.pk,
             domain.status.value,
             domain.consecutive_failures,
@@ -216,6 +217,7 @@ class DomainRepository:
             domain.ses_identity_checked_at,
             domain.sequence,
             [w.model_dump(mode="json") for w in domain.last_warnings],
+            domain.ownership_proven_at,
         )
 
     async def active_mailboxes(self, domain: Domain) -> int:

@@ -21,6 +21,7 @@ import msgspec
 
 from domainflow.api.domain import state as sm
 from domainflow.api.domain.errors import (
+    ClaimHow,
     DeletedSinceKeyed,
     DomainBusy,
     DomainExists,
@@ -129,8 +130,8 @@ class Deletion:
 
 
 @dataclass(frozen=True)
-class _Checked:
-    """An AddDomain whose every field passed."""
+class CheckedDomain:
+    """An AddDomain whose every field passed (a claim keeps it until the name is free)."""
 
     name: str
     region: str
@@ -181,10 +182,34 @@ class DomainService:
                 winner = await work.domains.holding(checked.name)
             if winner is None:
                 raise
-            raise _exists(principal, winner) from None
+            raise self._exists(principal, winner) from None
         return await self._settled(public_id)
 
-    def _check(self, command: AddDomain) -> _Checked:
+    def _exists(self, principal: Principal, holder: Domain) -> DomainExists:
+        """The name is held: by the caller's team (its id), or by another (how to claim it)."""
+        if holder.team_pk == principal.team_pk:
+            return DomainExists(holder.name, holder.public_id)
+        return DomainExists(holder.name, None, self._claim_how(principal, holder.name))
+
+    def _claim_how(self, principal: Principal, name: str) -> ClaimHow:
+        records = self._settings.records
+        return ClaimHow(
+            txt_name=f"{records.verification_prefix}.{name}",
+            txt_value=f"{records.verification_value_prefix}{principal.team_public_id}",
+        )
+
+    def check(self, command: AddDomain) -> CheckedDomain:
+        """Every field of a request to add a domain, checked (or `InvalidDomainInput`)."""
+        return self._check(command)
+
+    async def spend_budget(self, principal: Principal) -> None:
+        """Spend one of the team's domain writes (or `RateLimited`)."""
+        await self._spend_budget(principal)
+
+    def claim_how(self, principal: Principal, name: str) -> ClaimHow:
+        return self._claim_how(principal, name)
+
+    def _check(self, command: AddDomain) -> CheckedDomain:
         try:
             name = normalize_domain(command.domain)
             # Every domain sends with a custom MAIL FROM: the operator's label unless asked.
@@ -204,7 +229,7 @@ class DomainService:
         self._refuse_names_nobody_may_hold(name)
         region = self._region(command.region)
         external_id, metadata = _extras(command)
-        return _Checked(name, region, mail_from, _mode(command.mode), external_id, metadata)
+        return CheckedDomain(name, region, mail_from, _mode(command.mode), external_id, metadata)
 
     def _refuse_names_nobody_may_hold(self, name: str) -> None:
         settings = self._settings
@@ -265,7 +290,7 @@ class DomainService:
     async def _insert(
         self,
         principal: Principal,
-        checked: _Checked,
+        checked: CheckedDomain,
         public_id: str,
         request_id: str,
         idempotency_key: str | None,
@@ -274,48 +299,21 @@ class DomainService:
         async with self._uow.transaction() as work:
             existing = await work.domains.holding(checked.name)
             if existing is not None:
-                raise _exists(principal, existing)
-            domain = await work.domains.add(
-                Domain(
-                    pk=0,
-                    public_id=public_id,
-                    team_pk=principal.team_pk,
-                    team_public_id=principal.team_public_id,
-                    name=checked.name,
-                    status=DomainStatus.PROVISIONING,
-                    region=checked.region,
-                    request_id=request_id,
-                    created_at=datetime.now(UTC),
-                    external_id=checked.external_id,
-                    metadata=checked.metadata,
-                    mail_from_domain=checked.mail_from,
-                    mode=checked.mode,
-                    sequence=1,  # domain.created, emitted below
-                )
-            )
-            await work.domains.note(
-                domain,
-                happening="requested",
-                status_before=None,
-                reason=f"added in {checked.region}",
+                raise self._exists(principal, existing)
+            await open_domain(
+                work,
+                self._settings,
+                principal.team_pk,
+                principal.team_public_id,
+                checked,
+                public_id=public_id,
                 request_id=request_id,
+                reason=f"added in {checked.region}",
             )
             if idempotency_key is not None:
                 await work.domains.remember(
                     principal.team_pk, idempotency_key, fingerprint, public_id
                 )
-            await work.emit(
-                created(domain, self._settings.records.rules, request_id),
-                DomainRequested(
-                    correlation_id=request_id,
-                    team_id=principal.team_public_id,
-                    domain_id=public_id,
-                    domain=checked.name,
-                    region=checked.region,
-                    mail_from_domain=checked.mail_from,
-                    mode=checked.mode,
-                ),
-            )
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> Added | None:
         """The answer to a request already made with this Idempotency-Key, if there was one."""
@@ -456,7 +454,8 @@ class DomainService:
         request_id: str,
     ) -> Domain:
         """Upgrade a send-only domain to send and receive (the one change a domain takes):
-        it goes on the mail server and is pending until its MX verifies."""
+        it is pending until its MX verifies, and goes live on the mail server now if its
+        ownership is proven, else when a verification proves it."""
         _accept_only_mode(change.fields)
         await self.get(principal, public_id)
         await self._spend_budget(principal)
@@ -480,15 +479,7 @@ class DomainService:
                 reason=reason,
                 request_id=request_id,
             )
-            events: list[Event] = [
-                ReceivingRequested(
-                    correlation_id=request_id,
-                    team_id=domain.team_public_id,
-                    domain_id=domain.public_id,
-                    domain=domain.name,
-                    region=domain.region,
-                )
-            ]
+            events = _receiving_on_upgrade(domain, request_id)
             if move.changed_status:
                 owners = await work.teams.owner_emails(domain.team_pk) if move.notify_owners else []
                 why = Why(reason, ChangeReason.RECEIVING_REQUESTED, trigger_of(request_id))
@@ -529,25 +520,79 @@ class DomainService:
         return Deletion(domain, done=domain.status is DomainStatus.DELETED)
 
 
+async def open_domain(
+    work: Work,
+    settings: ApiSettings,
+    team_pk: int,
+    team_public_id: str,
+    checked: CheckedDomain,
+    *,
+    public_id: str,
+    request_id: str,
+    reason: str,
+) -> Domain:
+    """Store a new domain (provisioning) and ask the provisioner for it, in `work`.
+
+    Shared by a create and a granted claim, once the name is free (`NameTaken` if not).
+    """
+    domain = await work.domains.add(
+        Domain(
+            pk=0,
+            public_id=public_id,
+            team_pk=team_pk,
+            team_public_id=team_public_id,
+            name=checked.name,
+            status=DomainStatus.PROVISIONING,
+            region=checked.region,
+            request_id=request_id,
+            created_at=datetime.now(UTC),
+            external_id=checked.external_id,
+            metadata=checked.metadata,
+            mail_from_domain=checked.mail_from,
+            mode=checked.mode,
+            sequence=1,  # domain.created, emitted below
+        )
+    )
+    await work.domains.note(
+        domain, happening="requested", status_before=None, reason=reason, request_id=request_id
+    )
+    await work.emit(
+        created(domain, settings.records.rules, request_id),
+        DomainRequested(
+            correlation_id=request_id,
+            team_id=team_public_id,
+            domain_id=public_id,
+            domain=checked.name,
+            region=checked.region,
+            mail_from_domain=checked.mail_from,
+            mode=checked.mode,
+        ),
+    )
+    return domain
+
+
 async def start_deletion(
-    work: Work, settings: ApiSettings, domain: Domain, *, request_id: str, reason: str
+    work: Work,
+    settings: ApiSettings,
+    domain: Domain,
+    *,
+    request_id: str,
+    reason: str,
+    claimed: bool = False,
 ) -> None:
     """Move a locked domain to `deleting` and ask the provisioner to undo it (or refuse why).
 
-    Shared by a team's DELETE and an operator's release: both keep the same rules.
+    Shared by a team's DELETE, an operator's release and a granted claim (`claimed`: its
+    owners are told why): all keep the same rules, mailboxes first.
     """
     active = await work.domains.active_mailboxes(domain)
     if active:
         raise DomainInUse(domain.name, active)
     old = domain.status
     trigger = trigger_of(request_id)
-    code = (
-        ChangeReason.RELEASED_BY_OPERATOR
-        if trigger is ChangeTrigger.OPERATOR
-        else ChangeReason.DELETION_REQUESTED
-    )
+    code = _deletion_code(trigger, claimed=claimed)
     try:
-        move = domain.apply(sm.DeletionRequested())
+        move = domain.apply(sm.ClaimedAway() if claimed else sm.DeletionRequested())
     except sm.TransitionRefused:
         raise DomainBusy(
             old, "The domain is still being provisioned; delete it once it is pending."
@@ -568,7 +613,7 @@ async def start_deletion(
     await work.domains.save(domain)
     await work.domains.note(
         domain,
-        happening="deletion_requested",
+        happening="claimed" if claimed else "deletion_requested",
         status_before=old.value,
         reason=reason,
         request_id=request_id,
@@ -585,6 +630,29 @@ async def start_deletion(
     )
 
 
+def _deletion_code(trigger: ChangeTrigger, *, claimed: bool) -> ChangeReason:
+    if claimed:
+        return ChangeReason.CLAIMED
+    if trigger is ChangeTrigger.OPERATOR:
+        return ChangeReason.RELEASED_BY_OPERATOR
+    return ChangeReason.DELETION_REQUESTED
+
+
+def _receiving_on_upgrade(domain: Domain, request_id: str) -> list[Event]:
+    """Ask for the mail server to accept the upgraded domain's mail now, if it is proven."""
+    if not sm.goes_live_on_upgrade(proven=domain.ownership_proven_at is not None):
+        return []
+    return [
+        ReceivingRequested(
+            correlation_id=request_id,
+            team_id=domain.team_public_id,
+            domain_id=domain.public_id,
+            domain=domain.name,
+            region=domain.region,
+        )
+    ]
+
+
 def _refuse_while_busy(domain: Domain, action: str) -> None:
     if domain.status is DomainStatus.PROVISIONING:
         raise DomainBusy(
@@ -593,11 +661,6 @@ def _refuse_while_busy(domain: Domain, action: str) -> None:
         )
     if domain.status is DomainStatus.DELETING:
         raise DomainBusy(domain.status, "The domain is being deleted.")
-
-
-def _exists(principal: Principal, holder: Domain) -> DomainExists:
-    own = holder.team_pk == principal.team_pk
-    return DomainExists(holder.name, holder.public_id if own else None)
 
 
 def _accept_only_mode(fields: dict[str, object]) -> None:

@@ -169,6 +169,10 @@ OPERATIONS: dict[str, tuple[int, ...]] = {
     "listMailboxes": (400, *_GUARDED),
     "getMailbox": (404, *_GUARDED),
     "deleteMailbox": (404, *_GUARDED),
+    # 409: refused (holder proven, TXT missing, mailboxes, busy, not held, own name, key
+    # reused); 503: the DNS could not answer.
+    "claimDomain": (400, 409, 413, 415, 429, 503, *_GUARDED),
+    "getClaim": (404, *_GUARDED),
 }
 
 _SECURITY = "bearerAuth"
@@ -628,7 +632,30 @@ def _list_domains(operation: Schema) -> None:
     )
 
 
+def _claim_domain(operation: Schema) -> None:
+    settled = _success(operation)
+    settled["description"] = "Settled: the name is the claimant's (`domain_id`)."
+    settled["headers"] = {"Location": _LOCATION}
+    accepted = copy.deepcopy(settled)
+    accepted["description"] = (
+        "Accepted: the DNS is being checked, or the holder's domain released; poll `Location` "
+        "or send the request again with the same Idempotency-Key."
+    )
+    operation["responses"]["202"] = accepted
+    operation.setdefault("parameters", []).append(
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "Retry safely: the same key with the same body answers the same "
+            "claim; with another body it is 409 idempotency_conflict.",
+            "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"},
+        }
+    )
+
+
 _OPERATION_REFINEMENTS = {
+    "claimDomain": _claim_domain,
     "createDomain": _create_domain,
     "listDomains": _list_domains,
     "getDomain": _get_domain,

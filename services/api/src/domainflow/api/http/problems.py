@@ -225,7 +225,11 @@ def _problem(exc: refusals.Refused) -> ApiError:
         case refusals.StaleVersion():
             return ApiError(409, "precondition_failed", exc.message, param="If-Match")
         case refusals.DomainExists():
-            return ApiError(409, "domain_exists", exc.message, _own(exc.own_id))
+            return ApiError(409, "domain_exists", exc.message, _held(exc))
+        case refusals.NothingToClaim():
+            return ApiError(409, "domain_not_held", exc.message, {"domain": exc.name})
+        case refusals.ClaimRefused():
+            return _claim_refused(exc)
         case refusals.DomainBusy():
             provisioning = exc.status is DomainStatus.PROVISIONING
             busy = "domain_provisioning" if provisioning else "domain_deleting"
@@ -256,6 +260,27 @@ def _problem(exc: refusals.Refused) -> ApiError:
             failed = {"id": exc.domain_id, "cause": exc.cause}
             return ApiError(503, "provisioning_failed", exc.message, failed)
     return _mailbox_problem(exc)
+
+
+def _claim_refused(exc: refusals.ClaimRefused) -> ApiError:
+    reason = f"claim_{exc.verdict}"
+    if exc.verdict == "inconclusive":
+        return ApiError(
+            503, reason, exc.message, {"retry_after": 30}, headers={"Retry-After": "30"}
+        )
+    details: dict[str, Any] = {"verdict": exc.verdict}
+    if exc.expected_record is not None:
+        details["expected_record"] = exc.expected_record
+    if exc.active_mailboxes:
+        details["active_mailboxes"] = exc.active_mailboxes
+    return ApiError(409, reason, exc.message, details)
+
+
+def _held(exc: refusals.DomainExists) -> dict[str, Any] | None:
+    if exc.own_id or exc.claim is None:
+        return _own(exc.own_id)
+    record = {"type": "TXT", "name": exc.claim.txt_name, "value": exc.claim.txt_value}
+    return {"claim": {"record": record, "method": "POST", "endpoint": exc.claim.endpoint}}
 
 
 def _own(own_id: str | None) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domainflow.api.claims.service import recheck_waiting
 from domainflow.api.domain.errors import (
     InvalidAddress,
     MailboxDomainMissing,
@@ -48,6 +49,7 @@ class CreateMailbox:
 class MailboxService:
     def __init__(self, uow: UnitOfWork, settings: ApiSettings) -> None:
         self._uow = uow
+        self._settings = settings
         self._shared = settings.names.shared_mailbox_domain.strip().rstrip(".").lower()
 
     def _is_shared(self, domain: str) -> bool:
@@ -117,6 +119,11 @@ class MailboxService:
     async def delete(self, principal: Principal, public_id: str) -> MailboxRow:
         async with self._uow.transaction() as work:
             row = await work.mailboxes.delete(principal.team_pk, public_id)
+            if row is not None and row.domain_public_id is not None:
+                domain = await work.domains.get(row.domain_public_id, for_update=True)
+                if domain is not None and not await work.domains.active_mailboxes(domain):
+                    # A claim may wait for the last mailbox on it to go.
+                    await recheck_waiting(work, self._settings, domain)
         if row is None:
             raise MailboxNotFound(public_id)
         return row
