@@ -66,8 +66,12 @@ down:
 status: venv
 	$(BIN)/domainflow stack status
 
+# Two workers: most tests wait on servers, not on the CPU. Each worker runs whole files (their
+# module fixtures start stacks once) with servers, vhosts, databases and ports of its own.
+TEST_WORKERS ?= 2
+
 test: venv system-deps services
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

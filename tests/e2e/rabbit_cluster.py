@@ -25,7 +25,9 @@ class RabbitCluster:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.ports = [listening_port() for _ in range(3)]
+        # Each node serves its management API on its AMQP port + 10000 (the script's rule):
+        # that port must be as safe from outgoing connections as the AMQP one.
+        self.ports = [listening_port(span=2, spacing=10_000) for _ in range(3)]
         self.env = {
             **os.environ,
             "DOMAINFLOW_RABBITMQ_CLUSTER_DIR": str(workdir),

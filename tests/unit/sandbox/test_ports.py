@@ -14,6 +14,7 @@ from domainflow.sandbox.ports import (
     candidate_ports,
     ephemeral_range,
     listening_port,
+    port_slice,
 )
 
 
@@ -53,6 +54,7 @@ def test_a_span_is_adjacent_and_free_for_udp_too() -> None:
 
 
 def test_a_port_held_by_another_server_is_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOMAINFLOW_PORT_SLICE", raising=False)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         taken = holder.getsockname()[1]
@@ -60,3 +62,35 @@ def test_a_port_held_by_another_server_is_not_handed_out(monkeypatch: pytest.Mon
         monkeypatch.setattr("domainflow.sandbox.ports.candidate_ports", lambda _: only_taken)
         with pytest.raises(NoFreePortError):
             listening_port()
+
+
+@given(start=st.integers(1_024, 30_000), size=st.integers(1, 30_000), count=st.integers(1, 8))
+def test_slices_are_disjoint_and_inside_the_pool(start: int, size: int, count: int) -> None:
+    pool = range(start, start + size)
+    slices = [port_slice(pool, f"{k}/{count}") for k in range(count)]
+    seen: set[int] = set()
+    for part in slices:
+        assert set(part) <= set(pool)
+        assert not seen & set(part)
+        seen |= set(part)
+    assert port_slice(pool, None) == pool
+    assert port_slice(pool, "") == pool
+
+
+@pytest.mark.parametrize("spec", ["2/2", "-1/2", "1", "a/b", "1/0"])
+def test_a_malformed_slice_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="DOMAINFLOW_PORT_SLICE"):
+        port_slice(range(10_000, 20_000), spec)
+
+
+def test_a_worker_hands_out_ports_of_its_own_slice_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = candidate_ports(ephemeral_range())
+    for k in range(2):
+        monkeypatch.setenv("DOMAINFLOW_PORT_SLICE", f"{k}/2")
+        mine = port_slice(pool, f"{k}/2")
+        for _ in range(20):
+            assert listening_port() in mine
+        # A node and its management API (port + 10000) both inside the slice.
+        first = listening_port(span=2, spacing=10_000)
+        assert first in mine
+        assert first + 10_000 in mine

@@ -6,10 +6,15 @@ a child process binding it (seconds, while the child imports), any connection to
 RabbitMQ or moto may take it, and the child dies at start (uvicorn: exit 3). Ports below that
 range are never handed to outgoing connections, so one that is free now stays free until the
 server binds it, unless some other process binds it on purpose.
+
+Processes that choose ports at the same time (parallel test workers) each take their own
+slice of that range (`DOMAINFLOW_PORT_SLICE=k/n`), so none hands out a port another has
+handed out and not yet bound.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -40,6 +45,20 @@ def candidate_ports(ephemeral: tuple[int, int]) -> range:
     return range(high + 1, 65_536)
 
 
+def port_slice(pool: range, spec: str | None) -> range:
+    """Slice `k/n` (0 <= k < n) of `pool`; all of it when `spec` is unset or empty."""
+    if not spec:
+        return pool
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError as exc:
+        raise ValueError(f"DOMAINFLOW_PORT_SLICE must be k/n, not {spec!r}") from exc
+    if not 0 <= index < count:
+        raise ValueError(f"DOMAINFLOW_PORT_SLICE must be k/n with 0 <= k < n, not {spec!r}")
+    size = len(pool) // count
+    return range(pool.start + index * size, pool.start + (index + 1) * size)
+
+
 def _bindable(port: int, kind: socket.SocketKind) -> bool:
     with socket.socket(socket.AF_INET, kind) as probe:
         try:
@@ -49,13 +68,17 @@ def _bindable(port: int, kind: socket.SocketKind) -> bool:
     return True
 
 
-def listening_port(*, udp: bool = False, span: int = 1) -> int:
-    """The first of `span` adjacent loopback ports, each free for TCP (and UDP when asked) and
-    none handed out by this process before (api replicas listen on port, port + 1, ...)."""
-    pool = candidate_ports(ephemeral_range())
+def listening_port(*, udp: bool = False, span: int = 1, spacing: int = 1) -> int:
+    """The first of `span` loopback ports `spacing` apart, each free for TCP (and UDP when asked)
+    and none handed out by this process before (api replicas listen on port, port + 1, ...; a
+    RabbitMQ node on port and its management API on port + 10000)."""
+    pool = port_slice(candidate_ports(ephemeral_range()), os.environ.get("DOMAINFLOW_PORT_SLICE"))
+    reach = (span - 1) * spacing
+    if reach >= len(pool):
+        raise NoFreePortError(f"{span} ports {spacing} apart do not fit in {pool}")
     for _ in range(200):
-        first = random.randrange(pool.start, pool.stop - span + 1)
-        ports = range(first, first + span)
+        first = random.randrange(pool.start, pool.stop - reach)
+        ports = range(first, first + reach + 1, spacing)
         if any(port in _handed_out for port in ports):
             continue
         if not all(_bindable(port, socket.SOCK_STREAM) for port in ports):
