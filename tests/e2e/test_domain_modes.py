@@ -3,10 +3,11 @@
 Create, verify, upgrade (send-only to send-receive, `PATCH` with `If-Match`) and delete, as a
 customer does it, judged by what the outside systems hold: moto's SES (the identity), the DoH
 sandbox (the records the customer places, changed as the test goes) and Postfix's own
-`postmap -q` over the mail server's map (a send-only domain is never in it). moto answers
+`postmap -q` over the mail server's map (a send-only domain is never in it; a send-receive
+one from the first verification that sees its ownership TXT). moto answers
 `Success` for every identity attribute it holds (verification, DKIM, a MAIL FROM domain once
 set), so the `ses_*` fields here show SES's reading reaching the domain, not SES's statuses
-(those are `tests/integration/verifier/test_ses_identities.py`'s, through its proxy).
+(those are `tests/integration/verifier/test_verifier_ses_identities.py`'s, through its proxy).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ async def test_send_only_is_never_in_the_mail_server_until_upgraded_then_deleted
         e2e.dns.remove(records)
 
 
-async def test_send_receive_is_in_the_mail_server_from_create_to_delete(
+async def test_send_receive_is_in_the_mail_server_from_its_proof_to_its_delete(
     e2e: E2E, postmap_query: PostmapQuery
 ) -> None:
     key = await e2e.key(f"e2e-send-receive-{uuid.uuid4().hex[:4]}")
@@ -165,7 +166,8 @@ async def test_send_receive_is_in_the_mail_server_from_create_to_delete(
     assert (created["mode"], created["verification_status"]) == ("send_receive", "pending")
     assert {field: created[field] for field in SES_READ} == dict.fromkeys(SES_READ)
     assert await _ses_identity(e2e, name)
-    assert await _in_map(postmap_query, name)
+    # Not live on the mail server before a verification has seen its ownership TXT.
+    assert await postmap_query(name) is None
 
     records = await _records(e2e, key, public_id)
     e2e.dns.place(records)
@@ -174,6 +176,7 @@ async def test_send_receive_is_in_the_mail_server_from_create_to_delete(
         assert verified["status"] == "verified", verified
         assert all(verified["checks"].values()), verified["checks"]
         _assert_ses_read(verified)
+        await eventually(lambda: _in_map(postmap_query, name))
 
         # Already sending and receiving: the upgrade changes nothing and answers the domain.
         status, body = await e2e.call(

@@ -1,6 +1,11 @@
-"""One create and one verify are each one trace through all four services' processes, with
-the calls to PostgreSQL, SES and DoH as child spans, exported over OTLP/HTTP to a receiver
-the test runs; the services log each trace's id beside the request id."""
+"""One create and one verify are each one trace through the services' processes, with the
+calls to PostgreSQL, SES and DoH as child spans, exported over OTLP/HTTP to a receiver the
+test runs; the services log each trace's id beside the request id.
+
+A create reaches the api, the provisioner and the verifier (owners hear nothing of a new
+domain, so the notifier is not asked); the verify that proves the domain reaches all four:
+the verifier, the notifier mailing the owners, and the provisioner putting the domain live
+on the mail server now that its ownership TXT was seen."""
 
 from __future__ import annotations
 
@@ -123,7 +128,7 @@ def _services_of(spans: Iterable[ReceivedSpan]) -> set[str]:
     return {s.service for s in spans}
 
 
-async def test_one_create_and_one_verify_are_each_one_trace_across_the_four_services(
+async def test_one_create_and_one_verify_are_each_one_trace_across_the_services(
     amqp_vhost: Callable[[str], str],
     moto_server: MotoSandbox,
     dns_sandbox: DnsSandbox,
@@ -160,7 +165,7 @@ async def _create_then_verify(e2e: E2E, receiver: OtlpReceiver, stack_dir: Path)
     key = await e2e.key(f"e2e-traces-{uuid.uuid4().hex[:4]}", (owner,))
     name = f"mail.traces-{uuid.uuid4().hex[:8]}.example"
 
-    # The create: api -> provisioner (SES) -> api -> verifier and notifier.
+    # The create: api -> provisioner (SES) -> api -> verifier.
     status, body = await e2e.call("POST", "/domains", key, json={"domain": name})
     assert status == 201, body
     public_id, create_id = body["data"]["id"], body["meta"]["request_id"]
@@ -186,17 +191,13 @@ async def _create_then_verify(e2e: E2E, receiver: OtlpReceiver, stack_dir: Path)
             "the verifier's delivery": lambda s: bool(
                 _consumer_in(s, "verifier", "domain.status_changed")
             ),
-            "the notifier's delivery": lambda s: bool(
-                _consumer_in(s, "notifier", "domain.status_changed")
-            ),
-            # (The notifier skips a move to pending before it reads anything.)
             **{f"{svc}'s queries": _queries_of(svc) for svc in ("api", "provisioner", "verifier")},
             "the provisioner's SES calls": lambda s: any(
                 _is_ses(x) and x.service == _service("provisioner") for x in s
             ),
         },
     )
-    assert _services_of(spans) == {_service(s) for s in SERVICES}
+    assert _services_of(spans) == {_service(s) for s in ("api", "provisioner", "verifier")}
     root = next(s for s in spans if not s.parent_id)
     assert root.service == _service("api")
     assert root.kind == SERVER
@@ -216,10 +217,11 @@ async def _create_then_verify(e2e: E2E, receiver: OtlpReceiver, stack_dir: Path)
     )
     assert any(_is_postgres(s) for s in under)
     # The api, its replica-less consumers and the provisioner logged the trace beside the id.
-    for service in ("api", "provisioner", "verifier", "notifier"):
+    for service in ("api", "provisioner", "verifier"):
         assert _trace_id_logged(stack_dir, service, create_id) == create_trace, service
 
-    # The verify: api -> verifier (DoH, SES) -> api -> notifier (SES email) and verifier.
+    # The verify: api -> verifier (DoH, SES) -> api -> notifier (SES email), verifier, and
+    # provisioner (the domain goes live on the mail server).
     _, records = await e2e.call("GET", f"/domains/{public_id}/dns-records", key)
     placed = DnsRecords.model_validate(records["data"])
     e2e.dns.place(placed)
@@ -247,7 +249,10 @@ async def _create_then_verify(e2e: E2E, receiver: OtlpReceiver, stack_dir: Path)
                     _consumer_in(s, "api", "domain.verification_completed")
                 ),
                 "the notifier's delivery": lambda s: bool(
-                    _consumer_in(s, "notifier", "domain.status_changed")
+                    _consumer_in(s, "notifier", "notification.requested")
+                ),
+                "the provisioner's delivery": lambda s: bool(
+                    _consumer_in(s, "provisioner", "domain.receiving_requested")
                 ),
                 "the verifier's DoH lookups": lambda s: any(
                     x.kind == CLIENT
@@ -260,8 +265,7 @@ async def _create_then_verify(e2e: E2E, receiver: OtlpReceiver, stack_dir: Path)
                 ),
             },
         )
-        # (A verify asks nothing of the provisioner.)
-        assert _services_of(spans) == {_service(s) for s in ("api", "verifier", "notifier")}
+        assert _services_of(spans) == {_service(s) for s in SERVICES}
         root = next(s for s in spans if not s.parent_id)
         assert root.service == _service("api")
         assert "verify" in root.name or "verify" in str(root.attributes), root
@@ -269,7 +273,7 @@ async def _create_then_verify(e2e: E2E, receiver: OtlpReceiver, stack_dir: Path)
         assert probing is not None
         doh = e2e.dns.doh_url.split("//")[1].split("/")[0]
         assert any(doh in _http_url(s) for s in _descendants(spans, probing))
-        mailing = _consumer_in(spans, "notifier", "domain.status_changed")
+        mailing = _consumer_in(spans, "notifier", "notification.requested")
         assert mailing is not None
         assert any(_is_ses(s) for s in _descendants(spans, mailing))
     finally:

@@ -161,7 +161,7 @@ async def test_unreachable_ses_and_doh_are_named_with_their_settings(
 async def test_parked_messages_are_counted_and_the_cli_exits_non_zero(
     settings: dict[str, str],
 ) -> None:
-    queue = "notifier.domain-status-changed"
+    queue = "notifier.notification-requested"
     connection = await aio_pika.connect(settings["DOMAINFLOW_AMQP_URL"])
     try:
         channel = await connection.channel()

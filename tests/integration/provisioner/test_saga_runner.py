@@ -422,7 +422,7 @@ async def test_an_undo_that_keeps_failing_for_no_outage_stops_for_an_operator(
         "InvalidParameterValue", "arn:aws:ses:us-east-1:123456789012", retryable=False
     )
     world = Scripted(failures={"create_identity": [refusal], "remove_domain": [_BAD_HEADER] * 50})
-    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=3))
+    runner = SagaRunner(db, world, world, settings(undo_attempts=3))
     event = request()
     await runner.on_domain_requested(event)
     await runner.run_pending()  # returns: the saga stopped instead of retrying for ever
@@ -457,7 +457,7 @@ async def test_a_removal_that_stopped_starts_again_when_the_domain_is_released(
     db: Database,
 ) -> None:
     world = Scripted(failures={"delete_identity": [_BAD_HEADER] * 2})
-    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=2))
+    runner = SagaRunner(db, world, world, settings(undo_attempts=2))
     event = request()
     await runner.on_domain_requested(event)
     await runner.on_deletion_requested(delete(event))
@@ -489,7 +489,7 @@ async def test_an_outage_in_an_undo_is_waited_out_past_the_bound(db: Database) -
     world = Scripted(
         failures={"create_identity": [refusal], "remove_domain": [OSError("reset")] * 6}
     )
-    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=2))
+    runner = SagaRunner(db, world, world, settings(undo_attempts=2))
     await runner.on_domain_requested(request())
     await runner.run_pending()
     (answer,) = await published(db)
@@ -508,7 +508,7 @@ async def test_a_name_provisioned_again_since_its_release_is_not_removed(db: Dat
             "create_identity": [SesError("AccessDenied", "no", retryable=False)],
         }
     )
-    runner = SagaRunner(db, world, world, settings(provisioner_undo_attempts=1))
+    runner = SagaRunner(db, world, world, settings(undo_attempts=1))
     first = request(domain="held.acme.test")
     await runner.on_domain_requested(first)
     await runner.run_pending()

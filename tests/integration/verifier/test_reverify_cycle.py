@@ -259,9 +259,12 @@ async def test_a_domain_whose_claim_lapsed_is_committed_only_by_its_new_holder(
 
 @pytest.fixture
 def spawn_replica(
-    amqp_url: str, dns_sandbox: DnsSandbox, moto_server: Any, tmp_path: Path
+    amqp_vhost: Callable[[str], str], dns_sandbox: DnsSandbox, moto_server: Any, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
+    # A vhost of the test's own: the session's holds events other tests published and nobody
+    # consumed (status changes of their domains), which these replicas would schedule too.
+    amqp_url = amqp_vhost("cycle")
 
     def spawn(db_url: str, health_port: int, **env: str) -> subprocess.Popen[bytes]:
         environ = {
