@@ -133,6 +133,13 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_REGISTRATION_INTERVAL", "600", 600.0, "registration.interval", V),
     ("DOMAINFLOW_RDAP_URL", "https://rdap.test", SAME, "registration.rdap_url", V),
     ("DOMAINFLOW_RDAP_TIMEOUT", "2", 2.0, "registration.rdap_timeout", V),
+    (
+        "DOMAINFLOW_REGISTRATION_EXPIRY_NOTICE_DAYS",
+        "45",
+        45,
+        "registration.expiry_notice_days",
+        V,
+    ),
     ("DOMAINFLOW_REVERIFY_INTERVAL", "3600", 3600.0, "reverify.interval", V),
     ("DOMAINFLOW_REVERIFY_TICK", "5", 5.0, "reverify.tick", V),
     ("DOMAINFLOW_REVERIFY_BATCH", "50", 50, "reverify.batch", V),

@@ -457,6 +457,106 @@ async def test_check_details_and_each_kind_of_warning_are_kept_and_shown(
     }
 
 
+def _expiring(ends: datetime, zone: str = "acme.com") -> DnsWarning:
+    """The registration watch's warning, as the verifier's registration.py words it."""
+    return DnsWarning(
+        code="registration_expiring",
+        name=zone,
+        found=[ends.isoformat()],
+        message=f"The registration of {zone} expires on {ends.date().isoformat()}.",
+    )
+
+
+def _watched(
+    public_id: str,
+    *warnings: DnsWarning,
+    trigger: VerificationTrigger = VerificationTrigger.SCHEDULED,
+) -> VerificationCompleted:
+    return verdict(public_id, VerificationOutcome.PASSED, trigger=trigger).model_copy(
+        update={"warnings": list(warnings), "event_id": uuid.uuid4()}
+    )
+
+
+def expiry_notices(uow: FakeUnitOfWork) -> list[NotificationRequested]:
+    return [
+        e
+        for e in uow.state.published
+        if isinstance(e, NotificationRequested)
+        and e.reason_code is ChangeReason.REGISTRATION_EXPIRING
+    ]
+
+
+async def test_owners_hear_of_a_registration_expiring_once_per_expiry_date(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(verdict(public_id, VerificationOutcome.PASSED))
+    sequence = uow.state.domains[public_id].sequence
+    soon = datetime(2027, 1, 10, 12, tzinfo=UTC)
+    later = datetime(2028, 1, 10, 12, tzinfo=UTC)
+
+    first = _watched(public_id, _expiring(soon))
+    await handlers.on_verification_completed(first)
+    (notice,) = expiry_notices(uow)
+    assert notice.owner_emails == ["owner@acme.com"]
+    assert notice.registration_expires_at == soon
+    assert notice.old_status is notice.new_status is DomainStatus.VERIFIED
+    assert notice.causation_id == first.event_id
+    assert "2027-01-10" in notice.reason
+
+    await handlers.on_verification_completed(first)  # redelivered
+    await handlers.on_verification_completed(_watched(public_id, _expiring(soon)))  # 6 h later
+    manual = _watched(public_id, trigger=VerificationTrigger.MANUAL)  # keeps the watch's
+    await handlers.on_verification_completed(manual)
+    assert len(expiry_notices(uow)) == 1
+
+    # The watch blinked (no warning this time), then reports the same date again: asked
+    # again, under the same id, which the notifier's never-twice log already holds.
+    await handlers.on_verification_completed(_watched(public_id))
+    await handlers.on_verification_completed(_watched(public_id, _expiring(soon)))
+    assert [n.transition_event_id for n in expiry_notices(uow)] == [notice.transition_event_id] * 2
+
+    # Renewed, and coming close again: a new date is a new notice.
+    await handlers.on_verification_completed(_watched(public_id, _expiring(later)))
+    renewed = expiry_notices(uow)[-1]
+    assert len(expiry_notices(uow)) == 3
+    assert renewed.registration_expires_at == later
+    assert renewed.transition_event_id != notice.transition_event_id
+
+    # Not a public change: no status moved and no subscriber sees the owners' addresses.
+    assert uow.state.domains[public_id].status is DomainStatus.VERIFIED
+    assert uow.state.domains[public_id].sequence == sequence
+    assert status_changes(uow) == [("provisioning", "pending"), ("pending", "verified")]
+
+
+async def test_a_pending_domain_failing_its_checks_hears_of_its_expiry_too(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    ends = datetime(2027, 1, 10, tzinfo=UTC)
+    failing = _probe(public_id, {RecordKind.SPF: "record_missing"})
+    await handlers.on_verification_completed(
+        failing.model_copy(update={"warnings": [_expiring(ends)]})
+    )
+    (notice,) = expiry_notices(uow)
+    assert notice.new_status is DomainStatus.PENDING
+    assert notice.owner_emails == ["owner@acme.com"]
+
+
+async def test_a_warning_that_names_no_date_is_shown_but_mailed_to_nobody(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    await handlers.on_verification_completed(
+        _watched(public_id, _warning("registration_expiring"))  # found: ["x"]
+    )
+    assert [w.code for w in uow.state.domains[public_id].last_warnings] == ["registration_expiring"]
+    assert expiry_notices(uow) == []
+
+
 # --- not live before proven ----------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from domainflow.contracts import DomainStatus, NotificationRequested
+from domainflow.contracts import ChangeReason, DomainStatus, NotificationRequested
 from domainflow.kit.aws import SesError, ses_error
 from domainflow.notifier.adapters.ses_outcome import verdict
 from domainflow.notifier.domain import (
@@ -66,6 +66,13 @@ def test_verified_mail_follows_the_setting() -> None:
     assert skip_reason(verified, notify_on_verified=False) is Skip.VERIFIED_OFF
     # the setting never silences a failure
     assert skip_reason(changed(), notify_on_verified=False) is None
+
+
+def test_an_expiry_notice_on_a_verified_domain_is_mailed_whatever_the_setting() -> None:
+    notice = changed(status=DomainStatus.VERIFIED).model_copy(
+        update={"reason_code": ChangeReason.REGISTRATION_EXPIRING}
+    )
+    assert skip_reason(notice, notify_on_verified=False) is None
 
 
 def test_no_owner_no_mail() -> None:

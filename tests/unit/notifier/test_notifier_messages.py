@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 from hypothesis import given, settings
@@ -164,6 +165,68 @@ def test_a_claimed_domain_mail_says_why_and_how_to_take_the_name_back() -> None:
     assert "ownership TXT" in mail.text
     assert "What failed" not in mail.html
     assert "team_" not in mail.text  # the claimant is never named
+
+
+def expiring(
+    ends: datetime, *, at: datetime, domain: str = "mail.acme.com", reason: str = ""
+) -> NotificationRequested:
+    """The api's notice of a registration ending on `ends`, asked for at `at`."""
+    return transition(
+        new_status=DomainStatus.VERIFIED,
+        domain=domain,
+        reason=reason or f"The registration of acme.com expires on {ends.date().isoformat()}.",
+    ).model_copy(
+        update={
+            "old_status": DomainStatus.VERIFIED,
+            "reason_code": ChangeReason.REGISTRATION_EXPIRING,
+            "registration_expires_at": ends,
+            "occurred_at": at,
+        }
+    )
+
+
+def test_an_expiry_mail_says_when_how_long_and_to_renew_at_the_registrar() -> None:
+    ends = datetime(2027, 1, 10, 12, tzinfo=UTC)
+    mail = compose(expiring(ends, at=datetime(2026, 12, 22, 9, tzinfo=UTC)))
+    assert mail.subject == "Action needed: the registration of mail.acme.com expires on 2027-01-10"
+    for part in (mail.text, mail.html):
+        assert "mail.acme.com" in part
+        assert "2027-01-10" in part
+        assert "19 days left" in part
+        assert "Renew the domain at your registrar" in part
+        assert "The registration of acme.com expires on 2027-01-10." in part  # the watch's words
+        assert "mdom_abc" in part
+    # A verified domain's expiry is not its verification, nor a list of failing records.
+    assert "is verified" not in mail.subject
+    assert "What failed" not in mail.html
+
+
+def test_an_expiry_mail_counts_the_last_day_and_one_already_past() -> None:
+    ends = datetime(2027, 1, 10, 12, tzinfo=UTC)
+    one = compose(expiring(ends, at=datetime(2027, 1, 9, 6, tzinfo=UTC)))
+    assert "(1 day left)" in one.text
+    today = compose(expiring(ends, at=datetime(2027, 1, 10, 6, tzinfo=UTC)))
+    assert "(less than a day left)" in today.text
+    gone = compose(expiring(ends, at=datetime(2027, 1, 12, tzinfo=UTC)))
+    assert gone.subject == "Action needed: the registration of mail.acme.com has expired"
+    assert "expired on 2027-01-10" in gone.text
+    assert "left" not in gone.text
+
+
+_hostile = st.text(alphabet="<>&\"'/=ab c;:\n\r\x00é", max_size=20)
+
+
+@settings(max_examples=100, deadline=None)
+@given(domain=_hostile, reason=_hostile)
+def test_an_expiry_mail_escapes_what_came_from_outside(domain: str, reason: str) -> None:
+    ends, at = datetime(2027, 1, 10, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    hostile = compose(expiring(ends, at=at, domain=domain, reason=reason))
+    # The same mail with harmless text has the same tags (blanks stay blank).
+    harmless = [("v" if clean(raw) else raw) for raw in (domain, reason)]
+    plain = compose(expiring(ends, at=at, domain=harmless[0], reason=harmless[1]))
+    assert _structure(hostile.html) == _structure(plain.html)
+    assert html.escape(clean(domain, 253)) in hostile.html
+    assert not re.search(r"[\r\n\x00]", hostile.subject)
 
 
 def test_dashboard_link_appears_in_both_parts() -> None:

@@ -110,6 +110,9 @@ class ChangeReason(StrEnum):
     RECEIVING_REQUESTED = "receiving_requested"
     #: Another team showed the name is theirs (its ownership TXT) and claimed it.
     CLAIMED = "claimed"
+    #: The zone's registration ends soon (the registration watch's RDAP look); the status
+    #: stays what it was. Only on `notification.requested`: owners are mailed once per date.
+    REGISTRATION_EXPIRING = "registration_expiring"
 
 
 class _Frozen(BaseModel):
@@ -461,11 +464,13 @@ class DomainStatusChangedV1(Event):
 
 
 class NotificationRequested(Event):
-    """api -> notifier (internal): email the team's owners about a domain's status change.
+    """api -> notifier (internal): email the team's owners about a domain's status change,
+    or (`reason_code` `registration_expiring`) about its registration ending soon.
 
     Internal so that owners' addresses reach only the notifier: no subscriber may bind its
     routing key. `transition_event_id` is the public `domain.status_changed` it is about
-    (the id owners' mails are tagged and deduplicated with).
+    (the id owners' mails are tagged and deduplicated with); for an expiry, which changes no
+    status, an id derived from the domain and the expiry date, so one date is mailed once.
     """
 
     TYPE: ClassVar[str] = "notification.requested"
@@ -481,6 +486,10 @@ class NotificationRequested(Event):
     checks: list[RecordCheck] = Field(default_factory=list)
     ses_dkim_status: DkimStatus | None = None
     owner_emails: list[str]
+    #: Added in 1.1 (additive, same version): when the zone's registration ends, on a
+    #: `registration_expiring` notice (`old_status` and `new_status` are then both the
+    #: domain's unchanged status); None otherwise.
+    registration_expires_at: datetime | None = None
 
 
 class DomainChecksFailed(Event):

@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from domainflow.api.domain import state as sm
 from domainflow.api.domain import timeline
 from domainflow.api.domain.claims import Claim, ClaimVerdict, Holder, claim_verdict, explain
-from domainflow.api.domain.events import Why, checks_failed, deleted, status_changed, trigger_of
+from domainflow.api.domain.events import (
+    Why,
+    checks_failed,
+    deleted,
+    expiry_notice,
+    newly_expiring,
+    status_changed,
+    trigger_of,
+)
 from domainflow.api.domain.model import Domain
 from domainflow.api.domains.service import CheckedDomain, open_domain, start_deletion
 from domainflow.api.settings import ApiSettings
@@ -277,6 +285,7 @@ class ApiHandlers:
                 return
             what.record(domain)
             events = await self._events(work, event, before, domain, move, what.why)
+            events += await self._expiry_notices(work, event, before, domain)
             live = _ownership(event, before, domain)
             await work.domains.save(domain)  # with the sequence its public events took
             await work.emit(*events, *live)
@@ -347,6 +356,29 @@ class ApiHandlers:
                 )
             )
         return events
+
+    @staticmethod
+    async def _expiry_notices(
+        work: Work, event: Event, before: Domain, domain: Domain
+    ) -> list[Event]:
+        """Owners hear of a registration ending soon once per expiry date, whether or not
+        the status moved: the watch reports it on every scheduled verification."""
+        if not isinstance(event, VerificationCompleted) or domain.status is DomainStatus.DELETED:
+            return []
+        fresh = newly_expiring(before.last_warnings, domain.last_warnings)
+        owners = await work.teams.owner_emails(domain.team_pk) if fresh else []
+        return [
+            expiry_notice(
+                domain,
+                ends,
+                warning,
+                owners,
+                correlation_id=event.correlation_id,
+                causation_id=event.event_id,
+            )
+            for ends, warning in fresh
+            if owners
+        ]
 
     @staticmethod
     async def _note(

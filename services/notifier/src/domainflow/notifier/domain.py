@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
-from domainflow.contracts import DomainStatus, NotificationRequested
+from domainflow.contracts import ChangeReason, DomainStatus, NotificationRequested
 
 
 class Skip(StrEnum):
@@ -48,7 +48,13 @@ class SendVerdict(StrEnum):
 def skip_reason(event: NotificationRequested, *, notify_on_verified: bool) -> Skip | None:
     """None when the transition must be mailed to its owners (the api asks only for the
     transitions the state machine says owners hear of)."""
-    if event.new_status is DomainStatus.VERIFIED and not notify_on_verified:
+    # The switch is for the "now verified" mail; an expiry notice on a verified domain is
+    # a warning, not news of its verification.
+    if (
+        event.new_status is DomainStatus.VERIFIED
+        and event.reason_code is not ChangeReason.REGISTRATION_EXPIRING
+        and not notify_on_verified
+    ):
         return Skip.VERIFIED_OFF
     if not recipients(event.owner_emails):
         return Skip.NO_OWNERS

@@ -18,6 +18,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from domainflow.contracts import (
     ChangeReason,
@@ -276,7 +277,9 @@ def problems_of(event: NotificationRequested) -> list[Problem]:
 
 def compose(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
     """The mail owners get for this transition: verified, claimed by another team, or a
-    problem to fix."""
+    problem to fix; or, with no transition, the registration ending soon."""
+    if event.reason_code is ChangeReason.REGISTRATION_EXPIRING:
+        return expiry_email(event, dashboard_url=dashboard_url)
     if event.new_status is DomainStatus.VERIFIED:
         return verified_email(event, dashboard_url=dashboard_url)
     if event.reason_code is ChangeReason.CLAIMED:
@@ -410,6 +413,59 @@ def claimed_email(event: NotificationRequested, *, dashboard_url: str | None = N
     text += ["", f"Domain ID: {clean(event.domain_id, 100)}"]
     e = html.escape
     parts = [f"<p>{e(body)}</p>", f"<p>{e(why)}</p>", f"<p>{e(hint)}</p>"]
+    parts += _html_footer(event, dashboard_url)
+    return Email(subject=subject, text="\n".join(text) + "\n", html=_page(subject, parts))
+
+
+def days_left(ends: datetime, at: datetime) -> int:
+    """Whole days from `at` until `ends` (negative once it has passed)."""
+    return (ends - at).days
+
+
+def expiry_email(event: NotificationRequested, *, dashboard_url: str | None = None) -> Email:
+    """The zone's registration ends soon (or has ended): renew it at the registrar."""
+    domain = clean(event.domain, 253)
+    ends = event.registration_expires_at
+    when = ends.date().isoformat() if ends is not None else "soon"
+    left = days_left(ends, event.occurred_at) if ends is not None else None
+    if left is not None and left < 0:
+        subject = f"Action needed: the registration of {domain} has expired"
+        body = (
+            f"The domain registration behind your sending domain {domain} expired on {when}. "
+            "Until it is renewed the domain may stop resolving at any time, and mail to and "
+            "from it then fails."
+        )
+    else:
+        if left is None:
+            span = "a few days"
+        elif left == 0:
+            span = "less than a day"
+        else:
+            span = f"{left} day" if left == 1 else f"{left} days"
+        subject = f"Action needed: the registration of {domain} expires on {when}"
+        body = (
+            f"The domain registration behind your sending domain {domain} expires on {when} "
+            f"({span} left). If it lapses the domain stops resolving, and mail to and from "
+            "it fails."
+        )
+    todo = (
+        "Renew the domain at your registrar (or turn on automatic renewal there). Nothing "
+        "changes in domainflow: the DNS records stay as they are."
+    )
+    why = f"Why: {clean(event.reason)}" if clean(event.reason) else ""
+    quiet = "You get this mail once for this expiry date."
+    text = [body, "", todo]
+    if why:
+        text += ["", why]
+    text += ["", quiet]
+    if dashboard_url:
+        text += ["", f"See the domain: {clean(dashboard_url)}"]
+    text += ["", f"Domain ID: {clean(event.domain_id, 100)}"]
+    e = html.escape
+    parts = [f"<p>{e(body)}</p>", f"<p><strong>What to do:</strong> {e(todo)}</p>"]
+    if why:
+        parts.append(f"<p>{e(why)}</p>")
+    parts.append(f"<p><small>{e(quiet)}</small></p>")
     parts += _html_footer(event, dashboard_url)
     return Email(subject=subject, text="\n".join(text) + "\n", html=_page(subject, parts))
 

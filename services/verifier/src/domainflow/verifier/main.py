@@ -112,6 +112,7 @@ async def open_verifier(
                 resolver,
                 rdap,
                 interval=timedelta(seconds=settings.registration.interval),
+                notice=timedelta(days=settings.registration.expiry_notice_days),
             )
             if settings.registration.watch
             else None

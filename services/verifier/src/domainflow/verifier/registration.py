@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from domainflow.contracts.events import DnsWarning
 
-#: Expiry closer than this is reported, and mailed to the owners.
+#: Expiry closer than this is reported, and mailed to the owners (the default of
+#: `DOMAINFLOW_REGISTRATION_EXPIRY_NOTICE_DAYS`).
 EXPIRY_NOTICE = timedelta(days=30)
 
 
@@ -51,7 +52,11 @@ def rdap_expiry(document: Mapping[str, object]) -> datetime | None:
 
 
 def watch_warnings(
-    before: Registration | None, now: Registration, at: datetime
+    before: Registration | None,
+    now: Registration,
+    at: datetime,
+    *,
+    notice: timedelta = EXPIRY_NOTICE,
 ) -> list[DnsWarning]:
     """What changed or is about to: new nameservers, a registration near or past its end.
 
@@ -79,7 +84,7 @@ def watch_warnings(
                 ),
             )
         )
-    if now.expires_at is not None and now.expires_at - at < EXPIRY_NOTICE:
+    if now.expires_at is not None and now.expires_at - at < notice:
         left = (now.expires_at - at).days
         when = now.expires_at.date().isoformat()
         message = (

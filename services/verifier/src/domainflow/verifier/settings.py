@@ -64,6 +64,11 @@ class RegistrationSettings(SettingsGroup):
     rdap_url: str = Field(default="", validation_alias="DOMAINFLOW_RDAP_URL")
     #: Seconds one RDAP request may take.
     rdap_timeout: float = Field(default=10.0, gt=0, validation_alias="DOMAINFLOW_RDAP_TIMEOUT")
+    #: Days before a registration ends from which it is reported (and mailed to the owners,
+    #: once per expiry date).
+    expiry_notice_days: int = Field(
+        default=30, gt=0, validation_alias="DOMAINFLOW_REGISTRATION_EXPIRY_NOTICE_DAYS"
+    )
 
 
 class ReverifySettings(SettingsGroup):

@@ -2,9 +2,9 @@
 
 Each zone (a domain's registrable domain) is looked at once per `interval` at most: its NS set
 through the DoH resolver and, when an RDAP service is configured, its registration expiry.
-What changed since the last look, and an expiry under 30 days, become `DnsWarning`s on the
-domain's `VerificationCompleted`. A failing watch never fails the cycle: it logs, and the
-zone is looked at again next time.
+What changed since the last look, and an expiry closer than `notice` (30 days by default),
+become `DnsWarning`s on the domain's `VerificationCompleted`. A failing watch never fails
+the cycle: it logs, and the zone is looked at again next time.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import registrations
 from domainflow.verifier.dns_probe import Resolver, zones_of
 from domainflow.verifier.lookups import Found
-from domainflow.verifier.registration import Registration, nameserver_set, watch_warnings
+from domainflow.verifier.registration import (
+    EXPIRY_NOTICE,
+    Registration,
+    nameserver_set,
+    watch_warnings,
+)
 
 log = get_logger(__name__)
 
@@ -41,12 +46,14 @@ class RegistrationWatch:
         rdap: Expiries | None,
         *,
         interval: timedelta,
+        notice: timedelta = EXPIRY_NOTICE,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._db = db
         self._resolver = resolver
         self._rdap = rdap
         self._interval = interval
+        self._notice = notice
         self._clock = clock
 
     async def observe(self, domains: Sequence[str]) -> dict[str, list[DnsWarning]]:
@@ -70,9 +77,9 @@ class RegistrationWatch:
         for zone in zones:
             before = known[zone][0] if zone in known else None
             if zone in fresh:
-                by_zone[zone] = watch_warnings(before, fresh[zone], now)
+                by_zone[zone] = watch_warnings(before, fresh[zone], now, notice=self._notice)
             elif before is not None:  # not due: only what still holds (an expiry)
-                by_zone[zone] = watch_warnings(None, before, now)
+                by_zone[zone] = watch_warnings(None, before, now, notice=self._notice)
         return {domain: by_zone.get(zone, []) for domain, zone in zone_of.items()}
 
     async def _look(self, zone: str, known: tuple[Registration, datetime] | None) -> Registration:

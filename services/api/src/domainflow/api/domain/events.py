@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from functools import lru_cache
 
 from domainflow.api.domain import state as sm
@@ -15,6 +17,7 @@ from domainflow.contracts import (
     ChangeTrigger,
     CheckOutcome,
     DnsRecords,
+    DnsWarning,
     DomainChecksFailed,
     DomainCreated,
     DomainDeleted,
@@ -198,6 +201,69 @@ def owners_notice(changed: DomainStatusChanged, owner_emails: list[str]) -> Noti
         checks=changed.checks,
         ses_dkim_status=changed.ses_dkim_status,
         owner_emails=owner_emails,
+    )
+
+
+#: Namespace of the ids an expiry notice is deduplicated with (uuid5 of domain and date).
+_EXPIRY_NOTICES = uuid.UUID("6f1d3c1e-8a53-5b0e-9d7a-3f2b1c0e4a77")
+
+
+def registration_expiries(
+    warnings: Iterable[DnsWarning],
+) -> dict[date, tuple[datetime, DnsWarning]]:
+    """The registration ends the watch reported (`registration_expiring`), by expiry date."""
+    found: dict[date, tuple[datetime, DnsWarning]] = {}
+    for warning in warnings:
+        if warning.code != "registration_expiring" or not warning.found:
+            continue
+        try:
+            ends = datetime.fromisoformat(warning.found[0])
+        except ValueError:
+            continue  # not the watch's own words: nothing to date a notice by
+        found[ends.date()] = (ends, warning)
+    return found
+
+
+def newly_expiring(
+    before: Iterable[DnsWarning], after: Iterable[DnsWarning]
+) -> list[tuple[datetime, DnsWarning]]:
+    """The expiry dates `after` carries and `before` did not: each is told once (a renewal
+    to a later date that comes close again is news; the same date every six hours is not)."""
+    known = registration_expiries(before)
+    return [
+        found for day, found in sorted(registration_expiries(after).items()) if day not in known
+    ]
+
+
+def expiry_notice(
+    domain: Domain,
+    ends: datetime,
+    warning: DnsWarning,
+    owner_emails: list[str],
+    *,
+    correlation_id: str,
+    causation_id: uuid.UUID | None,
+) -> NotificationRequested:
+    """Ask the notifier to tell the owners that the registration ends on `ends`. The status
+    does not move, so the mail's id is derived from the domain and the date: a redelivered
+    event, or the same date reported again after a gap, never mails twice (the notifier's
+    log keys on it)."""
+    return NotificationRequested(
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        team_id=domain.team_public_id,
+        domain_id=domain.public_id,
+        domain=domain.name,
+        region=domain.region,
+        transition_event_id=uuid.uuid5(
+            _EXPIRY_NOTICES, f"{domain.public_id}/{ends.date().isoformat()}"
+        ),
+        old_status=domain.status,
+        new_status=domain.status,
+        reason=warning.message,
+        reason_code=ChangeReason.REGISTRATION_EXPIRING,
+        owner_emails=owner_emails,
+        registration_expires_at=ends,
     )
 
 
