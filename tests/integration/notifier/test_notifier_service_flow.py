@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from aiohttp import web
 from faststream.rabbit import RabbitBroker, RabbitQueue
 
 from domainflow.contracts import (
+    ChangeReason,
     CheckOutcome,
     DkimStatus,
     DomainStatus,
@@ -361,6 +363,55 @@ async def test_a_verified_transition_is_mailed_only_when_configured(
     content = mail_text(mail)
     assert f"{event.domain} is verified" in content
     assert "What failed" not in content
+
+
+def expiry_notice(team: list[str], transition_id: uuid.UUID) -> NotificationRequested:
+    """The api's notice of a registration ending in 12 days (its own event id each time)."""
+    ends = datetime.now(UTC) + timedelta(days=12, hours=12)
+    zone = f"acme-{uuid.uuid4().hex[:8]}.com"
+    return transition(team, DomainStatus.VERIFIED, domain=f"mail.{zone}").model_copy(
+        update={
+            "old_status": DomainStatus.VERIFIED,
+            "reason_code": ChangeReason.REGISTRATION_EXPIRING,
+            "reason": f"The registration of {zone} expires on {ends.date().isoformat()}.",
+            "registration_expires_at": ends,
+            "transition_event_id": transition_id,
+            "checks": [],
+        }
+    )
+
+
+async def test_a_registration_expiring_is_mailed_once_per_date_even_when_asked_again(
+    notifier_env: dict[str, str],
+    processes: Callable[[dict[str, str]], NotifierProcess],
+    broker: RabbitBroker,
+    moto_server: MotoSandbox,
+) -> None:
+    # Verified mail off: an expiry notice about a verified domain is mailed all the same.
+    notifier = processes({**notifier_env, "DOMAINFLOW_NOTIFY_ON_VERIFIED": "false"})
+    await notifier.start()
+    team = owners(2)
+    same_date = uuid.uuid4()
+    event = expiry_notice(team, same_date)
+    await publish(broker, event)
+    await eventually(counted(moto_server, set(team), 2), what="the expiry mail to both owners")
+    ends = event.registration_expires_at
+    assert ends is not None
+    for mail in sent_to(moto_server, set(team)):
+        content = mail_text(mail)
+        assert f"the registration of {event.domain} expires on {ends.date()}" in content
+        assert "12 days left" in content
+        assert "Renew the domain at your registrar" in content
+        assert "What failed" not in content
+
+    # Asked again for the same date (the api after the watch blinked: a new event, the same
+    # id) and redelivered: never a second mail. A sentinel behind them marks them handled.
+    await publish(broker, expiry_notice(team, same_date))
+    await publish(broker, event)
+    sentinel_owner = owners(1)
+    await publish(broker, transition(sentinel_owner))
+    await eventually(counted(moto_server, set(sentinel_owner), 1), what="the sentinel's mail")
+    assert len(sent_to(moto_server, set(team))) == 2
 
 
 async def test_killed_after_sending_before_recording_never_mails_twice(

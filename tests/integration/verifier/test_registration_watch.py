@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from domainflow.api.domain.events import expiry_notice, newly_expiring
+from domainflow.api.domain.model import Domain
+from domainflow.contracts import DomainStatus, VerificationCompleted
 from domainflow.kit.database import Database
 from domainflow.kit.envelope import decode
 from domainflow.kit.runtime import kit_migrations
+from domainflow.notifier.messages import compose
 from domainflow.sandbox.dns import DnsSandbox
 from domainflow.sandbox.ports import listening_port
 from domainflow.verifier.adapters.doh import DohResolver
@@ -176,3 +180,59 @@ async def test_the_cycle_carries_the_watch_warnings(
         [body] = await conn.fetch("SELECT body FROM outbox")
     event = decode(body["body"])
     assert [w.code for w in getattr(event, "warnings", [])] == ["registration_expiring"]
+
+
+async def test_the_notice_window_is_a_setting_and_its_warning_makes_one_owners_mail(
+    db: Database,
+    dns_sandbox: DnsSandbox,
+    dns_zones: SandboxZones,
+    moto_server: Any,
+    rdap: Rdap,
+) -> None:
+    """A 45-day expiry is reported under a 60-day window (the default 30 would not: see the
+    unit tests); the warning the cycle sends is what the api dates its owners' notice by,
+    and what the notifier mails."""
+    [domain_id] = await schedule(db, dns_zones, 1)
+    async with db.pool.acquire() as conn:
+        domain = await conn.fetchval("SELECT domain FROM schedule WHERE domain_id = $1", domain_id)
+    ends = datetime.now(UTC) + timedelta(days=45, hours=12)
+    rdap.expiries[domain.partition(".")[2]] = ends
+    settings = VerifierSettings(
+        database=VerifierDatabaseSettings(url="unused"),
+        dns=DnsSettings(doh_url=dns_sandbox.doh_url, doh_ca_file=str(dns_sandbox.ca_file)),
+        ses=VerifierSesSettings(rate=20.0),
+        registration=RegistrationSettings(rdap_url=rdap.url, expiry_notice_days=60),
+    )
+    async with open_verifier(db, settings) as verifier:
+        report = await verifier.cycle.run_once()
+    assert report.checked == 1
+    async with db.pool.acquire() as conn:
+        [body] = await conn.fetch("SELECT body FROM outbox")
+    event = decode(body["body"])
+    assert isinstance(event, VerificationCompleted)
+    [warning] = event.warnings
+    assert warning.code == "registration_expiring"
+    assert "(45 days left)" in warning.message
+
+    [(dated, told)] = newly_expiring((), event.warnings)
+    assert dated == ends
+    assert newly_expiring(event.warnings, event.warnings) == []  # the next cycle: no news
+    model = Domain(
+        pk=1,
+        public_id=event.domain_id,
+        team_pk=1,
+        team_public_id=event.team_id,
+        name=event.domain,
+        status=DomainStatus.VERIFIED,
+        region="us-east-1",
+        request_id="req_test",
+        created_at=datetime.now(UTC),
+        last_warnings=tuple(event.warnings),
+    )
+    notice = expiry_notice(
+        model, dated, told, ["owner@acme.com"], correlation_id="req", causation_id=event.event_id
+    )
+    mail = compose(notice)
+    assert mail.subject == f"Action needed: the registration of {domain} expires on {ends.date()}"
+    assert "(45 days left)" in mail.text
+    assert "renew" in mail.text.lower()

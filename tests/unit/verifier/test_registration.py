@@ -68,3 +68,11 @@ def test_expiry_is_reported_under_30_days_only(days: int) -> None:
     expires = NOW + timedelta(days=days)
     found = codes(None, Registration("acme.com", OLD, expires))
     assert found == (["registration_expiring"] if days < 30 else [])
+
+
+def test_the_notice_window_is_the_operators_to_set() -> None:
+    in_45_days = Registration("acme.com", OLD, NOW + timedelta(days=45))
+    assert watch_warnings(None, in_45_days, NOW) == []  # the default 30 days
+    [warning] = watch_warnings(None, in_45_days, NOW, notice=timedelta(days=60))
+    assert warning.code == "registration_expiring"
+    assert warning.found == [(NOW + timedelta(days=45)).isoformat()]  # what the api dates by
