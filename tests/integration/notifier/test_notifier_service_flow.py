@@ -390,6 +390,7 @@ async def test_a_registration_expiring_is_mailed_once_per_date_even_when_asked_a
     # Verified mail off: an expiry notice about a verified domain is mailed all the same.
     notifier = processes({**notifier_env, "DOMAINFLOW_NOTIFY_ON_VERIFIED": "false"})
     await notifier.start()
+    results = await listen(broker, "notification.sent")
     team = owners(2)
     same_date = uuid.uuid4()
     event = expiry_notice(team, same_date)
@@ -412,6 +413,22 @@ async def test_a_registration_expiring_is_mailed_once_per_date_even_when_asked_a
     await publish(broker, transition(sentinel_owner))
     await eventually(counted(moto_server, set(sentinel_owner), 1), what="the sentinel's mail")
     assert len(sent_to(moto_server, set(team))) == 2
+
+    # Announced once too, though asked about three times (twice as distinct events).
+    collected: list[dict[str, Any]] = []
+
+    async def sentinel_announced() -> bool:
+        collected.extend(await drain(results))
+        return any(e["domain"] != event.domain and e["version"] == 2 for e in collected)
+
+    await eventually(sentinel_announced, what="NotificationSent for the sentinel")
+    await asyncio.sleep(1.0)
+    collected.extend(await drain(results))
+    ours = [
+        e for e in collected if e["transition_event_id"] == str(same_date) and e["version"] == 2
+    ]
+    assert len(ours) == 1
+    assert ours[0]["recipient_count"] == 2
 
 
 async def test_killed_after_sending_before_recording_never_mails_twice(

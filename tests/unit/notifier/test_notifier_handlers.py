@@ -8,11 +8,13 @@ The same handler runs against PostgreSQL in tests/integration/notifier; here the
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from domainflow.contracts import (
+    ChangeReason,
     CheckOutcome,
     DkimStatus,
     DomainStatus,
@@ -23,6 +25,7 @@ from domainflow.contracts import (
 )
 from domainflow.notifier.domain import LogState
 from domainflow.notifier.handlers import (
+    ANNOUNCED,
     CONSUMER,
     NotificationDeferredError,
     NotifierHandlers,
@@ -135,8 +138,34 @@ async def test_each_owner_is_mailed_once_and_the_result_announced_once() -> None
     assert sent.transition_event_id == event.transition_event_id  # the public change
     assert sent.causation_id == event.event_id  # the ask it answers
     assert sent.correlation_id == event.correlation_id
-    assert store.inbox == {(CONSUMER, event.event_id)}
+    assert store.inbox == {(CONSUMER, event.event_id), (ANNOUNCED, event.transition_event_id)}
     assert store.locked == set()
+
+
+async def test_an_expiry_asked_about_again_is_neither_mailed_nor_announced_again() -> None:
+    store, mailer = InMemoryStore(), ScriptedMailer()
+    handlers = handlers_for(store, mailer, notify_on_verified=False)
+    same_date = uuid.uuid4()  # the api's id for (domain, expiry date)
+    fields: dict[str, object] = {
+        "old_status": DomainStatus.VERIFIED,
+        "new_status": DomainStatus.VERIFIED,
+        "reason_code": ChangeReason.REGISTRATION_EXPIRING,
+        "registration_expires_at": datetime(2027, 1, 10, tzinfo=UTC),
+        "transition_event_id": same_date,
+        "checks": [],
+    }
+    first = transition(["ann@acme.com"], **fields)
+    again = transition(["ann@acme.com"], **fields)  # the watch reported it anew after a gap
+    assert first.event_id != again.event_id
+
+    await handlers.on_notification_requested(first)
+    await handlers.on_notification_requested(again)
+
+    assert mailer.calls == ["ann@acme.com"]
+    assert "expires on 2027-01-10" in mailer.sent[0][1]
+    (sent,) = announced(store)
+    assert sent.causation_id == first.event_id
+    assert (CONSUMER, again.event_id) in store.inbox  # handled: a redelivery does nothing
 
 
 async def test_verified_is_mailed_only_when_asked_for() -> None:
@@ -287,4 +316,4 @@ async def test_a_settlement_that_fails_commits_nothing_and_the_redelivery_finish
     assert mailer.calls == ["ann@acme.com"]
     (sent,) = announced(store)
     assert sent.recipient_count == 1
-    assert store.inbox == {(CONSUMER, event.event_id)}
+    assert store.inbox == {(CONSUMER, event.event_id), (ANNOUNCED, event.transition_event_id)}

@@ -30,6 +30,10 @@ from domainflow.notifier.unit_of_work import Delivery, NotifierStore
 log = get_logger(__name__)
 
 CONSUMER = "notifier"
+#: Inbox key of the transitions already announced: one `notification.sent` per transition,
+#: even when the api asks about it again under another event (a registration expiry the
+#: watch reports anew after a gap carries the id of its domain and date each time).
+ANNOUNCED = "notifier.announced"
 
 
 class Mailer(Protocol):
@@ -86,6 +90,10 @@ class NotifierHandlers:
         tagged with the transition's event id (the SES message tag `transition_id`, which
         SES's sending events carry), so whoever consumes those events can deduplicate on it.
 
+        A registration expiry is asked about with an id derived from the domain and the date
+        (no public change carries it), possibly more than once under distinct events: its
+        owners are mailed, and `notification.sent` published, once for that id all the same.
+
         A send that provably did not happen (SES answered with an error, or the connection
         was never made) leaves no row behind: its intent is deleted and the event is
         redelivered with backoff, so that owner is mailed on a later delivery.
@@ -119,7 +127,7 @@ class NotifierHandlers:
                 return
             rows = await settlement.rows_for(event.transition_event_id)
             sent = [r for r in rows if r.state is LogState.SENT and r.message_id]
-            if sent:
+            if sent and await settlement.claim(ANNOUNCED, _as_transition(event)):
                 receipt = NotificationSent(
                     correlation_id=event.correlation_id,
                     causation_id=event.event_id,
@@ -189,3 +197,8 @@ class NotifierHandlers:
         await notes.record_sent(event.transition_event_id, recipient, message_id)
         log.info("notification.sent", recipient=recipient, message_id=message_id)
         return True
+
+
+def _as_transition(event: NotificationRequested) -> NotificationRequested:
+    """The request under its transition's id, for the inbox to claim the announcement by."""
+    return event.model_copy(update={"event_id": event.transition_event_id})
