@@ -640,3 +640,42 @@ async def test_a_verification_of_a_domain_being_deleted_proves_nothing(
     )
     assert asked_to_receive(uow) == []
     assert uow.state.domains[public_id].ownership_proven_at is None
+
+
+async def test_what_the_registration_watch_finds_goes_on_the_timeline_once(
+    handlers: ApiHandlers, uow: FakeUnitOfWork
+) -> None:
+    public_id = await added(uow)
+    await handlers.on_provisioned(provisioned(public_id))
+    moved = DnsWarning(
+        code="nameservers_changed",
+        name="acme.com",
+        found=["ns1.other-provider.example"],
+        message="The nameservers of acme.com changed to ns1.other-provider.example.",
+    )
+
+    def watched(*warnings: DnsWarning) -> VerificationCompleted:
+        event = verdict(public_id, VerificationOutcome.PASSED)
+        return event.model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "trigger": VerificationTrigger.SCHEDULED,
+                "warnings": list(warnings),
+            }
+        )
+
+    def watch_lines() -> list[str]:
+        domain = uow.state.domains[public_id]
+        return [
+            e.reason
+            for pk, e in uow.state.timeline
+            if pk == domain.pk and e.happening == "registration_watch"
+        ]
+
+    await handlers.on_verification_completed(watched(moved))
+    assert watch_lines() == [moved.message]
+    await handlers.on_verification_completed(watched(moved))  # the same finding: no news
+    assert watch_lines() == [moved.message]
+    back = moved.model_copy(update={"found": ["ns1.acme.example"], "message": "Moved back."})
+    await handlers.on_verification_completed(watched(back))
+    assert watch_lines() == [moved.message, "Moved back."]

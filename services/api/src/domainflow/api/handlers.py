@@ -20,6 +20,7 @@ from domainflow.api.domain.events import (
     checks_failed,
     deleted,
     expiry_notice,
+    new_watch_findings,
     newly_expiring,
     status_changed,
     trigger_of,
@@ -290,6 +291,14 @@ class ApiHandlers:
             await work.domains.save(domain)  # with the sequence its public events took
             await work.emit(*events, *live)
             await self._note(work, event, before, domain, move, what.why.reason)
+            for finding in new_watch_findings(before.last_warnings, domain.last_warnings):
+                await work.domains.note(
+                    domain,
+                    happening="registration_watch",
+                    status_before=domain.status.value,
+                    reason=finding.message,
+                    request_id=event.correlation_id,
+                )
             if domain.status is DomainStatus.DELETED:
                 await self._hand_over(work, domain)
             if live:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from functools import lru_cache
 
 from domainflow.api.domain import state as sm
-from domainflow.api.domain.model import Domain
+from domainflow.api.domain.model import WATCH_WARNINGS, Domain
 from domainflow.api.domain.records import RecordSettings, derive_records
 from domainflow.api.domain.state import public_status
 from domainflow.contracts import (
@@ -222,6 +222,19 @@ def registration_expiries(
             continue  # not the watch's own words: nothing to date a notice by
         found[ends.date()] = (ends, warning)
     return found
+
+
+def new_watch_findings(
+    before: Iterable[DnsWarning], after: Iterable[DnsWarning]
+) -> list[DnsWarning]:
+    """What the registration and delegation watch reports now and did not before (nameservers
+    moved, a registration about to lapse): each goes on the timeline once, not every pass."""
+    known = {(w.code, w.name, tuple(w.found)) for w in before if w.code in WATCH_WARNINGS}
+    return [
+        w
+        for w in after
+        if w.code in WATCH_WARNINGS and (w.code, w.name, tuple(w.found)) not in known
+    ]
 
 
 def newly_expiring(
