@@ -257,6 +257,17 @@ async def _lifecycle(
     return name, public_id, owner
 
 
+def _notifier_logs(tmp: Path) -> str:
+    """What the notifiers said about mails, for a failure to show where one went."""
+    lines = [
+        line[:400]
+        for log in sorted(tmp.glob("notifier-*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "notification" in line or "Error" in line
+    ]
+    return "\n".join(lines[-60:])
+
+
 async def _status_in(state: Any, wanted: set[str]) -> bool:
     return (await state()).get("verification_status") in wanted
 
@@ -326,7 +337,10 @@ async def _lifecycles_through(
             await _nothing_parked(urls[-1])
             # Each owner was emailed once (that the domain was verified), never twice.
             for _, _, owner in done:
-                await eventually(partial(e2e.emails_to, owner), timeout=60)
+                try:
+                    await eventually(partial(e2e.emails_to, owner), timeout=60)
+                except AssertionError as missing:
+                    raise AssertionError(f"{missing}\n{_notifier_logs(tmp_path)}") from None
             await asyncio.sleep(REVERIFY_INTERVAL * 2)  # time for a duplicate to show
             assert {o: len(e2e.emails_to(o)) for _, _, o in done} == {o: 1 for _, _, o in done}
     finally:

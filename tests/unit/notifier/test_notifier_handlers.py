@@ -7,6 +7,7 @@ The same handler runs against PostgreSQL in tests/integration/notifier; here the
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -317,3 +318,54 @@ async def test_a_settlement_that_fails_commits_nothing_and_the_redelivery_finish
     (sent,) = announced(store)
     assert sent.recipient_count == 1
     assert store.inbox == {(CONSUMER, event.event_id), (ANNOUNCED, event.transition_event_id)}
+
+
+class HeldMailer(ScriptedMailer):
+    """Holds every send until released: a delivery caught between intent and SES's answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(
+        self,
+        sender: str,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        region: str,
+        *,
+        transition_id: uuid.UUID,
+    ) -> str:
+        self.sending.set()
+        await self.release.wait()
+        return await super().send(
+            sender, to, subject, text, html, region, transition_id=transition_id
+        )
+
+
+async def test_a_delivery_whose_message_is_cancelled_mid_send_still_mails_once() -> None:
+    # The broker connection drops while SES is being asked: the client cancels the handler.
+    store, mailer = InMemoryStore(), HeldMailer()
+    handlers = handlers_for(store, mailer)
+    event = transition(["ann@acme.com"])
+    first = asyncio.create_task(handlers.on_notification_requested(event))
+    await mailer.sending.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    # The redelivery arrives while the first send is still under way: it waits its turn.
+    with pytest.raises(TransitionBusyError):
+        await handlers.on_notification_requested(event)
+    mailer.release.set()
+    await handlers.drain()
+    await handlers.on_notification_requested(event)  # and then finds it done
+
+    assert mailer.calls == ["ann@acme.com"]
+    assert log_of(store, event) == {"ann@acme.com": ("sent", "msg-1")}
+    (sent,) = announced(store)
+    assert sent.recipient_count == 1
+    assert store.locked == set()

@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
@@ -63,6 +63,9 @@ class ServiceRuntime:
         #: Gauges read from another database than the service's own (the SES budget's).
         self.foreign_gauges: list[tuple[Database, Sequence[Gauge]]] = []
         self._reading: asyncio.Task[str] | None = None
+        #: Work a handler started that outlives its message (the notifier's shielded mail),
+        #: awaited once the broker has stopped and before the database closes.
+        self.drains: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def db(self) -> Database:
@@ -205,6 +208,9 @@ class ServiceRuntime:
             self._reading.cancel()
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        for drain in self.drains:
+            with contextlib.suppress(Exception):
+                await drain()
         if self._health is not None:
             await self._health.cleanup()
         if self._db is not None:

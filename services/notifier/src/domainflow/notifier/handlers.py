@@ -8,6 +8,7 @@ those steps is a `NotifierStore` (unit_of_work.py): PostgreSQL in production, me
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Protocol
@@ -73,6 +74,8 @@ class NotifierHandlers:
         self._mailer = mailer
         self._settings = settings
         self._judge = judge
+        #: Deliveries under way, held so that one its message no longer waits for still ends.
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def on_notification_requested(self, event: NotificationRequested) -> None:
         """Email the team's owners about a transition the state machine flagged, never twice.
@@ -102,6 +105,23 @@ class NotifierHandlers:
         if skip is not None:
             log.info("notification.skipped", reason=skip.value, new_status=event.new_status)
             return
+        # Shielded: when the broker connection drops, the client cancels every handler in
+        # flight. Cancelled between recording intent and SES's answer, this delivery would
+        # leave `sending` behind and the redelivery would mark that owner `unconfirmed`, a
+        # mail lost to a broker hiccup. Shielded, it ends on its own, holding the
+        # transition's lock, so the redelivery waits (TransitionBusyError) and then finds
+        # the inbox row.
+        delivery = asyncio.ensure_future(self._settle(event))
+        self._in_flight.add(delivery)
+        delivery.add_done_callback(self._in_flight.discard)
+        await asyncio.shield(delivery)
+
+    async def drain(self) -> None:
+        """Wait for the deliveries whose messages stopped waiting for them (at shutdown)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _settle(self, event: NotificationRequested) -> None:
         async with self._store.delivery() as delivery:
             if await delivery.already_handled(CONSUMER, event.event_id):
                 return

@@ -44,6 +44,7 @@ async def serve(settings: NotifierSettings | None = None) -> None:
                 await rt.open(migrations())
                 rt.foreign_gauges.append((budget_db, SES_BUDGET_GAUGES))
                 handlers = NotifierHandlers(PgNotifierStore(rt.db), mailer, settings)
+                rt.drains.append(handlers.drain)
                 router, queues = build_router(handlers, settings)
                 await rt.start(router, queues, trims=retention(settings))
                 rt.gauges.extend(GAUGES)
