@@ -70,9 +70,12 @@ class FakeDomains:
             return None
         return replace(domain, mailbox_count=self._mailboxes(domain))
 
-    async def of_team(self, team_pk: int, public_id: str) -> Domain | None:
+    async def of_team(self, team_pk: int, team_public_id: str, public_id: str) -> Domain | None:
         domain = await self.get(public_id)
-        return domain if domain is not None and domain.team_pk == team_pk else None
+        if domain is None or domain.team_pk != team_pk:
+            return None
+        assert domain.team_public_id == team_public_id, "a principal names its own team"
+        return domain
 
     async def holding(self, name: str) -> Domain | None:
         for domain in self._s.domains.values():

@@ -371,7 +371,9 @@ class DomainService:
 
     async def get(self, principal: Principal, public_id: str) -> Domain:
         async with self._uow.read() as work:
-            domain = await work.domains.of_team(principal.team_pk, public_id)
+            domain = await work.domains.of_team(
+                principal.team_pk, principal.team_public_id, public_id
+            )
         if domain is None:
             raise DomainNotFound(public_id)
         return domain
