@@ -48,7 +48,8 @@ def requires(permission: str) -> Guard:
             )
         connection.scope["state"]["principal"] = principal
         # Before any handler hands them to PostgreSQL, which stores no NUL.
-        refuse_unstorable_in_url(connection.path_params, dict(connection.query_params.dict()))
+        query = connection.query_params.dict() if connection.scope["query_string"] else {}
+        refuse_unstorable_in_url(connection.path_params, dict(query))
 
     guard.__name__ = f"requires_{permission.replace('.', '_').replace('*', 'any')}"
     return guard

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,9 +42,13 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if (trace_id := tracing.current_trace_id()) is not None:
             bind_context(trace_id=trace_id)
 
+        id_header = (b"x-request-id", request_id.encode())
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)["X-Request-Id"] = request_id
+                # Set as raw ASGI header pairs: no header object built per answer.
+                kept = [h for h in message.get("headers", ()) if h[0].lower() != b"x-request-id"]
+                message["headers"] = [*kept, id_header]
             await send(message)
 
         await app(scope, receive, send_with_id)
