@@ -46,6 +46,15 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
     "notifier": ("notification.requested",),
 }
 
+#: Queues an earlier release consumed and this one does not. A bound queue nobody reads fills
+#: to its length limit and then, under `reject-publish`, refuses every event routed to it,
+#: so the publisher's too: each consumer deletes its own once no replica of the earlier
+#: release reads it any more, and its dead-letter queue once an operator has emptied it.
+RETIRED_QUEUES: Final[dict[str, tuple[str, ...]]] = {
+    # Until 1.4 the notifier read every status change for the owners' addresses in it.
+    "notifier": ("notifier.domain-status-changed",),
+}
+
 #: Who publishes what.
 PUBLICATIONS: Final[dict[str, tuple[str, ...]]] = {
     "api": (

@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
-from aiormq.exceptions import ChannelPreconditionFailed
+from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from faststream import AckPolicy
 from faststream.rabbit import (
     Channel,
@@ -356,6 +356,53 @@ async def _declare_queue(connection: AbstractConnection, queue: RabbitQueue) -> 
             error=str(error),
             advice="drain and delete the queue, then restart, for policy alone to govern it",
         )
+
+
+async def retire_queues(connection: AbstractConnection, names: Sequence[str]) -> list[str]:
+    """Delete each retired queue no consumer reads any more, and its dead-letter queue once
+    empty (parked events are an operator's to look at); returns the queues still to retire.
+
+    Quorum queues take no `if-unused` or `if-empty` on delete (RabbitMQ closes the whole
+    connection for it), so each is looked at first: a queue only the earlier release's
+    replicas consume gets no new reader in between (this release never reads it)."""
+    left: list[str] = []
+    for name in names:
+        dead_letters = dead_letter_queue_name(name)
+        readers, waiting = await _looked_at(connection, name)
+        if readers:
+            left.append(name)  # a replica of the earlier release still reads it
+            continue
+        if waiting is not None:
+            async with connection.channel() as channel:
+                await channel.queue_delete(name)
+            # Dropped messages are changes the earlier release's replicas never read.
+            (log.warning if waiting else log.info)(
+                "queue.retired", queue=name, messages_dropped=waiting
+            )
+        _, parked = await _looked_at(connection, dead_letters)
+        if parked:
+            log.warning(
+                "queue.retired_dead_letters_kept",
+                queue=dead_letters,
+                parked=parked,
+                advice="replay or purge the parked events; the queue then goes by itself",
+            )
+            left.append(name)
+        elif parked is not None:
+            async with connection.channel() as channel:
+                await channel.queue_delete(dead_letters)
+    return left
+
+
+async def _looked_at(connection: AbstractConnection, name: str) -> tuple[int, int | None]:
+    """A queue's consumers and messages; (0, None) when there is no such queue."""
+    try:
+        async with connection.channel() as channel:  # a missing queue closes the channel
+            queue = await channel.declare_queue(name, passive=True)
+    except ChannelNotFoundEntity:
+        return 0, None
+    result = queue.declaration_result
+    return result.consumer_count or 0, result.message_count or 0
 
 
 async def declare_topology(

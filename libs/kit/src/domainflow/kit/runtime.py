@@ -21,10 +21,16 @@ from typing import Any
 from aiohttp import web
 from faststream.rabbit import RabbitQueue, RabbitRouter
 
+from domainflow.contracts.topology import RETIRED_QUEUES
 from domainflow.kit import tracing
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.logging import configure_logging, get_logger
-from domainflow.kit.messaging import broker_for, connection_name, declare_topology
+from domainflow.kit.messaging import (
+    broker_for,
+    connection_name,
+    declare_topology,
+    retire_queues,
+)
 from domainflow.kit.metrics import CONTENT_TYPE, OUTBOX_GAUGES, Gauge, exposition, queue_depths
 from domainflow.kit.outages import through_outages
 from domainflow.kit.outbox import OutboxRelay
@@ -115,6 +121,8 @@ class ServiceRuntime:
         self.spawn(
             keep_trimmed(self.db, trims, every=self.settings.retention.interval), name="retention"
         )
+        if retired := RETIRED_QUEUES.get(self.name):
+            self.spawn(self._retire(retired), name="retire-queues")
         if relay_outbox:
             relay = OutboxRelay(
                 self.db,
@@ -126,6 +134,18 @@ class ServiceRuntime:
             )
             self.spawn(relay.run(), name="outbox-relay")
         log.info("service.started", service=self.name, queues=[q.name for q in self._queues])
+
+    async def _retire(self, queues: Sequence[str]) -> None:
+        """Retire an earlier release's queues, trying again on the retention cadence while a
+        replica of that release still reads one (a rolling upgrade) or its DLQ holds events."""
+        left = list(queues)
+        while left:
+            try:
+                left = await retire_queues(await self.broker.connect(), left)
+            except Exception as failure:  # the broker blinked: next time
+                log.warning("queue.retire_failed", queues=left, error=repr(failure))
+            if left:
+                await asyncio.sleep(self.settings.retention.interval)
 
     async def metrics(self) -> str:
         """`/metrics`: the service's gauges read from its database, then the depth, consumers
