@@ -51,7 +51,7 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
 #: so the publisher's too: each consumer deletes its own once no replica of the earlier
 #: release reads it any more, and its dead-letter queue once an operator has emptied it.
 RETIRED_QUEUES: Final[dict[str, tuple[str, ...]]] = {
-    # Until 1.4 the notifier read every status change for the owners' addresses in it.
+    # Before status_changed version 2, the notifier read every change for the owners in it.
     "notifier": ("notifier.domain-status-changed",),
 }
 
