@@ -34,6 +34,7 @@ from pamqp import commands as spec
 
 from domainflow.contracts import Event
 from domainflow.kit import tracing
+from domainflow.kit.amqp_wire import RelayProperties
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.envelope import cloud_event_headers, encode
 from domainflow.kit.listener import ChannelListener
@@ -386,7 +387,7 @@ class OutboxRelay:
             headers[tracing.TRACEPARENT] = row.traceparent
             if row.tracestate:
                 headers[tracing.TRACESTATE] = row.tracestate
-        return spec.Basic.Properties(
+        return RelayProperties(
             content_type="application/json",
             delivery_mode=2,  # persistent
             message_id=str(row.event_id),
