@@ -35,6 +35,7 @@ from domainflow.api.http.envelope import (
     Envelope,
     Listing,
     etag_matches,
+    header_of,
     request_id_of,
     respond,
     respond_encoded,
@@ -111,7 +112,7 @@ class DomainController(Controller):
         # Encoded once: the ETag hashes the very bytes the answer carries (the hot read).
         view = msgspec.json.encode(domain_view(domain, service.records(domain)))
         etag = etag_of_encoded(view)
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(header_of(request, b"if-none-match"), etag):
             return Response(None, status_code=304, headers={"ETag": etag})
         return respond_encoded(request, view, etag=etag)
 

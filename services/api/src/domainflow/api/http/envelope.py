@@ -6,6 +6,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 from litestar import MediaType, Request, Response
+from litestar.connection import ASGIConnection
 
 T = TypeVar("T")
 
@@ -36,6 +37,16 @@ class Listing(msgspec.Struct, Generic[T]):
     data: list[T]
     pagination: Pagination
     meta: Meta
+
+
+def header_of(connection: ASGIConnection[Any, Any, Any, Any], name: bytes) -> str | None:
+    """One request header (`name` lower-case), read from the raw ASGI pairs: building
+    Litestar's header object for the one or two a hot read needs cost more than the read's
+    own view of the domain."""
+    for key, value in connection.scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 def request_id_of(request: AnyRequest) -> str:

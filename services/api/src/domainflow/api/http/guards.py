@@ -9,6 +9,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from domainflow.api.domain.keys import Principal, grants
+from domainflow.api.http.envelope import header_of
 from domainflow.api.http.problems import ApiError
 from domainflow.api.http.text import refuse_unstorable_in_url
 from domainflow.api.teams.keyring import KeyRing
@@ -17,7 +18,7 @@ AnyConnection = ASGIConnection[Any, Any, Any, Any]
 
 
 def _bearer(connection: AnyConnection) -> str:
-    header = connection.headers.get("authorization", "")
+    header = header_of(connection, b"authorization") or ""
     scheme, _, token = header.partition(" ")
     if not header:
         raise ApiError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>'.")
