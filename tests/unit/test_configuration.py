@@ -120,6 +120,7 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_PROVISIONER_LEASE_SECONDS", "8", 8.0, "saga.lease_seconds", P),
     ("DOMAINFLOW_PROVISIONER_RECOVERY_INTERVAL", "0.5", 0.5, "saga.recovery_interval", P),
     ("DOMAINFLOW_PROVISIONER_CONCURRENCY", "6", 6, "saga.concurrency", P),
+    ("DOMAINFLOW_PROVISIONER_QUIET_ROOM", "0", 0, "saga.quiet_room", P),
     # the verifier
     ("DOMAINFLOW_VERIFIER_HEALTH_HOST", "0.0.0.0", SAME, "health.host", V),  # noqa: S104
     ("DOMAINFLOW_VERIFIER_HEALTH_PORT", "9002", 9002, "health.port", V),
