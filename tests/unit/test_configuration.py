@@ -71,6 +71,7 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_SES_RATE", "3", 3.0, "ses.rate", ALL),
     ("DOMAINFLOW_SES_SEND_RATE", "14", 14.0, "ses.send_rate", ALL),
     ("DOMAINFLOW_SES_HEADROOM", "0.2", 0.2, "ses.headroom", ALL),
+    ("DOMAINFLOW_SES_QUIET_HEAD_START", "12.5", 12.5, "ses.quiet_head_start", ALL),
     ("DOMAINFLOW_SES_ACCOUNT", "second", SAME, "ses.account", ALL),
     ("DOMAINFLOW_SES_BUDGET_DATABASE_URL", "postgresql://b", SAME, "ses.budget_database_url", ALL),
     ("DOMAINFLOW_SES_BATCH", "50", 50, "ses.batch", V),
@@ -119,6 +120,7 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_PROVISIONER_LEASE_SECONDS", "8", 8.0, "saga.lease_seconds", P),
     ("DOMAINFLOW_PROVISIONER_RECOVERY_INTERVAL", "0.5", 0.5, "saga.recovery_interval", P),
     ("DOMAINFLOW_PROVISIONER_CONCURRENCY", "6", 6, "saga.concurrency", P),
+    ("DOMAINFLOW_PROVISIONER_QUIET_ROOM", "0", 0, "saga.quiet_room", P),
     # the verifier
     ("DOMAINFLOW_VERIFIER_HEALTH_HOST", "0.0.0.0", SAME, "health.host", V),  # noqa: S104
     ("DOMAINFLOW_VERIFIER_HEALTH_PORT", "9002", 9002, "health.port", V),

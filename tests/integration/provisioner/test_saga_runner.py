@@ -28,6 +28,7 @@ from domainflow.kit.aws import SesError
 from domainflow.kit.database import Database
 from domainflow.kit.envelope import decode
 from domainflow.kit.runtime import kit_migrations
+from domainflow.kit.ses_budget import is_quiet_caller
 from domainflow.provisioner.adapters import repository
 from domainflow.provisioner.adapters.repository import Claimed, LeaseLostError, migrations
 from domainflow.provisioner.domain import (
@@ -57,6 +58,8 @@ class Scripted:
     failures: dict[str, list[BaseException]] = field(default_factory=dict)
     gate: asyncio.Event | None = None  # when given, calls wait for it (a slow SES)
     entered: asyncio.Event = field(default_factory=asyncio.Event)  # a call has begun
+    #: Each call's domain, and whether the SES budget would rank it as a quiet team's.
+    quiet_calls: dict[str, bool] = field(default_factory=dict)
 
     async def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -68,6 +71,7 @@ class Scripted:
             raise queued.pop(0)
 
     async def add_domain(self, domain: str, *, live: bool) -> None:
+        self.quiet_calls[domain] = is_quiet_caller()  # the saga's first call
         await self._call("add_domain")
         self.domains.add(domain)
 
@@ -76,6 +80,7 @@ class Scripted:
         self.domains.discard(domain)
 
     async def create_identity(self, domain: str, region: str) -> list[str]:
+        self.quiet_calls[domain] = is_quiet_caller()
         await self._call("create_identity")
         self.identities.add(domain)
         return TOKENS
@@ -399,6 +404,56 @@ async def test_a_quiet_teams_create_is_not_queued_behind_another_teams_burst(
     # The quiet team's single create goes next to the burst's next one, not after it all.
     assert order.index("mail.quiet.test") <= 3
     assert [d for d in order if d != "mail.quiet.test"] == [e.domain for e in [*burst, more]]
+
+
+async def test_a_quiet_teams_saga_starts_at_once_beside_a_full_burst_and_calls_ses_quietly(
+    db: Database,
+) -> None:
+    # SES holds every call: the burst's sagas fill the replica's room and stay in it.
+    gate = asyncio.Event()
+    world = Scripted(gate=gate)
+    runner = SagaRunner(db, world, world, settings(concurrency=2, quiet_room=1))
+    for i in range(5):
+        await runner.on_domain_requested(request(f"d{i}.burst.test", team_id="team_burst"))
+    assert await runner.dispatch_once() == 2  # the room is full; three wait their turn
+    assert await runner.dispatch_once() == 0
+    quiet = request("mail.quiet.test", team_id="team_quiet")
+    await runner.on_domain_requested(quiet)
+    another = request("mail.other.test", team_id="team_other")
+    await runner.on_domain_requested(another)
+    # The quiet team's saga starts now, in the quiet room, without waiting for the burst;
+    # the room holds one, so the next quiet team waits for a place like anyone.
+    assert await runner.dispatch_once() == 1
+
+    async def quiet_saga_calls() -> None:
+        while len(world.quiet_calls) < 3:  # noqa: ASYNC110 - the three sagas' own pace
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(quiet_saga_calls(), timeout=10)
+    assert world.quiet_calls == {
+        "d0.burst.test": False,
+        "d1.burst.test": False,
+        "mail.quiet.test": True,  # ranked ahead of the burst's calls in the SES budget
+    }
+    gate.set()
+    await runner.run_pending()
+    order = [a.domain for a in await published(db) if isinstance(a, DomainProvisioned)]
+    assert len(order) == 7
+    assert world.quiet_calls["mail.other.test"] is True
+
+
+async def test_without_a_quiet_room_a_quiet_teams_saga_waits_for_a_place(db: Database) -> None:
+    gate = asyncio.Event()
+    world = Scripted(gate=gate)
+    runner = SagaRunner(db, world, world, settings(concurrency=2, quiet_room=0))
+    for i in range(3):
+        await runner.on_domain_requested(request(f"d{i}.burst.test", team_id="team_burst"))
+    assert await runner.dispatch_once() == 2
+    await runner.on_domain_requested(request("mail.quiet.test", team_id="team_quiet"))
+    assert await runner.dispatch_once() == 0
+    gate.set()
+    await runner.run_pending()
+    assert len(world.quiet_calls) == 4
 
 
 # --- a saga that cannot go on stops for an operator -------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -54,12 +55,12 @@ def quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
         yield proxy
 
 
-def start(stack: Stack, quota: SesQuotaSandbox) -> Any:
+def start(stack: Stack, quota: SesQuotaSandbox, **extra: str) -> Any:
     return stack.start(
         ses_url=quota.url,
         DOMAINFLOW_SES_RATE=str(RATE),
         DOMAINFLOW_SES_ACCOUNT=f"acct-{uuid.uuid4().hex[:8]}",  # a budget of this test's own
-        DOMAINFLOW_PROVISIONER_CONCURRENCY="2",
+        **{"DOMAINFLOW_PROVISIONER_CONCURRENCY": "2", **extra},
     )
 
 
@@ -165,3 +166,39 @@ async def test_throttling_by_another_spender_is_waited_out_and_a_rollback_comple
         assert row["state"] == "completed"
     assert not await identity_exists(stack, bad_domain)
     assert not await mail_server.has_domain(bad_domain)
+
+
+async def test_a_quiet_teams_create_is_served_ahead_of_another_teams_queued_burst(
+    stack: Stack,
+    bus: tuple[EventTap, Publish],
+    quota: SesQuotaSandbox,
+) -> None:
+    # Six of the burst's sagas run at once, so six calls queue for every slot: a first-come
+    # budget would make each of the quiet create's calls wait behind them all.
+    tap, publish = bus
+    await stack.ready(start(stack, quota, DOMAINFLOW_PROVISIONER_CONCURRENCY="6"))
+    burst = [
+        requested(unique_domain(f"queued{i}")).model_copy(update={"team_id": "team_busy"})
+        for i in range(16)
+    ]
+    for event in burst:
+        await publish(event)
+    await answers(tap, burst[:3], within=120)  # the burst is under way, most of it queued
+    quiet = requested(unique_domain("quiet")).model_copy(update={"team_id": "team_quiet"})
+    asked_at = time.monotonic()  # the proxy stamps calls on the same (system-wide) clock
+    await publish(quiet)
+    answer = await tap.answer(quiet, within=60)
+    assert isinstance(answer, DomainProvisioned), (answer, troubles(stack))
+    calls = sorted(quota.calls(accepted=True), key=lambda c: c.at)
+    mine = [i for i, c in enumerate(calls) if c.identity == quiet.domain]
+    assert len(mine) == CALLS_PER_CREATE, [(c.action, c.identity) for c in calls]
+    # Its first call went at most a few slots after it asked (the slot already booked, and
+    # the time the request took to reach the provisioner), not behind the six queued calls;
+    # its second took the next free slot.
+    before = [c for c in calls[: mine[0]] if c.at >= asked_at]
+    assert len(before) <= 3, [(round(c.at - asked_at, 2), c.identity) for c in before]
+    between = mine[-1] - mine[0] - (len(mine) - 1)
+    assert between <= 1, [(c.action, c.identity) for c in calls[mine[0] : mine[-1] + 1]]
+    # The burst is not starved: it all ends provisioned.
+    got = await answers(tap, burst, within=180)
+    assert all(isinstance(a, DomainProvisioned) for a in got), troubles(stack)

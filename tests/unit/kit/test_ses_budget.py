@@ -1,8 +1,17 @@
-"""The SES budget: slots spaced 1/rate apart in arrival order, throttling waited out."""
+"""The SES budget: slots spaced 1/rate apart, callers queued in rank order (a quiet team's
+call ahead of a backlog's), throttling waited out.
+
+Most tests run on virtual time: every sleep is a timer the test's clock jumps to once all
+callers are asleep, so waits are exact and no test waits on the wall clock.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -10,12 +19,61 @@ from hypothesis import strategies as st
 
 from domainflow.kit.aws import SesError
 from domainflow.kit.ses_budget import (
+    Ask,
     MemorySlotStore,
     Quota,
+    Reservation,
     SesBudget,
+    horizon,
     is_throttled,
+    quiet_caller,
     reserve_slot,
 )
+
+T = TypeVar("T")
+
+
+class VirtualTime:
+    """A clock and a sleep for the budget: sleeping callers wake in time order, the clock
+    jumping to each wake-up once every caller is asleep (or done)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + max(seconds, 0.0), next(self._order), woken))
+        await woken
+
+    async def at(self, when: float, work: Awaitable[T]) -> T:
+        """`work`, started at virtual time `when`."""
+        await self.sleep(when - self.now)
+        return await work
+
+    def run(self, *work: Coroutine[Any, Any, T]) -> list[T]:
+        async def drive() -> list[T]:
+            tasks = [asyncio.ensure_future(w) for w in work]
+            while not all(t.done() for t in tasks):
+                for _ in range(20):  # let every runnable caller reach its next sleep
+                    await asyncio.sleep(0)
+                if self._timers and not all(t.done() for t in tasks):
+                    when, _, woken = heapq.heappop(self._timers)
+                    self.now = max(self.now, when)
+                    if not woken.done():  # a sleeper cancelled meanwhile
+                        woken.set_result(None)
+            return [t.result() for t in tasks]
+
+        return asyncio.run(drive())
+
+
+def budget_on(time: VirtualTime, **kw: Any) -> SesBudget:
+    kw.setdefault("send_rate", 1.0)
+    return SesBudget(MemorySlotStore(time.clock), sleep=time.sleep, **kw)
 
 
 @given(
@@ -38,62 +96,107 @@ def test_slots_are_spaced_and_never_early_and_never_idle(gaps: list[float], rate
 
 
 def test_callers_in_any_window_of_one_second_stay_within_the_rate() -> None:
-    clock = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    limiter = SesBudget(
-        MemorySlotStore(lambda: clock[0]), rate=2.0, send_rate=1.0, sleep=fake_sleep
-    )
-
-    async def burst() -> list[float]:
-        return [await limiter.acquire("us-east-1") for _ in range(10)]
-
-    waits = asyncio.run(burst())
-    # All ten asked at t=0: the first goes now, the rest at 0.5 s steps.
-    assert waits == pytest.approx([0.0, *(0.5 * i for i in range(1, 10))])
-    assert slept == pytest.approx([0.5 * i for i in range(1, 10)])
+    time = VirtualTime()
+    budget = budget_on(time, rate=2.0)
+    # Ten callers ask at t=0: the first goes now, the rest at 0.5 s steps.
+    waits = time.run(*(budget.acquire("us-east-1") for _ in range(10)))
+    assert sorted(waits) == pytest.approx([0.5 * i for i in range(10)])
 
 
 def test_regions_and_accounts_have_budgets_of_their_own() -> None:
-    store = MemorySlotStore(lambda: 0.0)
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    a = SesBudget(store, rate=1.0, send_rate=1.0, account="111", sleep=no_sleep)
-    b = SesBudget(store, rate=1.0, send_rate=1.0, account="222", sleep=no_sleep)
-
-    async def go() -> list[float]:
-        return [
-            await a.acquire("us-east-1"),
-            await a.acquire("eu-west-1"),
-            await b.acquire("us-east-1"),
-            await a.acquire("us-east-1"),
-        ]
-
-    assert asyncio.run(go()) == [0.0, 0.0, 0.0, 1.0]
+    time = VirtualTime()
+    store = MemorySlotStore(time.clock)
+    a = SesBudget(store, rate=1.0, send_rate=1.0, account="111", sleep=time.sleep)
+    b = SesBudget(store, rate=1.0, send_rate=1.0, account="222", sleep=time.sleep)
+    waits = time.run(
+        a.acquire("us-east-1"),
+        a.acquire("eu-west-1"),
+        b.acquire("us-east-1"),
+        time.at(0.0, a.acquire("us-east-1")),  # asks after the first, same account and region
+    )
+    assert waits == pytest.approx([0.0, 0.0, 0.0, 1.0])
 
 
-def test_a_late_caller_waits_only_for_the_slots_already_reserved() -> None:
+def test_a_late_caller_waits_only_for_the_slot_already_booked() -> None:
     # An on-demand verify arriving during a cycle queues behind the one call the cycle has
-    # reserved, not behind the whole cycle: slots are reserved right before each call.
-    clock = [0.0]
-    store = MemorySlotStore(lambda: clock[0])
+    # booked, not behind the whole cycle: slots are booked right before each call.
+    time = VirtualTime()
+    budget = budget_on(time, rate=1.0)
+    _, verify = time.run(budget.acquire("us-east-1"), time.at(0.2, budget.acquire("us-east-1")))
+    assert verify == pytest.approx(0.8)
 
-    async def no_sleep(_: float) -> None:
-        return None
 
-    limiter = SesBudget(store, rate=1.0, send_rate=1.0, sleep=no_sleep)
+def test_slots_are_booked_only_within_the_horizon() -> None:
+    # Callers queue instead of booking far ahead: at any moment at most the slot being used
+    # and the next one are booked, whatever the number of callers.
+    time = VirtualTime()
+    booked_ahead: list[float] = []
 
-    async def go() -> float:
-        await limiter.acquire("us-east-1")  # the cycle's call at t=0
-        clock[0] = 0.2
-        return await limiter.acquire("us-east-1")  # the manual verify
+    class Watched(MemorySlotStore):
+        async def reserve(self, bucket: str, spacing: float, ask: Ask) -> Reservation:
+            answer = await super().reserve(bucket, spacing, ask)
+            if answer.booked:
+                booked_ahead.append(answer.wait)
+            return answer
 
-    assert asyncio.run(go()) == pytest.approx(0.8)
+    budget = SesBudget(Watched(time.clock), rate=1.0, send_rate=1.0, sleep=time.sleep)
+    time.run(*(budget.acquire("us-east-1") for _ in range(8)))
+    assert len(booked_ahead) == 8
+    assert max(booked_ahead) <= horizon(1.0) + 1e-9
+    assert horizon(1.0) == 0.5
+    assert horizon(0.1) == 0.25  # never less than a quarter second, however fast the rate
+
+
+def test_a_quiet_callers_call_goes_ahead_of_a_queued_backlog() -> None:
+    time = VirtualTime()
+    budget = budget_on(time, rate=1.0, quiet_head_start=30.0)
+    order: list[str] = []
+
+    async def call(name: str, quiet: bool = False) -> float:
+        with quiet_caller(quiet):
+            waited = await budget.acquire("us-east-1")
+        order.append(name)
+        return waited
+
+    waits = time.run(
+        *(time.at(i / 100, call(f"backlog{i}")) for i in range(6)),
+        time.at(0.6, call("quiet", quiet=True)),
+    )
+    # The backlog's first call is at t=0, its second booked (at 0.5) for 1.0; the quiet
+    # call, asked at 0.6, takes the next slot (2.0), ahead of the four calls still queued.
+    assert order == [
+        "backlog0",
+        "backlog1",
+        "quiet",
+        "backlog2",
+        "backlog3",
+        "backlog4",
+        "backlog5",
+    ]
+    assert waits[-1] == pytest.approx(1.4)
+    # Among themselves, the backlog's calls are served in the order they asked.
+    assert waits[:6] == pytest.approx([0.0, 0.99, 2.98, 3.97, 4.96, 5.95])
+
+
+def test_a_head_start_never_passes_a_call_that_waited_longer() -> None:
+    # The head start is bounded: a backlog call that has waited longer than it is served
+    # before quiet calls asking now, so a stream of quiet teams cannot starve a backlog.
+    time = VirtualTime()
+    budget = budget_on(time, rate=1.0, quiet_head_start=3.0)
+    order: list[str] = []
+
+    async def call(name: str, quiet: bool = False) -> None:
+        with quiet_caller(quiet):
+            await budget.acquire("us-east-1")
+        order.append(name)
+
+    time.run(
+        *(time.at(i / 100, call(f"b{i}")) for i in range(8)),
+        *(time.at(5.2 + i, call(f"q{i}", quiet=True)) for i in range(3)),
+    )
+    # At 5.2 the calls b6 and b7 have waited 5.2 s, more than the 3 s head start: the quiet
+    # calls come after them; every call of the backlog still goes.
+    assert order == ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "q0", "q1", "q2"]
 
 
 def test_the_rates_must_be_positive() -> None:
@@ -104,22 +207,15 @@ def test_the_rates_must_be_positive() -> None:
 
 
 def test_sending_has_a_budget_of_its_own() -> None:
-    store = MemorySlotStore(lambda: 0.0)
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    budget = SesBudget(store, rate=1.0, send_rate=14.0, sleep=no_sleep)
-
-    async def go() -> list[float]:
-        return [
-            await budget.acquire("us-east-1"),
-            await budget.acquire("us-east-1", Quota.SEND),
-            await budget.acquire("us-east-1", Quota.SEND),
-            await budget.acquire("us-east-1"),
-        ]
-
-    assert asyncio.run(go()) == pytest.approx([0.0, 0.0, 1 / 14, 1.0])
+    time = VirtualTime()
+    budget = budget_on(time, rate=1.0, send_rate=14.0)
+    waits = time.run(
+        budget.acquire("us-east-1"),
+        budget.acquire("us-east-1", Quota.SEND),
+        time.at(0.0, budget.acquire("us-east-1", Quota.SEND)),
+        time.at(0.0, budget.acquire("us-east-1")),
+    )
+    assert waits == pytest.approx([0.0, 0.0, 1 / 14, 1.0])
 
 
 @pytest.mark.parametrize(
@@ -159,54 +255,65 @@ class _Ses:
 
 
 def test_a_throttled_call_is_made_again_each_time_in_a_slot_of_its_own() -> None:
-    clock = [0.0]
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    store = MemorySlotStore(lambda: clock[0])
-    budget = SesBudget(store, rate=1.0, send_rate=1.0, sleep=sleep)
+    time = VirtualTime()
+    store = MemorySlotStore(time.clock)
+    budget = SesBudget(store, rate=1.0, send_rate=1.0, sleep=time.sleep)
     ses = _Ses(throttles=3)
-    assert asyncio.run(budget.call("us-east-1", ses)) == "answer"
+    made: list[float] = []
+
+    async def timed() -> str:
+        made.append(time.now)
+        return await ses()
+
+    assert time.run(budget.call("us-east-1", timed)) == ["answer"]
     assert ses.calls == 4
     assert store.throttles == {budget.bucket("us-east-1"): 3}
     # Each retry waits for a slot of its own: paced like any other call, never a storm.
-    assert waits == pytest.approx([1.0, 2.0, 3.0])
+    assert made == pytest.approx([0.0, 1.0, 2.0, 3.0])
 
 
 def test_headroom_spaces_the_slots_a_little_wider_than_the_quota() -> None:
-    async def no_sleep(_: float) -> None:
-        return None
-
-    budget = SesBudget(
-        MemorySlotStore(lambda: 0.0), rate=1.0, send_rate=10.0, headroom=0.2, sleep=no_sleep
+    time = VirtualTime()
+    budget = budget_on(time, rate=1.0, send_rate=10.0, headroom=0.2)
+    waits = time.run(
+        budget.acquire("us-east-1"),
+        time.at(0.0, budget.acquire("us-east-1")),
+        budget.acquire("us-east-1", Quota.SEND),
+        time.at(0.0, budget.acquire("us-east-1", Quota.SEND)),
     )
-
-    async def go() -> list[float]:
-        return [
-            await budget.acquire("us-east-1"),
-            await budget.acquire("us-east-1"),
-            await budget.acquire("us-east-1", Quota.SEND),
-            await budget.acquire("us-east-1", Quota.SEND),
-        ]
-
-    assert asyncio.run(go()) == pytest.approx([0.0, 1.25, 0.0, 0.125])
+    assert waits == pytest.approx([0.0, 1.25, 0.0, 0.125])
     with pytest.raises(ValueError, match="headroom"):
         SesBudget(MemorySlotStore(), rate=1.0, send_rate=1.0, headroom=1.0)
 
 
 def test_any_other_failure_is_raised_as_the_call_raised_it() -> None:
-    async def no_sleep(_: float) -> None:
-        return None
-
-    budget = SesBudget(MemorySlotStore(lambda: 0.0), rate=1.0, send_rate=1.0, sleep=no_sleep)
+    time = VirtualTime()
+    budget = budget_on(time, rate=1.0)
     refusal = SesError("AccessDeniedException", "not allowed", retryable=False)
     ses = _Ses(throttles=1, then=refusal)
     with pytest.raises(SesError) as raised:
-        asyncio.run(budget.call("us-east-1", ses))
+        time.run(budget.call("us-east-1", ses))
     assert raised.value is refusal
     assert ses.calls == 2
+
+
+def test_a_caller_cancelled_while_queued_leaves_the_queue() -> None:
+    time = VirtualTime()
+    store = MemorySlotStore(time.clock)
+    budget = SesBudget(store, rate=1.0, send_rate=1.0, sleep=time.sleep)
+
+    async def go() -> list[float]:
+        first = await budget.acquire("us-east-1")
+        queued = asyncio.ensure_future(budget.acquire("us-east-1"))
+        for _ in range(5):
+            await asyncio.sleep(0)  # it asked, and sleeps queued
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        return [first, await time.at(0.6, budget.acquire("us-east-1"))]
+
+    # The cancelled caller holds no place: the next caller books the slot at 1.0.
+    assert time.run(go()) == [pytest.approx([0.0, 0.4])]
 
 
 def test_the_timeout_bounds_the_call_not_the_wait_for_its_slot() -> None:
@@ -230,9 +337,9 @@ class _CountingSlots(MemorySlotStore):
         super().__init__()
         self.reserved = 0
 
-    async def reserve(self, bucket: str, spacing: float) -> float:
+    async def reserve(self, bucket: str, spacing: float, ask: Ask) -> Reservation:
         self.reserved += 1
-        return await super().reserve(bucket, spacing)
+        return await super().reserve(bucket, spacing, ask)
 
 
 def test_a_caller_woken_too_late_for_its_slot_takes_another() -> None:

@@ -455,6 +455,21 @@ class SeenCall:
     kind: str  # "request" (every non-send action) or "send"
     action: str
     accepted: bool
+    #: The identity the call names (empty: none, or several, as a batched read names).
+    identity: str = ""
+
+
+def _v2_identity(path: str, body: bytes) -> str:
+    """The identity a v2 call names: in its path (`/v2/email/identities/<name>...`), or the
+    `EmailIdentity` of a create's body."""
+    parts = path.split("/")
+    if len(parts) > 4 and parts[2:4] == ["email", "identities"]:
+        return urllib.parse.unquote(parts[4])
+    try:
+        named = json.loads(body or b"{}").get("EmailIdentity", "")
+    except (ValueError, AttributeError):
+        return ""
+    return named if isinstance(named, str) else ""
 
 
 class _Bucket:
@@ -614,30 +629,37 @@ class SesQuotaProxy(QuotaCounts):
 
     # --- serving -----------------------------------------------------------------------
 
-    def _classify(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[str, str, str]:
-        """(region, kind, action) of an SES request; kind is "" for what is not counted."""
+    def _classify(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[str, str, str, str]:
+        """(region, kind, action, identity) of an SES request; kind is "" for what is not
+        counted."""
         path = request.path.split("?", 1)[0]
         if path.startswith(("/moto-api", "/quota-api")):
-            return "", "", ""
+            return "", "", "", ""
         found = _REGION.search(request.headers.get("Authorization", ""))
         region = found[1] if found else "us-east-1"
         if path.startswith("/v2/"):
             send = request.command == "POST" and path.startswith(_SEND_PATHS)
-            return region, "send" if send else "request", f"{request.command} {path}"
+            return (
+                region,
+                "send" if send else "request",
+                f"{request.command} {path}",
+                _v2_identity(path, body),
+            )
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         action = (form.get("Action") or [""])[0]
         if not action:
-            return "", "", ""
-        return region, "send" if action in SEND_ACTIONS else "request", action
+            return "", "", "", ""
+        identity = (form.get("Domain") or form.get("Identity") or [""])[0]
+        return region, "send" if action in SEND_ACTIONS else "request", action, identity
 
-    def _admit(self, region: str, kind: str, action: str) -> bool:
+    def _admit(self, region: str, kind: str, action: str, identity: str = "") -> bool:
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get((region, kind))
             if bucket is None:
                 bucket = self._buckets[(region, kind)] = _Bucket(self.rates[kind], self.burst, now)
             accepted = bucket.take(now)
-            self.seen.append(SeenCall(now, region, kind, action, accepted))
+            self.seen.append(SeenCall(now, region, kind, action, accepted, identity))
         return accepted
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
@@ -646,8 +668,8 @@ class SesQuotaProxy(QuotaCounts):
         if request.path.startswith("/quota-api/"):
             self._quota_api(request)
             return
-        region, kind, action = self._classify(request, body)
-        if kind and not self._admit(region, kind, action):
+        region, kind, action, identity = self._classify(request, body)
+        if kind and not self._admit(region, kind, action, identity):
             self._throttle(request, kind)
             return
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}

@@ -7,11 +7,15 @@ spend the same account's quota, in every replica, so each call takes a slot of o
 budget right before it is made (`SesBudget.call`).
 
 The slots are a virtual-scheduling GCRA kept in PostgreSQL (`PgSlotStore`, a database
-every service reaches): one atomic UPDATE hands the caller the next free slot,
-`greatest(next_free_at, now())`, and pushes `next_free_at` one spacing further; the caller
-sleeps until its slot. Reserving only right before each call keeps the queue as short as
-the callers in flight, so nobody waits behind work that has not reached SES yet. The
-database's clock is the only clock, so replicas on skewed hosts still share one budget.
+every service reaches): the next free slot is `greatest(next_free_at, now())`, and taking
+it pushes `next_free_at` one spacing further. Callers do not book slots far ahead: they
+queue (`ses_budget_waiters`), and a slot is booked only once it is due within the horizon
+(half a slot, at least a quarter of a second), by the first caller in the queue. The
+queue is ordered by when each caller asked, less a head start for a quiet caller's call (a
+team with nothing else waiting, `quiet_caller()`): such a call is served next, ahead of
+every call of a team with a backlog, but one that waited longer than the head start is
+never passed, so nothing starves. The database's clock is the only clock, so replicas on
+skewed hosts still share one budget.
 
 A call SES refuses for rate anyway (someone outside the budget spends the account, or the
 configured rate is above the account's) is not a failure: it is counted, takes a new slot
@@ -22,9 +26,11 @@ until SES accepts it or refuses it for another reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
@@ -74,9 +80,41 @@ def reserve_slot(next_free_at: float | None, now: float, spacing: float) -> tupl
     return slot, slot + spacing
 
 
+def horizon(spacing: float) -> float:
+    """How long before its slot a caller may book it: half a slot, a quarter second at least.
+
+    Long enough that the first in the queue, woken a little late on a busy host, still books
+    the slot before it is due (none is wasted); short enough that a call arriving now waits
+    for at most the one slot already booked before it is served in its rank."""
+    return max(spacing / 2, 0.25)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One caller asking for one slot (each try names the same waiter)."""
+
+    waiter: uuid.UUID
+    #: Seconds the caller is ranked ahead of when it asked (a quiet team's call).
+    head_start: float
+    horizon: float
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A try's answer: booked, and the seconds until the slot (<= 0: go now); or not, and
+    the seconds until it is worth asking again."""
+
+    booked: bool
+    wait: float
+
+
 class SlotStore(Protocol):
-    async def reserve(self, bucket: str, spacing: float) -> float:
-        """Reserve `bucket`'s next slot; seconds from now until it (<= 0: go now)."""
+    async def reserve(self, bucket: str, spacing: float, ask: Ask) -> Reservation:
+        """Try to book `bucket`'s next slot for `ask` (queueing it if it cannot yet)."""
+        ...
+
+    async def leave(self, bucket: str, waiter: uuid.UUID) -> None:
+        """The caller stopped waiting (cancelled): out of the queue."""
         ...
 
     async def throttled(self, bucket: str) -> None:
@@ -84,38 +122,57 @@ class SlotStore(Protocol):
         ...
 
 
+@dataclass
+class _Waiting:
+    asked_at: float
+    ordered_at: float
+    seen_at: float
+
+
+def _gone_after(spacing: float) -> float:
+    # A waiter asks again at least once a slot; silent for two slots (and two seconds), its
+    # process died mid-wait and it no longer holds the queue.
+    return 2 * spacing + 2
+
+
 class MemorySlotStore:
-    """One process's slots (unit tests, a lone tool): the same rule without a database."""
+    """One process's slots (unit tests, a lone tool): the same rules without a database."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._next_free: dict[str, float] = {}
+        self._queues: dict[str, dict[uuid.UUID, _Waiting]] = {}
         self.throttles: dict[str, int] = {}
 
-    async def reserve(self, bucket: str, spacing: float) -> float:
+    async def reserve(self, bucket: str, spacing: float, ask: Ask) -> Reservation:
         now = self._clock()
-        slot, self._next_free[bucket] = reserve_slot(self._next_free.get(bucket), now, spacing)
-        return slot - now
+        slot, after = reserve_slot(self._next_free.get(bucket), now, spacing)
+        queue = self._queues.setdefault(bucket, {})
+        me = queue.setdefault(ask.waiter, _Waiting(now, now - ask.head_start, now))
+        me.seen_at = now
+        if slot > now + ask.horizon:
+            return Reservation(booked=False, wait=slot - now - ask.horizon)
+        live = [
+            (w.ordered_at, str(k))
+            for k, w in queue.items()
+            if w.seen_at > now - _gone_after(spacing)
+        ]
+        if min(live)[1] != str(ask.waiter):
+            return Reservation(booked=False, wait=slot - now - ask.horizon + spacing)
+        del queue[ask.waiter]
+        self._next_free[bucket] = after
+        return Reservation(booked=True, wait=slot - now)
+
+    async def leave(self, bucket: str, waiter: uuid.UUID) -> None:
+        self._queues.get(bucket, {}).pop(waiter, None)
 
     async def throttled(self, bucket: str) -> None:
         self.throttles[bucket] = self.throttles.get(bucket, 0) + 1
 
 
-# One statement, one clock reading: the upsert creates a bucket on its first use, and the
-# counters move in the same row. $2 is the spacing in seconds.
-_RESERVE = """
-WITH t AS (SELECT clock_timestamp() AS now)
-INSERT INTO ses_budget AS s (bucket, account, region, quota, next_free_at, slots_taken)
-SELECT $1, $3, $4, $5, t.now + make_interval(secs => $2), 1 FROM t
-ON CONFLICT (bucket) DO UPDATE
-SET next_free_at = greatest(s.next_free_at, EXCLUDED.next_free_at - make_interval(secs => $2))
-                   + make_interval(secs => $2),
-    slots_taken = s.slots_taken + 1,
-    waited_seconds = s.waited_seconds + greatest(0, extract(epoch FROM (
-        s.next_free_at - (EXCLUDED.next_free_at - make_interval(secs => $2)))))
-RETURNING extract(epoch FROM (s.next_free_at - make_interval(secs => $2)
-                              - (SELECT now FROM t)))::float8
-"""
+_RESERVE = "SELECT booked, wait FROM ses_budget_reserve($1, $2, $3, $4, $5, $6, $7, $8)"
+
+_LEAVE = "DELETE FROM ses_budget_waiters WHERE bucket = $1 AND waiter = $2"
 
 _THROTTLED_SQL = "UPDATE ses_budget SET throttled = throttled + 1 WHERE bucket = $1"
 
@@ -127,20 +184,57 @@ def _parts(bucket: str) -> tuple[str, str, str]:
 
 
 class PgSlotStore:
-    """The shared slots, in the SES budget's database (`ses_budget`)."""
+    """The shared slots and their queue, in the SES budget's database (`ses_budget`,
+    `ses_budget_waiters`; one try is one call of `ses_budget_reserve`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def reserve(self, bucket: str, spacing: float) -> float:
+    async def reserve(self, bucket: str, spacing: float, ask: Ask) -> Reservation:
         account, region, quota = _parts(bucket)
         async with self._db.pool.acquire() as conn:
-            wait = await conn.fetchval(_RESERVE, bucket, spacing, account, region, quota)
-        return float(wait)
+            row = await conn.fetchrow(
+                _RESERVE,
+                bucket,
+                account,
+                region,
+                quota,
+                spacing,
+                ask.horizon,
+                ask.waiter,
+                ask.head_start,
+            )
+        assert row is not None  # a function with OUT parameters returns one row
+        return Reservation(booked=bool(row["booked"]), wait=float(row["wait"]))
+
+    async def leave(self, bucket: str, waiter: uuid.UUID) -> None:
+        async with self._db.pool.acquire() as conn:
+            await conn.execute(_LEAVE, bucket, waiter)
 
     async def throttled(self, bucket: str) -> None:
         async with self._db.pool.acquire() as conn:
             await conn.execute(_THROTTLED_SQL, bucket)
+
+
+#: Whether the SES calls made in this context are a quiet team's (see `quiet_caller`).
+_QUIET: ContextVar[bool] = ContextVar("ses_quiet_caller", default=False)
+
+
+def is_quiet_caller() -> bool:
+    """Whether the SES calls made here now are a quiet team's."""
+    return _QUIET.get()
+
+
+@contextlib.contextmanager
+def quiet_caller(quiet: bool = True) -> Iterator[None]:
+    """The SES calls made inside are for a team with nothing else waiting: each is ranked
+    the budget's `quiet_head_start` seconds ahead of when it asks, so it is served before
+    the calls of teams with a backlog (but never before one that waited longer than that)."""
+    token = _QUIET.set(quiet)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
 
 
 #: Slots a caller woken late gives up before it goes anyway.
@@ -158,10 +252,13 @@ class SesBudget:
         send_rate: float,
         account: str = "default",
         headroom: float = 0.0,
+        quiet_head_start: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate <= 0 or send_rate <= 0:
             raise ValueError("SES rates must be positive")
+        if quiet_head_start < 0:
+            raise ValueError("the quiet head start is seconds, zero or more")
         if not 0 <= headroom < 1:
             raise ValueError("the headroom is a share of the rate, from 0 up to (not) 1")
         self._store = store
@@ -178,6 +275,7 @@ class SesBudget:
             Quota.SEND: self._spacing[Quota.SEND] - 1.0 / send_rate,
         }
         self.account = account
+        self._quiet_head_start = quiet_head_start
         self._sleep = sleep
 
     @classmethod
@@ -204,18 +302,40 @@ class SesBudget:
         """
         bucket = self.bucket(region, quota)
         loop = asyncio.get_running_loop()
+        spacing = self._spacing[quota]
+        head_start = self._quiet_head_start if is_quiet_caller() else 0.0
         waited = 0.0
         while True:
-            wait = await self._store.reserve(bucket, self._spacing[quota])
-            due = loop.time() + max(wait, 0.0)
-            if wait <= 0:
+            ask = Ask(uuid.uuid4(), head_start, horizon(spacing))
+            booked = await self._queue_for(bucket, spacing, ask)
+            waited += booked.waited
+            due = loop.time() + max(booked.wait, 0.0)
+            if booked.wait <= 0:
                 return due, waited
-            await self._sleep(wait)
-            waited += wait
+            await self._sleep(booked.wait)
+            waited += booked.wait
             if not self._late(due, quota) or missed >= _MAX_MISSED_SLOTS:
                 return due, waited
             missed += 1
             log.info("ses.slot_missed", bucket=bucket, late_seconds=round(loop.time() - due, 3))
+
+    async def _queue_for(self, bucket: str, spacing: float, ask: Ask) -> _Booked:
+        """Ask until a slot is booked: queued meanwhile, asking again when it may be due."""
+        queued = 0.0
+        try:
+            while True:
+                answer = await self._store.reserve(bucket, spacing, ask)
+                if answer.booked:
+                    return _Booked(answer.wait, queued)
+                pause = max(answer.wait, 0.001)
+                await self._sleep(pause)
+                queued += pause
+        except BaseException:
+            # Cancelled or failed while queued (or while asking): leave the queue rather
+            # than hold it (a waiter not seen for two slots is passed over anyway).
+            with contextlib.suppress(Exception):
+                await self._store.leave(bucket, ask.waiter)
+            raise
 
     def _late(self, due: float, quota: Quota) -> bool:
         slack = self._slack[quota]
@@ -256,6 +376,12 @@ class SesBudget:
                 await self._store.throttled(bucket)
             finally:
                 _SLOT.reset(token)
+
+
+@dataclass(frozen=True)
+class _Booked:
+    wait: float  # seconds from now until the booked slot
+    waited: float  # seconds spent queued before it was booked
 
 
 @dataclass
@@ -308,6 +434,7 @@ async def open_budget(settings: ServiceSettings) -> tuple[SesBudget, Database]:
         send_rate=settings.ses.send_rate,
         account=settings.ses.account,
         headroom=settings.ses.headroom,
+        quiet_head_start=settings.ses.quiet_head_start,
     )
     return budget, db
 
@@ -337,9 +464,20 @@ GAUGES = (
     ),
     Gauge(
         "domainflow_ses_booked_ahead_seconds",
-        "How far ahead the budget's slots are already given out: the wait a new call has.",
+        "How far ahead the budget's slots are booked (callers queue instead of booking far"
+        " ahead, so this stays within about a slot and a half).",
         "SELECT account, region, quota,"
         " greatest(0, extract(epoch FROM next_free_at - now())) AS value FROM ses_budget",
+        ("account", "region", "quota"),
+    ),
+    Gauge(
+        "domainflow_ses_callers_waiting",
+        "Calls queued for a slot of the budget, in every service and replica: above zero"
+        " most of the time, the account's quota is the bottleneck.",
+        "SELECT b.account, b.region, b.quota, count(w.waiter) AS value FROM ses_budget b"
+        " LEFT JOIN ses_budget_waiters w ON w.bucket = b.bucket"
+        " AND w.seen_at > now() - interval '30 seconds'"
+        " GROUP BY b.account, b.region, b.quota",
         ("account", "region", "quota"),
     ),
 )

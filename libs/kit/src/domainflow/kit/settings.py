@@ -161,6 +161,12 @@ class SesSettings(SettingsGroup):
     #: Share of each SES quota the budget leaves unused: SES judges a call when it arrives,
     #: and a call that leaves a few milliseconds late must not land on the next one's heels.
     headroom: float = Field(default=0.05, ge=0, lt=1, validation_alias="DOMAINFLOW_SES_HEADROOM")
+    #: Seconds a quiet team's SES call (its team has nothing else waiting) is ranked ahead of
+    #: when it asked, in the queue for the budget's slots: it goes before the calls of teams
+    #: with a backlog, yet never before one that has waited longer than this.
+    quiet_head_start: float = Field(
+        default=30.0, ge=0, validation_alias="DOMAINFLOW_SES_QUIET_HEAD_START"
+    )
     #: Names the SES account in the budget's key: set it when several accounts are used.
     account: str = Field(default="default", validation_alias="DOMAINFLOW_SES_ACCOUNT")
     #: The database holding the budget's slots; every replica of every service that calls

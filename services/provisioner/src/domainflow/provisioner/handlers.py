@@ -5,9 +5,11 @@ dispatcher: under a burst, the queue of work is the `sagas` table, not RabbitMQ'
 The dispatcher of each replica runs up to `saga.concurrency` sagas at once and
 claims the next ones in turn order: a team's burst takes consecutive turns, and a team
 arriving later starts at the turn being served, so teams interleave; within a team, sagas
-run in arrival order. A few sagas in flight are enough to keep SES's budget busy, and a
-quiet team's single create waits behind a handful of sagas, never behind another team's
-burst.
+run in arrival order. A few sagas in flight are enough to keep SES's budget busy. A quiet
+team's saga (nothing else of its team unfinished) waits for none of them: it starts at
+once in room of its own (`saga.quiet_room`), and its SES calls are served ahead of the
+queued calls of teams with a backlog (`quiet_caller`), so it is provisioned in about as
+many seconds as it makes SES calls.
 
 Running a saga: claim it under a lease (renewed while it runs), then loop: persist the
 intent, call the mail server or SES, persist the outcome. The final state and the result
@@ -38,6 +40,7 @@ from domainflow.kit.aws import SesError
 from domainflow.kit.database import Connection, Database
 from domainflow.kit.logging import get_logger
 from domainflow.kit.messaging import PoisonEventError
+from domainflow.kit.ses_budget import quiet_caller
 from domainflow.provisioner.adapters import repository
 from domainflow.provisioner.adapters.repository import Claimed, LeaseLostError
 from domainflow.provisioner.domain import (
@@ -199,6 +202,8 @@ class SagaRunner:
         self._settings = settings
         self._lease = settings.saga.lease_seconds
         self._running: set[asyncio.Task[None]] = set()
+        self._running_quiet: set[asyncio.Task[None]] = set()  # in the quiet room
+        self._ended = 0  # sagas this replica ran to an end (or a stop), counted
         # Set when a saga is recorded or one finishes: the dispatcher looks again at once.
         self._wake = asyncio.Event()
 
@@ -314,14 +319,18 @@ class SagaRunner:
     async def _drive(self, claimed: Claimed) -> SagaState:
         keeper = asyncio.create_task(self._keep_lease(claimed))
         try:
-            # The saga's SES calls belong to the trace of the request that asked for it.
-            with tracing.continuing(
-                claimed.trace,
-                f"saga {claimed.saga.kind.value}",
-                {
-                    "domainflow.saga.id": claimed.saga_id,
-                    "domainflow.domain_id": claimed.saga.domain_id,
-                },
+            # The saga's SES calls belong to the trace of the request that asked for it, and
+            # a quiet team's go ahead of the calls of teams with a backlog.
+            with (
+                quiet_caller(claimed.quiet),
+                tracing.continuing(
+                    claimed.trace,
+                    f"saga {claimed.saga.kind.value}",
+                    {
+                        "domainflow.saga.id": claimed.saga_id,
+                        "domainflow.domain_id": claimed.saga.domain_id,
+                    },
+                ),
             ):
                 return await self._loop(claimed)
         finally:
@@ -479,11 +488,15 @@ class SagaRunner:
             await self.close()
 
     async def dispatch_once(self) -> int:
-        """Claim runnable sagas, fairly between teams, up to the free room, and start them."""
-        free = self._settings.saga.concurrency - len(self._running)
+        """Claim runnable sagas, fairly between teams, up to the free room, and start them:
+        quiet teams' sagas in the quiet room first, then any in the shared room."""
+        s = self._settings.saga
+        quiet_free = s.quiet_room - len(self._running_quiet)
+        free = s.concurrency - (len(self._running) - len(self._running_quiet))
         async with self._db.transaction() as conn:
-            claimed = await repository.claim_next(conn, self._lease, free)
-        for c in claimed:
+            quiet = await repository.claim_next(conn, self._lease, quiet_free, quiet_only=True)
+            shared = await repository.claim_next(conn, self._lease, free)
+        for c in [*quiet, *shared]:
             log.info(
                 "saga.dispatched",
                 saga_id=c.saga_id,
@@ -492,22 +505,29 @@ class SagaRunner:
                 team_id=c.saga.team_id,
                 state=c.saga.state,
                 attempts=c.saga.attempts,
+                quiet=c.quiet,
             )
             task = asyncio.create_task(self._run_claimed(c), name=f"saga-{c.saga_id}")
             self._running.add(task)
+            if c in quiet:
+                self._running_quiet.add(task)
             task.add_done_callback(self._finished)
-        return len(claimed)
+        return len(quiet) + len(shared)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
+        self._ended += 1
         self._running.discard(task)
+        self._running_quiet.discard(task)
         self._wake.set()  # room for the next saga, and maybe the next of the same name
 
     async def run_pending(self) -> None:
         """Run every saga that may run now to its end, then return (tools and tests)."""
         while True:
+            ended = self._ended
             started = await self.dispatch_once()
             if not self._running:
-                if not started:
+                # A saga that ended while the claim was under way made room it did not see.
+                if not started and self._ended == ended:
                     return
                 continue
             await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)

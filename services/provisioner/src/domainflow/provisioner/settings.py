@@ -71,6 +71,10 @@ class SagaSettings(SettingsGroup):
     #: Sagas one replica runs at once. A few keep SES's budget busy (each waits for its slot
     #: while another makes its call); more only lengthen the queue a new team's create joins.
     concurrency: int = Field(default=2, ge=1, validation_alias="DOMAINFLOW_PROVISIONER_CONCURRENCY")
+    #: Sagas of quiet teams (nothing else of theirs unfinished) one replica runs beyond
+    #: `concurrency`: a quiet team's create starts at once instead of waiting for a running
+    #: saga of another team's burst to finish (0: they wait like any other).
+    quiet_room: int = Field(default=2, ge=0, validation_alias="DOMAINFLOW_PROVISIONER_QUIET_ROOM")
 
 
 class ProvisionerSettings(ServiceSettings):

@@ -42,6 +42,9 @@ class Claimed:
     token: uuid.UUID
     saga: ProvisioningSaga
     turn: int = 0
+    #: Its team had nothing else unfinished when it was claimed: its SES calls go ahead of
+    #: those of teams with a backlog (`domainflow.kit.ses_budget.quiet_caller`).
+    quiet: bool = False
     #: The W3C trace context of the delivery that opened the saga (empty: tracing was off).
     trace: dict[str, str] = field(default_factory=dict)
 
@@ -79,6 +82,17 @@ _NEXT_TURN = f"""
 _TEAM_BACKLOG = f"""
     (SELECT count(*) FROM sagas o WHERE o.team_id = c.team_id AND o.state IN {_UNFINISHED})
 """
+
+# A claimed saga that is its team's only unfinished one: the team is quiet.
+_QUIET = f"""
+    NOT EXISTS (SELECT 1 FROM sagas o
+                WHERE o.team_id = s.team_id AND o.id <> s.id AND o.state IN {_UNFINISHED})
+    AS quiet
+"""
+
+
+def _claimed(r: asyncpg.Record, token: uuid.UUID) -> Claimed:
+    return Claimed(r["id"], token, saga_from_record(r), r["turn"], r["quiet"], _trace_of(r))
 
 
 def _steps_json(saga: ProvisioningSaga) -> list[dict[str, str]]:
@@ -170,47 +184,46 @@ async def claim(conn: Connection, saga_id: int, lease_seconds: float) -> Claimed
             SELECT c.id FROM sagas c WHERE c.id = $1 AND {_RUNNABLE}
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING s.*
+        RETURNING s.*, {_QUIET}
         """,
         saga_id,
         token,
         lease_seconds,
     )
-    return (
-        None if r is None else Claimed(r["id"], token, saga_from_record(r), r["turn"], _trace_of(r))
-    )
+    return None if r is None else _claimed(r, token)
 
 
-async def claim_next(conn: Connection, lease_seconds: float, limit: int) -> list[Claimed]:
+async def claim_next(
+    conn: Connection, lease_seconds: float, limit: int, *, quiet_only: bool = False
+) -> list[Claimed]:
     """Take up to `limit` runnable sagas nobody holds, in turn order.
 
     Turns interleave teams (see `_NEXT_TURN`): one team's burst of 500 creates does not
     stand in front of another team's single one, and deletes and retries queue alike.
     Within a turn, the team with the least work waiting goes first (a quiet team's single
-    create before the next of each bursting team's), then arrival order.
+    create before the next of each bursting team's), then arrival order. `quiet_only`:
+    only sagas that are their team's only unfinished one.
     """
     if limit <= 0:
         return []
     token = uuid.uuid4()
+    quiet = f"AND {_TEAM_BACKLOG} = 1" if quiet_only else ""
     records = await conn.fetch(
         f"""
         UPDATE sagas s
         SET lease_token = $1, leased_until = now() + make_interval(secs => $2), updated_at = now()
         WHERE s.id IN (
-            SELECT c.id FROM sagas c WHERE {_RUNNABLE}
+            SELECT c.id FROM sagas c WHERE {_RUNNABLE} {quiet}
             ORDER BY c.turn, {_TEAM_BACKLOG}, c.id LIMIT $3
             FOR UPDATE SKIP LOCKED
         )
-        RETURNING s.*
+        RETURNING s.*, {_QUIET}
         """,
         token,
         lease_seconds,
         limit,
     )
-    return sorted(
-        (Claimed(r["id"], token, saga_from_record(r), r["turn"], _trace_of(r)) for r in records),
-        key=lambda c: (c.turn, c.saga_id),
-    )
+    return sorted((_claimed(r, token) for r in records), key=lambda c: (c.turn, c.saga_id))
 
 
 async def next_waiting(conn: Connection, domain: str) -> int | None:
