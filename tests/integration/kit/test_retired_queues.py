@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
+from pamqp.common import FieldValue
 
 from domainflow.contracts.topology import (
     EVENTS_EXCHANGE,
@@ -50,7 +51,7 @@ async def _as_upgraded(connection: aio_pika.abc.AbstractConnection, parked: int)
     queue and `parked` events in the DLQ."""
     async with connection.channel() as channel:
         events = await channel.declare_exchange(EVENTS_EXCHANGE, "topic", durable=True)
-        quorum = {"x-queue-type": "quorum"}
+        quorum: dict[str, FieldValue] = {"x-queue-type": "quorum"}
         queue = await channel.declare_queue(RETIRED, durable=True, arguments=quorum)
         await queue.bind(events, routing_key="domain.status_changed")
         dlq = dead_letter_queue_name(RETIRED)
@@ -66,6 +67,7 @@ async def test_a_retired_queue_goes_once_the_earlier_release_stops_reading_it(
     await _as_upgraded(connection, parked=0)
     reader = await connection.channel()
     earlier = await reader.get_queue(RETIRED)
+
     async def read(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         await message.ack()
 

@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from pamqp import commands as spec
+from pamqp.common import FieldValue
 
 from domainflow.kit.amqp_wire import RelayProperties
 
@@ -43,7 +44,11 @@ def test_the_direct_path_writes_pamqps_bytes(**fields: Any) -> None:
 
 
 def test_a_relayed_events_properties_take_the_direct_path() -> None:
-    headers = {"traceparent": "00-ab-cd-01", "ce-specversion": "1.0", "ce-id": "é1"}
+    headers: dict[str, FieldValue] = {
+        "traceparent": "00-ab-cd-01",
+        "ce-specversion": "1.0",
+        "ce-id": "é1",
+    }
     properties = RelayProperties(
         content_type="application/json",
         delivery_mode=2,
