@@ -53,6 +53,16 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     )
 
 
+def _freeze_startup_heap() -> None:
+    """What start-up built (routes, schemas, models: most of the heap) lives as long as the
+    process: frozen out of the collector's sweeps, which then look only at what requests
+    allocate, a pause short enough not to show in the read path's p99. Once per process: a
+    test process builds many apps, and frozen objects are never freed."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: ApiSettings | None = None) -> Litestar:
     settings = settings or ApiSettings()
     plugins: list[PluginProtocol] = []
@@ -87,13 +97,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         app.state.domains = DomainService(uow, settings, changes)
         app.state.claims = ClaimService(uow, settings, changes, app.state.domains)
         app.state.mailboxes = MailboxService(uow, settings)
-        # What start-up built (routes, schemas, models: most of the heap) lives as long as
-        # the process: frozen out of the collector's sweeps, which then look only at what
-        # requests allocate, a pause short enough not to show in the read path's p99.
-        # Once per process: a test process builds many apps, and frozen objects are never freed.
-        if gc.get_freeze_count() == 0:
-            gc.collect()
-            gc.freeze()
+        _freeze_startup_heap()
         try:
             yield
         finally:
