@@ -63,15 +63,17 @@ def _freeze_startup_heap() -> None:
         gc.freeze()
 
 
+def _plugins() -> list[PluginProtocol]:
+    if not tracing.configure_tracing("api"):
+        return []
+    # The ASGI instrumentation, outside every other middleware: one server span per request;
+    # probes and scrapes are not requests anyone follows.
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/healthz", "/readyz", "/metrics"]))]
+
+
 def create_app(settings: ApiSettings | None = None) -> Litestar:
     settings = settings or ApiSettings()
-    plugins: list[PluginProtocol] = []
-    if tracing.configure_tracing("api"):
-        # The ASGI instrumentation, outside every other middleware: one server span per
-        # request; probes and scrapes are not requests anyone follows.
-        plugins.append(
-            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/healthz", "/readyz", "/metrics"]))
-        )
+    plugins = _plugins()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
