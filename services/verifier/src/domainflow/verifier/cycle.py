@@ -31,7 +31,7 @@ from domainflow.kit.database import Database
 from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import repository
 from domainflow.verifier.probe import DomainProbe, SesReading
-from domainflow.verifier.schedule import DueDomain, chunk_by_region, next_due
+from domainflow.verifier.schedule import DueDomain, chunks_by_place, next_due
 from domainflow.verifier.watch import RegistrationWatch
 
 log = get_logger(__name__)
@@ -134,14 +134,18 @@ class ReverifyCycle:
     async def _check_batch(
         self, batch: list[DueDomain], token: uuid.UUID, report: CycleReport
     ) -> None:
-        # DNS for the whole batch starts at once (bounded by the probe); SES answers a region
-        # chunk at a time as the budget allows, and each domain commits as soon as it has both.
+        # DNS for the whole batch starts at once (bounded by the probe); SES answers a chunk
+        # at a time as each account-region's budget allows, every account-region in parallel
+        # (each has its own quota), and each domain commits as soon as it has both.
         dns = {d.domain_id: asyncio.create_task(self._probe.dns(d.records)) for d in batch}
         watched = asyncio.create_task(self._watched([d.domain for d in batch]))
         finishing: list[asyncio.Task[None]] = []
-        try:
-            for region, chunk in chunk_by_region(batch, _region, self._probe.ses_batch):
-                readings = await self._probe.ses_readings([d.domain for d in chunk], region)
+
+        async def ask_ses(account: str | None, region: str, chunks: list[list[DueDomain]]) -> None:
+            for chunk in chunks:
+                readings = await self._probe.ses_readings(
+                    [d.domain for d in chunk], region, account
+                )
                 finishing.extend(
                     asyncio.create_task(
                         self._finish(
@@ -150,8 +154,18 @@ class ReverifyCycle:
                     )
                     for d in chunk
                 )
+
+        places = chunks_by_place(batch, self._probe.ses_batch)
+        asking = [
+            asyncio.create_task(ask_ses(account, region, chunks))
+            for (account, region), chunks in places.items()
+        ]
+        try:
+            await asyncio.gather(*asking)
             await asyncio.gather(*finishing)
         finally:
+            for asker in asking:
+                asker.cancel()
             for task in (*dns.values(), *finishing, watched):
                 task.cancel()
 
@@ -204,7 +218,3 @@ class ReverifyCycle:
         report.checked += 1
         key = verdict.outcome.value
         report.outcomes[key] = report.outcomes.get(key, 0) + 1
-
-
-def _region(due: DueDomain) -> str:
-    return due.region

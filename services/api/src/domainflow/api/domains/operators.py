@@ -131,5 +131,6 @@ async def _clear(
             domain_id=domain.public_id,
             domain=domain.name,
             region=domain.region,
+            ses_account=domain.ses_account,
         ),
     )

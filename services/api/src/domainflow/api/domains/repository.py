@@ -93,6 +93,7 @@ def _domain(r: asyncpg.Record) -> Domain:
         else None,
         ses_verified_for_sending=r["ses_verified_for_sending"],
         ses_identity_checked_at=r["ses_identity_checked_at"],
+        ses_account=r["ses_account"],
         sequence=r["sequence"],
         mailbox_count=r["mailbox_count"],
         updated_at=r["updated_at"],
@@ -160,8 +161,8 @@ class DomainRepository:
         try:
             pk = await self._conn.fetchval(
                 "INSERT INTO domains (public_id, team_id, domain, status, region, external_id,"
-                " metadata, mail_from_domain, request_id, mode, sequence)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                " metadata, mail_from_domain, request_id, mode, sequence, ses_account)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 domain.public_id,
                 domain.team_pk,
                 domain.name,
@@ -173,6 +174,7 @@ class DomainRepository:
                 domain.request_id,
                 domain.mode.value,
                 domain.sequence,
+                domain.ses_account,
             )
         except asyncpg.UniqueViolationError:
             raise NameTaken(domain.name) from None
@@ -180,6 +182,22 @@ class DomainRepository:
         assert stored is not None
         assert stored.pk == pk
         return stored
+
+    async def identities_by_account(self, region: str, default_account: str) -> dict[str, int]:
+        """The SES identities each account holds in `region`: its domains not yet deleted
+        (provisioning and deleting ones included, their identity may exist). Taken under a
+        lock per region until the transaction ends, so two creates never both take the last
+        room of an account."""
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('ses-placement:' || $1, 0))", region
+        )
+        rows = await self._conn.fetch(
+            "SELECT coalesce(ses_account, $2) AS account, count(*) AS n FROM domains"
+            " WHERE region = $1 AND status <> 'deleted' GROUP BY 1",
+            region,
+            default_account,
+        )
+        return {r["account"]: r["n"] for r in rows}
 
     async def save(self, domain: Domain) -> None:
         """Write every field that changes over a domain's life, and touch `updated_at`."""

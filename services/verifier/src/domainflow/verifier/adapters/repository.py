@@ -43,12 +43,14 @@ async def save_status(conn: Connection, event: DomainStatusChanged, placement: P
     await conn.execute(
         """
         INSERT INTO schedule AS s (domain_id, team_id, domain, region, status, records,
-                                   next_check_at, correlation_id, status_event_id, status_event_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                   next_check_at, correlation_id, status_event_id, status_event_at,
+                                   ses_account)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12)
         ON CONFLICT (domain_id) DO UPDATE SET
             team_id = EXCLUDED.team_id,
             domain = EXCLUDED.domain,
             region = EXCLUDED.region,
+            ses_account = EXCLUDED.ses_account,
             status = EXCLUDED.status,
             -- an event without records keeps the ones we have, unless the domain is removed
             records = CASE WHEN $11 THEN coalesce(EXCLUDED.records, s.records) ELSE NULL END,
@@ -71,6 +73,7 @@ async def save_status(conn: Connection, event: DomainStatusChanged, placement: P
         event.event_id,
         event.occurred_at,
         placement.keep_records,
+        event.ses_account,
     )
     # A domain scheduled without any records to check would only ever come back inconclusive.
     await conn.execute(
@@ -102,16 +105,22 @@ async def remove(
 
 
 async def note_manual_check(
-    conn: Connection, domain_id: str, region: str, records: DnsRecords, checked_at: datetime
+    conn: Connection,
+    domain_id: str,
+    region: str,
+    records: DnsRecords,
+    checked_at: datetime,
+    ses_account: str | None = None,
 ) -> None:
     """A manual verify carries the records as the api knows them now: keep the schedule's fresh."""
     await conn.execute(
-        "UPDATE schedule SET records = $2, region = $3, last_checked_at = $4, updated_at = now()"
-        " WHERE domain_id = $1 AND status NOT IN ('deleting', 'deleted')",
+        "UPDATE schedule SET records = $2, region = $3, last_checked_at = $4, ses_account = $5,"
+        " updated_at = now() WHERE domain_id = $1 AND status NOT IN ('deleting', 'deleted')",
         domain_id,
         records.model_dump(mode="json"),
         region,
         checked_at,
+        ses_account,
     )
 
 
@@ -141,7 +150,8 @@ async def claim_due(
             SET claim_token = $3,
                 claimed_until = clock_timestamp() + make_interval(secs => $4)
             FROM due WHERE s.domain_id = due.domain_id
-            RETURNING s.domain_id, s.team_id, s.domain, s.region, s.records, s.next_check_at
+            RETURNING s.domain_id, s.team_id, s.domain, s.region, s.records, s.next_check_at,
+                      s.ses_account
             """,
             due_by,
             limit,
@@ -156,6 +166,7 @@ async def claim_due(
             region=r["region"],
             records=DnsRecords.model_validate(r["records"]),
             due_at=r["next_check_at"],
+            ses_account=r["ses_account"],
         )
         for r in rows
     ]
