@@ -268,6 +268,33 @@ class MotoSandbox:
         finally:
             client.close()
 
+    def account_keys(self, account_id: str, user: str | None = None) -> tuple[str, str]:
+        """Keys of a new IAM user in moto's account `account_id` (12 digits): moto keys its
+        state by account, and serves a request in the account whose IAM holds its access key
+        id, so clients built with these keys see that account's SES alone. A reset forgets
+        the keys: make them again after one."""
+        import botocore.session
+
+        client: Any = botocore.session.get_session().create_client(
+            "iam",
+            region_name="us-east-1",
+            endpoint_url=self.url,
+            aws_access_key_id=TEST_ACCESS_KEY,
+            aws_secret_access_key=TEST_ACCESS_KEY,
+        )
+
+        def in_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account_id
+
+        client.meta.events.register("before-sign.iam", in_account)
+        user = user or f"domainflow-{uuid.uuid4().hex[:8]}"
+        try:
+            client.create_user(UserName=user)
+            made = client.create_access_key(UserName=user)["AccessKey"]
+        finally:
+            client.close()
+        return str(made["AccessKeyId"]), str(made["SecretAccessKey"])
+
 
 def _status_entries(tag: str) -> re.Pattern[bytes]:
     """An `<entry>` of an identity-attributes answer whose `<value>` holds `<tag>`; the

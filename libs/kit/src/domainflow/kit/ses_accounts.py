@@ -64,7 +64,12 @@ class SesRoutes:
     def __init__(self, settings: SesSettings, aws: AwsSettings | None = None) -> None:
         self.default = settings.default_account
         self._clients: dict[str, AwsClients] = {}
-        for account in settings.account_list():
+        accounts = settings.account_list()
+        if self.default not in {a.name for a in accounts}:
+            # Domains placed before accounts were listed (none recorded) stay reachable
+            # through the standard `AWS_*` variables; no new domain is placed there.
+            accounts.append(SesAccount(name=self.default))
+        for account in accounts:
             session = aioboto3.Session(
                 aws_access_key_id=account.access_key_id,
                 aws_secret_access_key=(
