@@ -107,7 +107,7 @@ class ReverifyCycle:
         # domain is checked twice in it.
         due_by = await self._clock()
 
-        async def worker() -> None:
+        async def worker(account: str) -> None:
             while True:
                 token = uuid.uuid4()
                 batch = await repository.claim_due(
@@ -116,6 +116,7 @@ class ReverifyCycle:
                     limit=self._batch,
                     lease_seconds=self._lease,
                     token=token,
+                    account=account,
                 )
                 if not batch:
                     return
@@ -124,7 +125,10 @@ class ReverifyCycle:
                 with tracing.continuing({}, "reverify batch", {"domainflow.domains": len(batch)}):
                     await self._check_batch(batch, token, report)
 
-        await asyncio.gather(*(worker() for _ in range(self._parallel)))
+        # Each SES account has its own quota: its domains are claimed by workers of its own,
+        # every account in parallel, so the pass takes as long as the fullest account's.
+        accounts = await repository.due_accounts(self._db, due_by)
+        await asyncio.gather(*(worker(a) for a in accounts for _ in range(self._parallel)))
         report.seconds = time.monotonic() - started
         return report
 

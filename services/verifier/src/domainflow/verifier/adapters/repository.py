@@ -130,10 +130,28 @@ async def database_now(db: Database) -> datetime:
     return now
 
 
+async def due_accounts(db: Database, due_by: datetime) -> list[str]:
+    """The SES accounts with rows due by `due_by` ('' for the default account)."""
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT coalesce(ses_account, '') AS account FROM schedule"
+            " WHERE next_check_at <= $1 AND records IS NOT NULL",
+            due_by,
+        )
+    return sorted(r["account"] for r in rows)
+
+
 async def claim_due(
-    db: Database, *, due_by: datetime, limit: int, lease_seconds: float, token: uuid.UUID
+    db: Database,
+    *,
+    due_by: datetime,
+    limit: int,
+    lease_seconds: float,
+    token: uuid.UUID,
+    account: str | None = None,
 ) -> list[DueDomain]:
-    """Claim up to `limit` rows due by `due_by` that nobody holds, or whose lease ran out."""
+    """Claim up to `limit` rows due by `due_by` that nobody holds, or whose lease ran out;
+    only SES account `account`'s ('' for the default account) when one is given."""
     async with db.transaction() as conn:
         rows = await conn.fetch(
             """
@@ -142,6 +160,7 @@ async def claim_due(
                 WHERE next_check_at <= $1
                   AND records IS NOT NULL
                   AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+                  AND ($5::text IS NULL OR coalesce(ses_account, '') = $5::text)
                 ORDER BY next_check_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -157,6 +176,7 @@ async def claim_due(
             limit,
             token,
             lease_seconds,
+            account,
         )
     return [
         DueDomain(
