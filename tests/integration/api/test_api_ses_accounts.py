@@ -12,6 +12,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from domainflow.api.app import create_app
+from domainflow.api.domains import operators
+from domainflow.cli.operators import holding_view
 from domainflow.contracts import DeletionRequested, DomainDeprovisioned, DomainRequested
 from domainflow.kit.envelope import decode
 from tests.integration.api.conftest import api_settings
@@ -101,3 +103,13 @@ async def test_domains_fill_the_accounts_of_their_region_and_a_full_region_refus
     again = await add(api, team.plaintext)
     assert again.status_code == 202, again.text
     assert await account_of(api, again.json()["data"]["id"]) == "alpha"
+
+    # What operators see: the domain's account, and each account's usage beside its cap.
+    shown = holding_view(await api.call(operators.holder, api.uow, again.json()["data"]["domain"]))
+    assert (shown["ses_account"], shown["region"]) == ("alpha", "us-east-1")
+    usage = await api.call(operators.accounts_usage, api.uow, api.settings)
+    assert {(u.account, u.region): (u.identities, u.cap, u.takes_new_domains) for u in usage} == {
+        ("alpha", "us-east-1"): (2, 2, False),
+        ("beta", "us-east-1"): (1, 1, False),
+        ("gamma", "eu-west-1"): (1, 1, False),
+    }

@@ -124,6 +124,14 @@ class FakeDomains:
                 counts[name] = counts.get(name, 0) + 1
         return counts
 
+    async def identities_by_place(self, default_account: str) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for d in self._s.domains.values():
+            if d.status is not DomainStatus.DELETED:
+                place = (d.ses_account or default_account, d.region)
+                counts[place] = counts.get(place, 0) + 1
+        return counts
+
     async def active_mailboxes(self, domain: Domain) -> int:
         return sum(1 for m in self._s.mailboxes if m.domain_id == domain.pk and not m.deleted_at)
 

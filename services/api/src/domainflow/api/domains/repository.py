@@ -199,6 +199,15 @@ class DomainRepository:
         )
         return {r["account"]: r["n"] for r in rows}
 
+    async def identities_by_place(self, default_account: str) -> dict[tuple[str, str], int]:
+        """The SES identities of every account and region (operators: `domainflow accounts`)."""
+        rows = await self._conn.fetch(
+            "SELECT coalesce(ses_account, $1) AS account, region, count(*) AS n FROM domains"
+            " WHERE status <> 'deleted' GROUP BY 1, 2",
+            default_account,
+        )
+        return {(r["account"], r["region"]): r["n"] for r in rows}
+
     async def save(self, domain: Domain) -> None:
         """Write every field that changes over a domain's life, and touch `updated_at`."""
         await self._conn.execute(
