@@ -57,6 +57,15 @@ def _checks(raw: list[dict[str, Any]] | None) -> tuple[RecordCheck, ...] | None:
     return tuple(RecordCheck.model_validate(c) for c in raw)
 
 
+def _by_account(rows: list[asyncpg.Record], default_account: str) -> dict[str, int]:
+    # '' counts the domains placed before accounts: they live in the default account.
+    found: dict[str, int] = {}
+    for r in rows:
+        name = r["account"] or default_account
+        found[name] = found.get(name, 0) + r["identities"]
+    return found
+
+
 def _domain(r: asyncpg.Record) -> Domain:
     return Domain(
         pk=r["id"],
@@ -185,28 +194,27 @@ class DomainRepository:
 
     async def identities_by_account(self, region: str, default_account: str) -> dict[str, int]:
         """The SES identities each account holds in `region`: its domains not yet deleted
-        (provisioning and deleting ones included, their identity may exist). Taken under a
-        lock per region until the transaction ends, so two creates never both take the last
-        room of an account."""
+        (provisioning and deleting ones included, their identity may exist), as the triggers
+        of migration 012 count them. Taken under a lock per region until the transaction
+        ends, so two creates never both take the last room of an account."""
         await self._conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('ses-placement:' || $1, 0))", region
         )
         rows = await self._conn.fetch(
-            "SELECT coalesce(ses_account, $2) AS account, count(*) AS n FROM domains"
-            " WHERE region = $1 AND status <> 'deleted' GROUP BY 1",
-            region,
-            default_account,
+            "SELECT account, identities FROM ses_identity_counts WHERE region = $1", region
         )
-        return {r["account"]: r["n"] for r in rows}
+        return _by_account(rows, default_account)
 
     async def identities_by_place(self, default_account: str) -> dict[tuple[str, str], int]:
         """The SES identities of every account and region (operators: `domainflow accounts`)."""
         rows = await self._conn.fetch(
-            "SELECT coalesce(ses_account, $1) AS account, region, count(*) AS n FROM domains"
-            " WHERE status <> 'deleted' GROUP BY 1, 2",
-            default_account,
+            "SELECT account, region, identities FROM ses_identity_counts WHERE identities > 0"
         )
-        return {(r["account"], r["region"]): r["n"] for r in rows}
+        found: dict[tuple[str, str], int] = {}
+        for r in rows:
+            place = (r["account"] or default_account, r["region"])
+            found[place] = found.get(place, 0) + r["identities"]
+        return found
 
     async def save(self, domain: Domain) -> None:
         """Write every field that changes over a domain's life, and touch `updated_at`."""
@@ -346,6 +354,13 @@ DOMAIN_GAUGES: Final = (
         " ('provisioning', c.provisioning), ('pending', c.pending), ('verified', c.verified),"
         " ('failed', c.failed), ('deleting', c.deleting)) AS s (status, value)",
         ("status",),
+    ),
+    Gauge(
+        "domainflow_ses_identities",
+        "SES identities per account and region (the account '' is the default one, that of"
+        " DOMAINFLOW_SES_ACCOUNT): placement takes no new domain in an account at its cap.",
+        "SELECT account, region, identities AS value FROM ses_identity_counts",
+        ("account", "region"),
     ),
     Gauge(
         "domainflow_verifications_waiting_seconds",
