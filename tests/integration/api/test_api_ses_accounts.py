@@ -114,5 +114,9 @@ async def test_domains_fill_the_accounts_of_their_region_and_a_full_region_refus
         ("gamma", "eu-west-1"): (1, 1, False),
     }
     scraped = (await api.scrape()).text
-    assert 'domainflow_ses_identities{service="api",account="alpha",region="us-east-1"} 2' in scraped
-    assert 'domainflow_ses_identities{service="api",account="gamma",region="eu-west-1"} 1' in scraped
+    assert (
+        'domainflow_ses_identities{service="api",account="alpha",region="us-east-1"} 2' in scraped
+    )
+    assert (
+        'domainflow_ses_identities{service="api",account="gamma",region="eu-west-1"} 1' in scraped
+    )
