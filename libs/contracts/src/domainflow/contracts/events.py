@@ -470,6 +470,7 @@ class DomainStatusChangedV1(Event):
     reason_code: ChangeReason | None = None
     trigger: ChangeTrigger | None = None
     snapshot: DomainSnapshot | None = None
+    ses_account: str | None = None
 
     @classmethod
     def beside(cls, current: DomainStatusChanged, *, notify_owners: bool) -> DomainStatusChangedV1:

@@ -50,7 +50,8 @@ async def save_status(conn: Connection, event: DomainStatusChanged, placement: P
             team_id = EXCLUDED.team_id,
             domain = EXCLUDED.domain,
             region = EXCLUDED.region,
-            ses_account = EXCLUDED.ses_account,
+            -- kept for the domain's life; an event without it (an older writer) keeps it
+            ses_account = coalesce(EXCLUDED.ses_account, s.ses_account),
             status = EXCLUDED.status,
             -- an event without records keeps the ones we have, unless the domain is removed
             records = CASE WHEN $11 THEN coalesce(EXCLUDED.records, s.records) ELSE NULL END,
@@ -114,7 +115,8 @@ async def note_manual_check(
 ) -> None:
     """A manual verify carries the records as the api knows them now: keep the schedule's fresh."""
     await conn.execute(
-        "UPDATE schedule SET records = $2, region = $3, last_checked_at = $4, ses_account = $5,"
+        "UPDATE schedule SET records = $2, region = $3, last_checked_at = $4,"
+        " ses_account = coalesce($5, ses_account),"
         " updated_at = now() WHERE domain_id = $1 AND status NOT IN ('deleting', 'deleted')",
         domain_id,
         records.model_dump(mode="json"),
