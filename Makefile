@@ -96,6 +96,7 @@ openapi: venv
 
 bench: venv system-deps services
 	$(BIN)/python benchmarks/reverify_cycle.py
+	$(BIN)/python benchmarks/reverify_cycle.py --domains 100000 --accounts 10
 	$(BIN)/python benchmarks/read_path.py
 	$(BIN)/python benchmarks/metrics_scrape.py
 	$(BIN)/python benchmarks/relay.py

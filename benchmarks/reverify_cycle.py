@@ -13,9 +13,14 @@ SPF evaluation costs a lookup of its own. The floor is
     max(3 * ceil(N / 100) / ses_rate, L / resolver_qps)
 
 SES's one-call-a-second budget (three batched calls per 100 identities: DKIM, identity
-verification, MAIL FROM; never one per domain) against the L lookups the DNS part makes. Run:
+verification, MAIL FROM; never one per domain) against the L lookups the DNS part makes.
+With `--accounts K` the domains are spread over K SES accounts (moto serves each in its own
+state, reached with its own keys), each with its own budget of one call a second, and N in
+the SES floor is the fullest account's share: the accounts' cycles run side by side. An SES
+quota stand-in in front of moto throttles any account-region past its rate, as SES does.
+Run:
 
-    .venv/bin/python benchmarks/reverify_cycle.py [--domains 10000] [--ses-rate 1]
+    .venv/bin/python benchmarks/reverify_cycle.py [--domains 10000] [--ses-rate 1] [--accounts 1]
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from domainflow.kit.database import Database, drop_database, ensure_database
 from domainflow.kit.runtime import kit_migrations
 from domainflow.kit.settings import DEFAULT_POSTGRES, LogSettings
 from domainflow.sandbox.dns import DnsSandbox, rdata_text, record_sets
-from domainflow.sandbox.moto import DkimStatusProxy
+from domainflow.sandbox.moto import DkimStatusProxy, SesQuotaProxy, account_keys
 from domainflow.verifier.adapters.doh import DohResolver
 from domainflow.verifier.dns_probe import AuthorityOptions, probe_dns
 from domainflow.verifier.lookups import LookupResult
@@ -100,8 +105,21 @@ def write_zone_store(workdir: Path, domains: list[str]) -> None:
     (workdir / "records.json").write_text(json.dumps(store))
 
 
-def create_identities(domains: list[str]) -> None:
-    """Straight into the in-process moto server's backend: 10k HTTP calls would take a minute.
+def account_ids(accounts: int) -> dict[str, str]:
+    """The benchmark's SES accounts by name, with their moto account ids (none: one account,
+    the default, as before accounts existed)."""
+    if accounts <= 1:
+        return {}
+    return {f"acct{k:02d}": f"{100000000000 + k}" for k in range(accounts)}
+
+
+def account_of(index: int, names: list[str]) -> str | None:
+    return names[index % len(names)] if names else None
+
+
+def create_identities(domains: list[str], accounts: dict[str, str]) -> None:
+    """Straight into the in-process moto server's backends (each domain in its account's):
+    10k HTTP calls would take a minute.
 
     Moto answers DKIM `Success` (and verification `Success`) for every identity it holds, as
     SES does once it sees the three CNAMEs.
@@ -109,24 +127,33 @@ def create_identities(domains: list[str]) -> None:
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
 
-    backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
-    for domain in domains:
-        backend.verify_domain(domain)
+    names = list(accounts)
+    for i, domain in enumerate(domains):
+        name = account_of(i, names)
+        account_id = DEFAULT_ACCOUNT_ID if name is None else accounts[name]
+        ses_backends[account_id][REGION].verify_domain(domain)
 
 
-async def seed_database(url: str, domains: list[str]) -> None:
+async def seed_database(url: str, domains: list[str], names: list[str]) -> None:
     db = await Database.prepare(url, [*kit_migrations(), *migrations()], size=2)
     try:
         async with db.pool.acquire() as conn:
             await conn.executemany(
                 """
                 INSERT INTO schedule (domain_id, team_id, domain, region, status, records,
-                                      next_check_at, correlation_id, status_event_at)
+                                      next_check_at, correlation_id, status_event_at,
+                                      ses_account)
                 VALUES ($1, 'team_bench', $2, $3, 'verified', $4,
-                        now() - interval '1 second', 'bench', now())
+                        now() - interval '1 second', 'bench', now(), $5)
                 """,
                 [
-                    (f"mdom_{i:08d}", domain, REGION, records_for(domain).model_dump(mode="json"))
+                    (
+                        f"mdom_{i:08d}",
+                        domain,
+                        REGION,
+                        records_for(domain).model_dump(mode="json"),
+                        account_of(i, names),
+                    )
                     for i, domain in enumerate(domains)
                 ],
             )
@@ -208,7 +235,7 @@ async def child(url: str, domains: list[str], args: argparse.Namespace) -> dict[
         dns=DnsSettings(
             doh_url=args.doh_url, doh_ca_file=args.ca_file, concurrency=args.dns_concurrency
         ),
-        ses=VerifierSesSettings(rate=args.ses_rate),
+        ses=VerifierSesSettings(rate=args.ses_rate, accounts=args.ses_accounts),
         reverify=ReverifySettings(batch=args.batch),
         log=LogSettings(level="WARNING"),
     )
@@ -239,12 +266,18 @@ async def child(url: str, domains: list[str], args: argparse.Namespace) -> dict[
 
 
 def run_size(
-    domains: list[str], args: argparse.Namespace, env: dict[str, str], ses: DkimStatusProxy
+    domains: list[str],
+    args: argparse.Namespace,
+    env: dict[str, str],
+    ses: DkimStatusProxy,
+    quota: SesQuotaProxy,
 ) -> dict[str, Any]:
     url = f"{POSTGRES}/dfbench_reverify_{len(domains)}_{uuid.uuid4().hex[:6]}"
     asyncio.run(ensure_database(url))
     try:
-        asyncio.run(seed_database(url, domains))
+        names = [a["name"] for a in args.ses_accounts]
+        asyncio.run(seed_database(url, domains, names))
+        quota.reset()
         payload = json.dumps({**vars(args), "url": url, "names": domains})
         done = subprocess.run(
             [sys.executable, __file__, "--child"],
@@ -260,6 +293,13 @@ def run_size(
         # What SES saw on the wire from the child (the cycle is its only SES caller).
         result["ses_calls"] = len(ses.attribute_calls)
         ses.attribute_calls.clear()
+        result["ses_throttled"] = len(quota.calls("request", accepted=False))
+        per_key: dict[str, int] = {}
+        for call in quota.calls("request", accepted=True):
+            per_key[call.key_id] = per_key.get(call.key_id, 0) + 1
+        result["ses_calls_fullest_account"] = max(per_key.values(), default=0)
+        result["accounts"] = max(1, len(names))
+        result["fullest_account_domains"] = math.ceil(len(domains) / max(1, len(names)))
         return result
     finally:
         asyncio.run(drop_database(url))
@@ -272,7 +312,8 @@ SES_CALLS_PER_CHUNK = 3
 
 def report(result: dict[str, Any], ses_rate: float) -> None:
     n = result["domains"]
-    ses_floor = SES_CALLS_PER_CHUNK * math.ceil(n / 100) / ses_rate
+    fullest = result["fullest_account_domains"]
+    ses_floor = SES_CALLS_PER_CHUNK * math.ceil(fullest / 100) / ses_rate
     dns_floor = result["lookups"] / result["resolver_qps"]
     floor = max(ses_floor, dns_floor)
     print(
@@ -282,10 +323,13 @@ def report(result: dict[str, Any], ses_rate: float) -> None:
         f"peak RSS={result['peak_rss_mib']:.0f} MiB "
         f"(before the cycle {result['rss_before_cycle_mib']:.0f})  outcomes={result['outcomes']}"
     )
-    batched = SES_CALLS_PER_CHUNK * math.ceil(n / 100)
+    batched = SES_CALLS_PER_CHUNK * math.ceil(fullest / 100) * result["accounts"]
     print(
         f"         SES calls on the wire: {result['ses_calls']} (batched: {batched}, "
-        f"{SES_CALLS_PER_CHUNK} per 100 domains; one per domain would be {n})"
+        f"{SES_CALLS_PER_CHUNK} per 100 domains; one per domain would be {n}) in "
+        f"{result['accounts']} account(s) of {fullest} domains at most "
+        f"({result['ses_calls_fullest_account']} calls in the fullest); throttled by the "
+        f"quota stand-in: {result['ses_throttled']}"
     )
     print(
         f"         DNS part alone: {result['dns_seconds']:.1f} s for {result['lookups']} lookups "
@@ -300,12 +344,13 @@ def main() -> None:
     parser.add_argument("--ses-rate", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=500, help="claim size")
     parser.add_argument("--dns-concurrency", type=int, default=64)
+    parser.add_argument("--accounts", type=int, default=1, help="SES accounts to spread over")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         job = json.loads(sys.stdin.read())
-        for key in ("doh_url", "ca_file", "ses_rate", "batch", "dns_concurrency"):
+        for key in ("doh_url", "ca_file", "ses_rate", "batch", "dns_concurrency", "ses_accounts"):
             setattr(args, key, job[key])
         print(json.dumps(asyncio.run(child(job["url"], job["names"], args))))
         return
@@ -321,12 +366,20 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
-    # A hop in front of moto that counts every identity-attributes call (it rewrites nothing).
+    # A hop in front of moto that counts every identity-attributes call (it rewrites nothing),
+    # behind SES's quotas: one request a second per account and region.
     ses = DkimStatusProxy(f"http://127.0.0.1:{moto_port}")
     ses.start()
+    quota = SesQuotaProxy(ses.url, rate=args.ses_rate, send_rate=args.ses_rate)
+    quota.start()
+    accounts = account_ids(args.accounts)
+    args.ses_accounts = []
+    for name, account_id in accounts.items():
+        key, secret = account_keys(f"http://127.0.0.1:{moto_port}", account_id)
+        args.ses_accounts.append({"name": name, "access_key_id": key, "secret_access_key": secret})
     env = {
         **os.environ,
-        "AWS_ENDPOINT_URL": ses.url,
+        "AWS_ENDPOINT_URL": quota.url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
@@ -338,15 +391,15 @@ def main() -> None:
         sandbox = DnsSandbox(workdir)
         sandbox.start()
         try:
-            create_identities(domains)
+            create_identities(domains, accounts)
             print(
                 f"seeded {len(domains)} domains (DNS sandbox + moto SES) in "
                 f"{time.perf_counter() - started:.1f} s"
             )
             args.doh_url, args.ca_file = sandbox.doh_url, str(sandbox.ca_file)
-            small = run_size(domains[: max(1, len(domains) // 10)], args, env, ses)
+            small = run_size(domains[: max(1, len(domains) // 10)], args, env, ses, quota)
             report(small, args.ses_rate)
-            large = run_size(domains, args, env, ses)
+            large = run_size(domains, args, env, ses, quota)
             report(large, args.ses_rate)
             growth = large["peak_rss_mib"] / small["peak_rss_mib"]
             print(
@@ -355,6 +408,7 @@ def main() -> None:
             )
         finally:
             sandbox.stop()
+            quota.stop()
             ses.stop()
             moto.stop()
 

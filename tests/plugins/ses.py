@@ -12,9 +12,13 @@ a developer's stack. `ses_quota` puts `SesQuotaSandbox` (SES's throttling) in fr
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import aioboto3
 import pytest
 
 from domainflow.kit.database import drop_database, ensure_database
@@ -69,3 +73,63 @@ def ses_quota(fresh_moto: MotoSandbox) -> Iterator[SesQuotaSandbox]:
     empty moto: point clients (or services, through `AWS_ENDPOINT_URL`) at its `url`."""
     with SesQuotaSandbox(fresh_moto.url, rate=1.0, send_rate=1.0) as proxy:
         yield proxy
+
+
+#: The three SES accounts of the multi-account tests, and their ids in moto.
+ACCOUNT_IDS = {"alpha": "111111111111", "beta": "222222222222", "gamma": "333333333333"}
+
+
+@dataclass
+class MotoAccounts:
+    """Three accounts in the session's moto, each with keys of its own (moto serves a request
+    in the account whose IAM holds its key): what `DOMAINFLOW_SES_ACCOUNTS` lists, and each
+    account's SES state read with its own keys, never through the code under test."""
+
+    url: str
+    keys: dict[str, tuple[str, str]]
+
+    def entries(self, **extra: dict[str, Any]) -> list[dict[str, Any]]:
+        """The accounts as `DOMAINFLOW_SES_ACCOUNTS` entries; `extra` adds fields by name
+        (`beta={"identity_cap": 1}`)."""
+        return [
+            {"name": name, "access_key_id": key, "secret_access_key": secret, **extra.get(name, {})}
+            for name, (key, secret) in self.keys.items()
+        ]
+
+    def setting(self, **extra: dict[str, Any]) -> str:
+        return json.dumps(self.entries(**extra))
+
+    def _session(self, name: str) -> aioboto3.Session:
+        key, secret = self.keys[name]
+        return aioboto3.Session(aws_access_key_id=key, aws_secret_access_key=secret)
+
+    async def identities(self, name: str, region: str = REGION) -> set[str]:
+        """The identities account `name` holds in `region`."""
+        async with self._session(name).client(
+            "ses", region_name=region, endpoint_url=self.url
+        ) as ses:
+            listed = await ses.list_identities(IdentityType="Domain", MaxItems=1000)
+        return set(listed["Identities"])
+
+    async def holders(self, domain: str, region: str = REGION) -> list[str]:
+        """The accounts holding an identity for `domain` in `region`."""
+        return [n for n in self.keys if domain in await self.identities(n, region)]
+
+    async def mail_from(self, name: str, domain: str, region: str = REGION) -> str | None:
+        """The MAIL FROM domain account `name` has set for `domain`, if any."""
+        async with self._session(name).client(
+            "ses", region_name=region, endpoint_url=self.url
+        ) as ses:
+            found = await ses.get_identity_mail_from_domain_attributes(Identities=[domain])
+        entry: dict[str, Any] = dict(found["MailFromDomainAttributes"].get(domain) or {})
+        value = entry.get("MailFromDomain")
+        return None if value is None else str(value)
+
+
+@pytest.fixture
+def moto_accounts(moto_server: MotoSandbox) -> MotoAccounts:
+    """Three SES accounts in the session's moto (keys made now: a reset forgets them)."""
+    return MotoAccounts(
+        moto_server.url,
+        {name: moto_server.account_keys(account) for name, account in ACCOUNT_IDS.items()},
+    )

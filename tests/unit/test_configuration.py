@@ -16,7 +16,7 @@ import pytest
 from pydantic import AliasChoices
 
 from domainflow.api.settings import ApiSettings
-from domainflow.kit.settings import ServiceSettings, Settings, SettingsGroup
+from domainflow.kit.settings import ServiceSettings, SesAccount, Settings, SettingsGroup
 from domainflow.notifier.settings import NotifierSettings
 from domainflow.provisioner.settings import ProvisionerSettings
 from domainflow.verifier.settings import VerifierSettings
@@ -31,6 +31,11 @@ ALL: tuple[type[Settings], ...] = (
 )
 A, P, V, N = ((s,) for s in ALL)
 NODES = ["amqp://u:p@mq1.test:5672/", "amqp://u:p@mq2.test:5672/"]
+ACCOUNTS = [
+    {"name": "eu-a", "regions": ["eu-west-1"], "profile": "ses-eu-a", "identity_cap": 9000},
+    {"name": "us-b", "access_key_id": "AKIAB", "secret_access_key": "s", "rate": 2.0},
+]
+ACCOUNTS_READ = [SesAccount.model_validate(a) for a in ACCOUNTS]
 #: The value read is the value set.
 SAME = object()
 
@@ -74,6 +79,8 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_SES_QUIET_HEAD_START", "12.5", 12.5, "ses.quiet_head_start", ALL),
     ("DOMAINFLOW_SES_ACCOUNT", "second", SAME, "ses.account", ALL),
     ("DOMAINFLOW_SES_BUDGET_DATABASE_URL", "postgresql://b", SAME, "ses.budget_database_url", ALL),
+    ("DOMAINFLOW_SES_ACCOUNTS", json.dumps(ACCOUNTS), ACCOUNTS_READ, "ses.accounts", ALL),
+    ("DOMAINFLOW_SES_IDENTITY_MARGIN", "100", 100, "ses.identity_margin", ALL),
     ("DOMAINFLOW_SES_BATCH", "50", 50, "ses.batch", V),
     ("DOMAINFLOW_SES_TIMEOUT", "3", 3.0, "ses.timeout", V),
     # the standard AWS variables
@@ -164,6 +171,7 @@ NOT_THE_SERVICES = {
     "DOMAINFLOW_SANDBOX_DOH_PORT",
     "DOMAINFLOW_SANDBOX_SES_QUOTAS",
     "DOMAINFLOW_SANDBOX_SES_QUOTA_PORT",
+    "DOMAINFLOW_SANDBOX_SES_ACCOUNTS",
     "DOMAINFLOW_RABBITMQ_CLUSTER_DIR",
     "DOMAINFLOW_RABBITMQ_CLUSTER_NAME",
     "DOMAINFLOW_RABBITMQ_CLUSTER_PORTS",

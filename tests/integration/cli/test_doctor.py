@@ -82,6 +82,7 @@ async def test_a_healthy_install_passes_every_check(settings: dict[str, str]) ->
         "notifier-database",
         "mailserver-database",
         "sagas",
+        "ses-capacity",
         "rabbitmq",
         "dead-letters",
         "ses",
@@ -119,6 +120,36 @@ async def test_a_saga_stopped_for_an_operator_is_named_with_its_step_and_error_c
             await conn.execute("DELETE FROM sagas WHERE domain_id = 'mdom_stuck'")
         await db.close()
     assert _by_check(await diagnose())["sagas"].ok
+
+
+async def test_a_region_whose_ses_accounts_are_full_is_named(settings: dict[str, str]) -> None:
+    url = settings["DOMAINFLOW_API_DATABASE_URL"]
+    accounts = '[{"name": "only", "regions": ["eu-west-1"], "identity_cap": 1}]'
+    db = await Database.prepare(url, service_migrations("api"), size=1)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO ses_identity_counts (account, region, identities)"
+                " VALUES ('only', 'eu-west-1', 1)"
+            )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("DOMAINFLOW_SES_ACCOUNTS", accounts)
+            found = _by_check(await diagnose())["ses-capacity"]
+            assert not found.ok
+            assert "eu-west-1" in found.detail
+            assert "DOMAINFLOW_SES_ACCOUNTS" in (found.fix or "")
+            patch.setenv("DOMAINFLOW_SES_IDENTITY_MARGIN", "0")
+            patch.setenv(
+                "DOMAINFLOW_SES_ACCOUNTS",
+                accounts.replace('"identity_cap": 1', '"identity_cap": 3'),
+            )
+            found = _by_check(await diagnose())["ses-capacity"]
+            assert found.ok, found
+            assert "eu-west-1: 2 free" in found.detail
+    finally:
+        async with db.transaction() as conn:
+            await conn.execute("DELETE FROM ses_identity_counts WHERE account = 'only'")
+        await db.close()
 
 
 async def test_an_unmigrated_database_names_the_migrations_missing(

@@ -79,17 +79,23 @@ class Scripted:
         await self._call("remove_domain")
         self.domains.discard(domain)
 
-    async def create_identity(self, domain: str, region: str) -> list[str]:
+    async def create_identity(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> list[str]:
         self.quiet_calls[domain] = is_quiet_caller()
         await self._call("create_identity")
         self.identities.add(domain)
         return TOKENS
 
-    async def set_mail_from(self, domain: str, mail_from_domain: str, region: str) -> None:
+    async def set_mail_from(
+        self, domain: str, mail_from_domain: str, region: str, *, account: str | None = None
+    ) -> None:
         await self._call("set_mail_from")
         self.mail_from[domain] = mail_from_domain
 
-    async def delete_identity(self, domain: str, region: str) -> None:
+    async def delete_identity(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> None:
         await self._call("delete_identity")
         self.identities.discard(domain)
         self.mail_from.pop(domain, None)

@@ -41,6 +41,7 @@ from domainflow.contracts.topology import EVENTS_EXCHANGE
 from domainflow.kit.envelope import decode, encode
 from domainflow.provisioner.adapters.mailserver import MailServer
 from domainflow.sandbox.ports import listening_port
+from tests.plugins.ses import MotoAccounts
 
 pytestmark = pytest.mark.integration
 
@@ -559,3 +560,35 @@ async def test_a_replica_killed_mid_deletion_converges(
     assert isinstance(answer, DomainDeprovisioned), answer
     assert not await mail_server.has_domain(event.domain)
     assert not await identity_exists(stack, event.domain)
+
+
+async def test_every_ses_call_of_a_domain_goes_to_its_account(
+    stack: Stack,
+    bus: tuple[EventTap, Publish],
+    mail_server: MailServer,
+    moto_accounts: MotoAccounts,
+) -> None:
+    tap, publish = bus
+    await stack.ready(stack.start(DOMAINFLOW_SES_ACCOUNTS=moto_accounts.setting()))
+    name = unique_domain("accounts")
+    event = requested(name, mail_from_domain=f"bounce.{name}", ses_account="gamma")
+    await publish(event)
+    answer = await tap.answer(event)
+    assert isinstance(answer, DomainProvisioned), answer
+    assert answer.ses_account == "gamma"
+    assert await moto_accounts.holders(name) == ["gamma"]
+    assert await moto_accounts.mail_from("gamma", name) == f"bounce.{name}"
+    assert not await identity_exists(stack, name)  # nothing in the default account
+
+    gone = DeletionRequested(
+        correlation_id=f"req_{uuid.uuid4().hex[:8]}",
+        team_id=event.team_id,
+        domain_id=event.domain_id,
+        domain=name,
+        region=REGION,
+        ses_account="gamma",
+    )
+    await publish(gone)
+    assert isinstance(await tap.answer(gone), DomainDeprovisioned)
+    assert await moto_accounts.holders(name) == []
+    assert not await mail_server.has_domain(name)

@@ -43,6 +43,7 @@ from domainflow.verifier.settings import (
     VerifierSettings,
 )
 from tests.plugins.dns import SandboxZones, make_records
+from tests.plugins.ses import MotoAccounts
 
 pytestmark = pytest.mark.integration
 
@@ -405,3 +406,59 @@ async def test_a_replica_killed_mid_cycle_is_finished_by_the_other(
 
 async def _has(db: Database, count: int) -> bool:
     return await _checked(db) >= count
+
+
+async def test_each_domain_is_read_in_its_own_ses_account(
+    fresh_db: Database,
+    dns_sandbox: DnsSandbox,
+    dns_zones: SandboxZones,
+    moto_accounts: MotoAccounts,
+) -> None:
+    # Each identity exists in its domain's account only: a read sent to any other account
+    # (the default one included) finds nothing there, and the domain fails.
+    names = list(moto_accounts.keys)
+    ids: dict[str, str] = {}
+    async with fresh_db.transaction() as conn:
+        for n in range(6):
+            account = names[n % 3]
+            domain = dns_zones.new_domain()
+            records = make_records(domain)
+            dns_zones.place(records)
+            ids[domain] = f"mdom_{uuid.uuid4().hex[:12]}"
+            await conn.execute(
+                """
+                INSERT INTO schedule (domain_id, team_id, domain, region, status, records,
+                                      next_check_at, correlation_id, status_event_at, ses_account)
+                VALUES ($1, 'team_abc123', $2, $3, 'verified', $4, now(), 'req_test', now(), $5)
+                """,
+                ids[domain],
+                domain,
+                REGION,
+                records.model_dump(mode="json"),
+                account,
+            )
+            key, secret = moto_accounts.keys[account]
+            async with aioboto3.Session(aws_access_key_id=key, aws_secret_access_key=secret).client(
+                "ses", region_name=REGION
+            ) as ses:
+                await ses.verify_domain_identity(Domain=domain)
+    settings = settings_for("unused", dns_sandbox).model_copy(
+        update={
+            "ses": VerifierSesSettings(rate=20.0, accounts=moto_accounts.entries()),
+        }
+    )
+    async with open_verifier(fresh_db, settings) as verifier:
+        cycle = ReverifyCycle(
+            fresh_db, verifier.probe, interval=timedelta(hours=6), tick=0.05, batch=10, lease=60
+        )
+        report = await cycle.run_once()
+        assert report.checked == 6
+        found = await history(fresh_db)
+        outcomes = {d: tuple(c["outcome"] for c in found[i]) for d, i in ids.items()}
+        assert outcomes == dict.fromkeys(ids, ("passed",))
+        # A manual verify reads the domain's own account too, and fails where it is not.
+        domain = next(iter(ids))
+        records = make_records(domain)
+        in_alpha = await verifier.probe.check(domain, REGION, records, account="alpha")
+        in_beta = await verifier.probe.check(domain, REGION, records, account="beta")
+    assert (in_alpha.ses_dkim_status, in_beta.ses_dkim_status) == ("success", "not_started")

@@ -119,6 +119,22 @@ class FakeDomains:
         assert domain.public_id in self._s.domains, "save() of a domain never added"
         self._s.domains[domain.public_id] = replace(domain)
 
+    async def identities_by_account(self, region: str, default_account: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self._s.domains.values():
+            if d.region == region and d.status is not DomainStatus.DELETED:
+                name = d.ses_account or default_account
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    async def identities_by_place(self, default_account: str) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for d in self._s.domains.values():
+            if d.status is not DomainStatus.DELETED:
+                place = (d.ses_account or default_account, d.region)
+                counts[place] = counts.get(place, 0) + 1
+        return counts
+
     async def active_mailboxes(self, domain: Domain) -> int:
         return sum(1 for m in self._s.mailboxes if m.domain_id == domain.pk and not m.deleted_at)
 

@@ -8,12 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domainflow.contracts import DomainStatus
+from domainflow.contracts import DnsRecords, DomainStatus, NamedRecord
 from domainflow.verifier.schedule import (
+    DueDomain,
     ScheduleAction,
     ScheduleRow,
     action_for,
     chunk_by_region,
+    chunks_by_place,
     next_due,
     place,
 )
@@ -134,3 +136,26 @@ def test_chunks_hold_every_item_once_in_one_region_and_within_size(
 def test_chunks_of_one_region_are_full_hundreds() -> None:
     chunks = list(chunk_by_region(range(250), lambda _: "us-east-1", 100))
     assert [len(c) for _, c in chunks] == [100, 100, 50]
+
+
+def _due(n: int, account: str | None, region: str = "us-east-1") -> DueDomain:
+    name = f"d{n}.example.com"
+    txt = NamedRecord(name=f"_sendmux.{name}", value="sendmux-verify=team_x")
+    records = DnsRecords(
+        mx=[], spf=NamedRecord(name=name, value="v=spf1 ~all"), dmarc=txt, dkim=[],
+        verification=txt,
+    )  # fmt: skip
+    return DueDomain(f"mdom_{n}", "team_x", name, region, records, NOW, ses_account=account)
+
+
+@given(st.lists(st.tuples(st.sampled_from([None, "a", "b"]), st.sampled_from(["r1", "r2"]))))
+def test_each_account_region_gets_its_own_full_chunks(places: list[tuple[str | None, str]]) -> None:
+    due = [_due(n, account, region) for n, (account, region) in enumerate(places)]
+    chunked = chunks_by_place(due, 3)
+    for (account, region), chunks in chunked.items():
+        assert all(d.ses_account == account and d.region == region for c in chunks for d in c)
+        assert all(len(c) == 3 for c in chunks[:-1])
+        assert 1 <= len(chunks[-1]) <= 3
+    assert sorted(d.domain_id for cs in chunked.values() for c in cs for d in c) == sorted(
+        d.domain_id for d in due
+    )

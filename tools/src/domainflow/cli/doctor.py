@@ -121,6 +121,43 @@ async def _stopped_sagas() -> Finding:
     )
 
 
+async def _ses_capacity(settings: ApiSettings) -> Finding:
+    """Whether each region domains are placed in still has an SES account with room."""
+    check = "ses-capacity"
+    conn = await _connect(check, database_url("api"), "DOMAINFLOW_API_DATABASE_URL")
+    if isinstance(conn, Finding):
+        return conn
+    try:
+        if await conn.fetchval("SELECT to_regclass('ses_identity_counts')") is None:
+            return Finding(check, True, "no domains placed yet (run `domainflow migrate`)")
+        rows = await conn.fetch("SELECT account, region, identities FROM ses_identity_counts")
+    finally:
+        await conn.close()
+    ses = settings.ses
+    counts = {(r["account"] or ses.default_account, r["region"]): r["identities"] for r in rows}
+    accounts = ses.account_list()
+    regions = {region for _, region in counts} | {r for a in accounts for r in a.regions}
+    free = {
+        region: sum(
+            max(a.identity_cap - ses.identity_margin - counts.get((a.name, region), 0), 0)
+            for a in accounts
+            if a.serves(region)
+        )
+        for region in sorted(regions)
+    }
+    full = [region for region, room in free.items() if room == 0]
+    if full:
+        return Finding(
+            check,
+            False,
+            f"no SES account serving {', '.join(full)} has room: creates there answer 503",
+            "add an account serving it to DOMAINFLOW_SES_ACCOUNTS (or raise its identity_cap"
+            " once AWS raised the account's quota); `domainflow accounts` shows each one",
+        )
+    listed = ", ".join(f"{region}: {room} free" for region, room in free.items())
+    return Finding(check, True, f"room for new domains ({listed or 'no domains yet'})")
+
+
 async def _mailserver_database(url: str) -> Finding:
     check = "mailserver-database"
     conn = await _connect(
@@ -303,6 +340,7 @@ async def diagnose() -> list[Finding]:
     checks = [
         *(bounded(f"{service}-database", one(_service_database(service))) for service in DATABASES),
         bounded("sagas", one(_stopped_sagas())),
+        bounded("ses-capacity", one(_ses_capacity(api))),
         bounded(
             "mailserver-database",
             one(_mailserver_database(provisioner.mailserver.database_url)),

@@ -136,6 +136,24 @@ async def _domains(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _accounts() -> int:
+    from dataclasses import asdict
+
+    from domainflow.api.domains import operators
+    from domainflow.api.settings import ApiSettings
+    from domainflow.api.unit_of_work import PostgresUnitOfWork
+    from domainflow.kit.database import Database
+
+    db = await _api_db()
+    assert isinstance(db, Database)
+    try:
+        usage = await operators.accounts_usage(PostgresUnitOfWork(db), ApiSettings())
+    finally:
+        await db.close()
+    print(json.dumps([asdict(u) for u in usage], indent=2))
+    return 0
+
+
 async def _migrate(services: Sequence[str]) -> int:
     from domainflow.cli.migrations import migrate_services
 
@@ -222,6 +240,10 @@ def _parser() -> argparse.ArgumentParser:
     release.add_argument("domain")
     release.add_argument("--reason", required=True, help="why: it goes on the domain's timeline")
 
+    sub.add_parser(
+        "accounts", help="operators: each SES account's identities per region, beside its cap"
+    )
+
     doctor = sub.add_parser(
         "doctor", help="check databases, RabbitMQ, SES, the sender and DoH; say what to fix"
     )
@@ -264,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(subscribers_command.add(args.name, args.max_length))
     if args.command == "domains":
         return asyncio.run(_domains(args))
+    if args.command == "accounts":
+        return asyncio.run(_accounts())
     if args.command == "doctor":
         from domainflow.cli import doctor as doctor_command
 

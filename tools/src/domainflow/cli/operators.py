@@ -17,6 +17,9 @@ def holding_view(held: Holding) -> dict[str, Any]:
         "domain": domain.name,
         "team": {"name": held.team.name, "id": held.team.public_id, "owners": held.owners},
         "state": domain.status.value,
+        "region": domain.region,
+        # None: the operator's default account (DOMAINFLOW_SES_ACCOUNT).
+        "ses_account": domain.ses_account,
         "created_at": domain.created_at.isoformat(),
         "verified_at": domain.verified_at.isoformat() if domain.verified_at else None,
         "last_checked_at": domain.last_checked_at.isoformat() if domain.last_checked_at else None,

@@ -144,6 +144,7 @@ class LocalStack:
                 AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's conventional dummy
             )
             self.env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+            self._sandbox_accounts(moto)
             from email.utils import parseaddr
 
             from domainflow.notifier.settings import NotifierSettings
@@ -167,6 +168,21 @@ class LocalStack:
                 self._choose(DOMAINFLOW_SPECIAL_USE_ALLOWED='["example", "example.com", "test"]')
             print(f"sandbox: DNS-over-HTTPS at {dns.doh_url}", file=sys.stderr)
         write_state(self.root / "stack.json", public_settings(self.env, self._chosen))
+
+    def _sandbox_accounts(self, moto: Any) -> None:
+        """Several SES accounts in moto (`DOMAINFLOW_SANDBOX_SES_ACCOUNTS`), each reached with
+        keys of its own, listed as the services' accounts unless the operator listed some."""
+        count = int(self.env.get("DOMAINFLOW_SANDBOX_SES_ACCOUNTS", "0") or 0)
+        if count < 1 or self.env.get("DOMAINFLOW_SES_ACCOUNTS"):
+            return
+        accounts = []
+        for n in range(1, count + 1):
+            key, secret = moto.account_keys(f"{100000000000 + n}")
+            accounts.append(
+                {"name": f"sandbox-{n}", "access_key_id": key, "secret_access_key": secret}
+            )
+        self._choose(DOMAINFLOW_SES_ACCOUNTS=json.dumps(accounts))
+        print(f"sandbox: {count} SES accounts in moto", file=sys.stderr)
 
     def _start_quota_proxy(self, moto_url: str) -> str:
         """SES's quotas in front of moto, at the rates the services' budget is set to."""

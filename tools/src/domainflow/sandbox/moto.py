@@ -268,6 +268,38 @@ class MotoSandbox:
         finally:
             client.close()
 
+    def account_keys(self, account_id: str, user: str | None = None) -> tuple[str, str]:
+        """Keys of a new IAM user in account `account_id` (`account_keys`)."""
+        return account_keys(self.url, account_id, user)
+
+
+def account_keys(url: str, account_id: str, user: str | None = None) -> tuple[str, str]:
+    """Keys of a new IAM user in the moto at `url`, in its account `account_id` (12 digits):
+    moto keys its state by account, and serves a request in the account whose IAM holds its
+    access key id, so clients built with these keys see that account's SES alone. A reset
+    forgets the keys: make them again after one."""
+    import botocore.session
+
+    client: Any = botocore.session.get_session().create_client(
+        "iam",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id=TEST_ACCESS_KEY,
+        aws_secret_access_key=TEST_ACCESS_KEY,
+    )
+
+    def in_account(request: Any, **_: Any) -> None:
+        request.headers["x-moto-account-id"] = account_id
+
+    client.meta.events.register("before-sign.iam", in_account)
+    user = user or f"domainflow-{uuid.uuid4().hex[:8]}"
+    try:
+        client.create_user(UserName=user)
+        made = client.create_access_key(UserName=user)["AccessKey"]
+    finally:
+        client.close()
+    return str(made["AccessKeyId"]), str(made["SecretAccessKey"])
+
 
 def _status_entries(tag: str) -> re.Pattern[bytes]:
     """An `<entry>` of an identity-attributes answer whose `<value>` holds `<tag>`; the
@@ -438,6 +470,9 @@ SEND_ACTIONS = frozenset(
 #: SES v2 paths (REST) that send mail.
 _SEND_PATHS = ("/v2/email/outbound-emails", "/v2/email/outbound-bulk-emails")
 _REGION = re.compile(r"Credential=[^/]+/\d+/([^/]+)/")
+#: The access key id a request is signed with: the stand-in's "account" (SES keeps quotas
+#: per account and region; moto serves each key in its own account).
+_KEY_ID = re.compile(r"Credential=([^/]+)/")
 
 _V1_THROTTLED = (
     '<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
@@ -457,6 +492,8 @@ class SeenCall:
     accepted: bool
     #: The identity the call names (empty: none, or several, as a batched read names).
     identity: str = ""
+    #: The access key id it was signed with (one account's keys share nothing with another's).
+    key_id: str = ""
 
 
 def _v2_identity(path: str, body: bytes) -> str:
@@ -530,16 +567,16 @@ class QuotaCounts:
 class SesQuotaProxy(QuotaCounts):
     """A real HTTP hop in front of moto that keeps Amazon SES's quotas, as SES does.
 
-    moto never throttles. This proxy counts each SES request per region against the
-    account's rates (`rate` for every action but sending, `send_rate` for sending), and
-    past them answers what SES answers: v1 (query/XML) `Throttling` with HTTP 400, v2
-    (REST/JSON) `TooManyRequestsException` with HTTP 429. Everything else goes to moto
-    unchanged; moto's own `/moto-api/` is never counted. Each quota is a token bucket
-    judged at arrival, `burst` requests deep (1: never two requests closer than 1/rate).
-    Every SES request is recorded (`seen`), and `per_second()` counts them by whole second
-    since the proxy started, so a test asserts on what SES would have seen, not on how long
-    the run took. `GET /quota-api/seen` gives the same counts over HTTP (the local stack's
-    proxy, `DOMAINFLOW_SANDBOX_SES_QUOTAS=true`).
+    moto never throttles. This proxy counts each SES request per access key id (an account: moto
+    serves each key in its own) and region against the account's rates (`rate` for every action
+    but sending, `send_rate` for sending), and past them answers what SES answers: v1
+    (query/XML) `Throttling` with HTTP 400, v2 (REST/JSON) `TooManyRequestsException` with HTTP
+    429. Everything else goes to moto unchanged; moto's own `/moto-api/` is never counted. Each
+    quota is a token bucket judged at arrival, `burst` requests deep (1: never two requests
+    closer than 1/rate). Every SES request is recorded (`seen`), and `per_second()` counts them
+    by whole second since the proxy started, so a test asserts on what SES would have seen, not
+    on how long the run took. `GET /quota-api/seen` gives the same counts over HTTP (the local
+    stack's proxy, `DOMAINFLOW_SANDBOX_SES_QUOTAS=true`).
     """
 
     def __init__(
@@ -562,7 +599,7 @@ class SesQuotaProxy(QuotaCounts):
         self._clock = clock
         self.started_at = clock()
         self.seen: list[SeenCall] = []
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -652,14 +689,18 @@ class SesQuotaProxy(QuotaCounts):
         identity = (form.get("Domain") or form.get("Identity") or [""])[0]
         return region, "send" if action in SEND_ACTIONS else "request", action, identity
 
-    def _admit(self, region: str, kind: str, action: str, identity: str = "") -> bool:
+    def _admit(
+        self, region: str, kind: str, action: str, identity: str = "", key_id: str = ""
+    ) -> bool:
         now = self._clock()
         with self._lock:
-            bucket = self._buckets.get((region, kind))
+            bucket = self._buckets.get((key_id, region, kind))
             if bucket is None:
-                bucket = self._buckets[(region, kind)] = _Bucket(self.rates[kind], self.burst, now)
+                bucket = self._buckets[(key_id, region, kind)] = _Bucket(
+                    self.rates[kind], self.burst, now
+                )
             accepted = bucket.take(now)
-            self.seen.append(SeenCall(now, region, kind, action, accepted, identity))
+            self.seen.append(SeenCall(now, region, kind, action, accepted, identity, key_id))
         return accepted
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
@@ -669,7 +710,9 @@ class SesQuotaProxy(QuotaCounts):
             self._quota_api(request)
             return
         region, kind, action, identity = self._classify(request, body)
-        if kind and not self._admit(region, kind, action, identity):
+        found = _KEY_ID.search(request.headers.get("Authorization", ""))
+        key_id = found[1] if found else ""
+        if kind and not self._admit(region, kind, action, identity, key_id):
             self._throttle(request, kind)
             return
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}

@@ -260,6 +260,9 @@ class DomainRequested(Event):
     mail_from_domain: str | None = None
     #: send_only: SES only, no mail-server row (added later if the domain is upgraded).
     mode: DomainMode = DomainMode.SEND_RECEIVE
+    #: Added in 1.2 (additive, same version): the SES account the domain is placed in, for
+    #: its life; None: the operator's default account (`DOMAINFLOW_SES_ACCOUNT`).
+    ses_account: str | None = None
 
 
 class ReceivingRequested(Event):
@@ -283,6 +286,9 @@ class DomainProvisioned(Event):
     region: str
     dkim_tokens: list[str]
     mail_from_domain: str | None = None
+    #: Added in 1.2 (additive, same version): the SES account the domain is placed in, for
+    #: its life; None: the operator's default account (`DOMAINFLOW_SES_ACCOUNT`).
+    ses_account: str | None = None
 
 
 class ProvisioningRolledBack(Event):
@@ -321,6 +327,9 @@ class VerifyRequested(Event):
     domain: str
     region: str
     records: DnsRecords
+    #: Added in 1.2 (additive, same version): the SES account the domain is placed in, for
+    #: its life; None: the operator's default account (`DOMAINFLOW_SES_ACCOUNT`).
+    ses_account: str | None = None
 
 
 class ClaimRequested(Event):
@@ -383,6 +392,9 @@ class DeletionRequested(Event):
     domain_id: str
     domain: str
     region: str
+    #: Added in 1.2 (additive, same version): the SES account the domain is placed in, for
+    #: its life; None: the operator's default account (`DOMAINFLOW_SES_ACCOUNT`).
+    ses_account: str | None = None
 
 
 class DomainDeprovisioned(Event):
@@ -425,6 +437,9 @@ class DomainStatusChanged(Event):
     reason_code: ChangeReason | None = None
     trigger: ChangeTrigger | None = None
     snapshot: DomainSnapshot | None = None
+    #: Added in 1.2 (additive, same version): the SES account the domain is placed in, for
+    #: its life; None: the operator's default account (`DOMAINFLOW_SES_ACCOUNT`).
+    ses_account: str | None = None
 
 
 class DomainStatusChangedV1(Event):
@@ -455,6 +470,7 @@ class DomainStatusChangedV1(Event):
     reason_code: ChangeReason | None = None
     trigger: ChangeTrigger | None = None
     snapshot: DomainSnapshot | None = None
+    ses_account: str | None = None
 
     @classmethod
     def beside(cls, current: DomainStatusChanged, *, notify_owners: bool) -> DomainStatusChangedV1:

@@ -46,6 +46,7 @@ from domainflow.kit import tracing
 from domainflow.kit.settings import AwsSettings
 
 if TYPE_CHECKING:
+    from domainflow.kit.ses_accounts import SesRoutes
     from domainflow.kit.ses_budget import SesBudget
 
 #: SES error codes that say "not now": the same request may succeed later.
@@ -253,14 +254,29 @@ class SesAdapter:
     the adapter's lifetime (a service opens it once). Without a budget, calls are not
     paced but throttling is still waited out."""
 
-    def __init__(self, clients: AwsClients | None = None, budget: SesBudget | None = None) -> None:
+    def __init__(
+        self,
+        clients: AwsClients | None = None,
+        budget: SesBudget | None = None,
+        *,
+        routes: SesRoutes | None = None,
+    ) -> None:
         from domainflow.kit.ses_budget import SesBudget
 
         self._clients = clients or AwsClients()
         self._budget = budget or SesBudget.unlimited()
+        self._routes = routes
+
+    def _route(self, account: str | None) -> tuple[AwsClients, SesBudget]:
+        """The clients and budget of a domain's SES account (None: the default account)."""
+        if self._routes is None or account is None:
+            return self._clients, self._budget.for_account(account)
+        return self._routes.clients(account), self._budget.for_account(account)
 
     async def __aenter__(self) -> Self:
         await self._clients.__aenter__()
+        if self._routes is not None:
+            await self._routes.__aenter__()
         return self
 
     async def __aexit__(
@@ -270,3 +286,5 @@ class SesAdapter:
         tb: TracebackType | None,
     ) -> None:
         await self._clients.aclose()
+        if self._routes is not None:
+            await self._routes.__aexit__(exc_type, exc, tb)

@@ -30,7 +30,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
@@ -254,6 +254,7 @@ class SesBudget:
         headroom: float = 0.0,
         quiet_head_start: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        account_rates: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         if rate <= 0 or send_rate <= 0:
             raise ValueError("SES rates must be positive")
@@ -277,6 +278,32 @@ class SesBudget:
         self.account = account
         self._quiet_head_start = quiet_head_start
         self._sleep = sleep
+        self._rate, self._send_rate, self._headroom = rate, send_rate, headroom
+        # Other accounts' budgets: the same store, each its own buckets and quotas.
+        self._account_rates = dict(account_rates or {})
+        self._siblings: dict[str, SesBudget] = {account: self}
+
+    def for_account(self, account: str | None) -> SesBudget:
+        """The budget of `account` (None: this one's): its own slots in the same store, at
+        its own rates (`account_rates`; unlisted: this budget's)."""
+        if account is None:
+            return self
+        sibling = self._siblings.get(account)
+        if sibling is None:
+            rate, send_rate = self._account_rates.get(account, (self._rate, self._send_rate))
+            sibling = SesBudget(
+                self._store,
+                rate=rate,
+                send_rate=send_rate,
+                account=account,
+                headroom=self._headroom,
+                quiet_head_start=self._quiet_head_start,
+                sleep=self._sleep,
+                account_rates=self._account_rates,
+            )
+            sibling._siblings = self._siblings
+            self._siblings[account] = sibling
+        return sibling
 
     @classmethod
     def unlimited(cls) -> SesBudget:
@@ -428,13 +455,17 @@ async def open_budget_database(url: str, *, size: int = 2) -> Database:
 async def open_budget(settings: ServiceSettings) -> tuple[SesBudget, Database]:
     """The shared budget as the settings describe it, and its database (close it on exit)."""
     db = await open_budget_database(settings.ses.budget_database_url)
+    ses = settings.ses
     budget = SesBudget(
         PgSlotStore(db),
-        rate=settings.ses.rate,
-        send_rate=settings.ses.send_rate,
-        account=settings.ses.account,
-        headroom=settings.ses.headroom,
-        quiet_head_start=settings.ses.quiet_head_start,
+        rate=ses.rate,
+        send_rate=ses.send_rate,
+        account=ses.default_account,
+        headroom=ses.headroom,
+        quiet_head_start=ses.quiet_head_start,
+        account_rates={
+            a.name: (a.rate or ses.rate, a.send_rate or ses.send_rate) for a in ses.account_list()
+        },
     )
     return budget, db
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -149,6 +149,41 @@ class StartupSettings(SettingsGroup):
     timeout: float = Field(default=60.0, ge=0, validation_alias="DOMAINFLOW_STARTUP_TIMEOUT")
 
 
+#: SES's limit of identities per account and region.
+SES_IDENTITY_CAP = 10_000
+
+
+class SesAccount(BaseModel):
+    """One SES account: its name (the key domains are placed under, and its budget's), how to
+    reach it (keys, a profile, or neither: the standard `AWS_*` variables), the regions it
+    serves (none listed: every region offered) and its quotas (unset: `DOMAINFLOW_SES_RATE`
+    and `DOMAINFLOW_SES_SEND_RATE`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    regions: list[str] = Field(default_factory=list)
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    profile: str | None = None
+    #: An endpoint of its own (a proxy, a sandbox); unset: botocore's (`AWS_ENDPOINT_URL`...).
+    endpoint_url: str | None = None
+    identity_cap: int = Field(default=SES_IDENTITY_CAP, ge=1)
+    rate: float | None = Field(default=None, gt=0)
+    send_rate: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> SesAccount:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError(f"SES account {self.name!r}: give both keys or neither")
+        if self.profile is not None and self.access_key_id is not None:
+            raise ValueError(f"SES account {self.name!r}: keys or a profile, not both")
+        return self
+
+    def serves(self, region: str) -> bool:
+        return not self.regions or region in self.regions
+
+
 class SesSettings(SettingsGroup):
     """Amazon SES's quotas: one budget per account and region shared by every caller in every
     service and replica."""
@@ -175,6 +210,31 @@ class SesSettings(SettingsGroup):
         default=f"{DEFAULT_POSTGRES}/domainflow_ses_budget",
         validation_alias="DOMAINFLOW_SES_BUDGET_DATABASE_URL",
     )
+    #: The SES accounts domains are placed in (a JSON list of `SesAccount`); empty: one
+    #: account, `account` above, reached with the standard `AWS_*` variables, as before.
+    accounts: list[SesAccount] = Field(
+        default_factory=list, validation_alias="DOMAINFLOW_SES_ACCOUNTS"
+    )
+    #: Identities each account-region keeps free: placement treats an account-region as full
+    #: this many identities below its cap.
+    identity_margin: int = Field(default=0, ge=0, validation_alias="DOMAINFLOW_SES_IDENTITY_MARGIN")
+
+    @model_validator(mode="after")
+    def _accounts_named_once(self) -> SesSettings:
+        names = [a.name for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("DOMAINFLOW_SES_ACCOUNTS names an account twice")
+        return self
+
+    def account_list(self) -> list[SesAccount]:
+        """The accounts in use: the configured ones, else the one default account."""
+        return list(self.accounts) or [SesAccount(name=self.account)]
+
+    @property
+    def default_account(self) -> str:
+        """The account of a domain placed before accounts existed (none recorded): the one the
+        standard `AWS_*` variables reach, named by `DOMAINFLOW_SES_ACCOUNT`."""
+        return self.account
 
 
 #: Total tries of one AWS request (the first included) unless `AWS_MAX_ATTEMPTS` says

@@ -138,6 +138,8 @@ class ProvisioningSaga:
     #: An earlier try of the step under way ended without a clear answer (a timeout, a
     #: crash): it may have taken effect, so a later plain refusal does not clear it.
     in_doubt: bool = False
+    #: The SES account the domain is placed in (None: the default account).
+    ses_account: str | None = None
 
     @classmethod
     def start(
@@ -153,6 +155,7 @@ class ProvisioningSaga:
         causation_id: uuid.UUID,
         max_attempts: int,
         receives: bool = True,
+        ses_account: str | None = None,
     ) -> ProvisioningSaga:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -168,6 +171,7 @@ class ProvisioningSaga:
             causation_id=causation_id,
             max_attempts=max_attempts,
             steps=tuple((s, StepStatus.PENDING) for s in steps),
+            ses_account=ses_account,
         )
 
     @property
@@ -277,6 +281,7 @@ def result_events(
                 region=saga.region,
                 dkim_tokens=list(saga.dkim_tokens),
                 mail_from_domain=saga.mail_from_domain,
+                ses_account=saga.ses_account,
                 correlation_id=correlation_id,
                 causation_id=causation_id,
                 team_id=saga.team_id,

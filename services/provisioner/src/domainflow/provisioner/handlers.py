@@ -77,9 +77,15 @@ class MailServerPort(Protocol):
 
 
 class SesPort(Protocol):
-    async def create_identity(self, domain: str, region: str) -> list[str]: ...
-    async def set_mail_from(self, domain: str, mail_from_domain: str, region: str) -> None: ...
-    async def delete_identity(self, domain: str, region: str) -> None: ...
+    async def create_identity(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> list[str]: ...
+    async def set_mail_from(
+        self, domain: str, mail_from_domain: str, region: str, *, account: str | None = None
+    ) -> None: ...
+    async def delete_identity(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> None: ...
 
 
 class StepError(Exception):
@@ -268,6 +274,8 @@ class SagaRunner:
                     causation_id=event.event_id,
                     max_attempts=self._settings.saga.step_attempts,
                     receives=receives,
+                    # A receive saga makes no SES call: its event names no account.
+                    ses_account=getattr(event, "ses_account", None),
                 ),
             )
         if saga_id is not None:
@@ -455,11 +463,15 @@ class SagaRunner:
                 await self._mailserver.add_domain(saga.domain, live=saga.kind is SagaKind.RECEIVE)
         elif step is Step.SES_IDENTITY:
             if removing:
-                await self._ses.delete_identity(saga.domain, saga.region)
+                await self._ses.delete_identity(saga.domain, saga.region, account=saga.ses_account)
             else:
-                return await self._ses.create_identity(saga.domain, saga.region)
+                return await self._ses.create_identity(
+                    saga.domain, saga.region, account=saga.ses_account
+                )
         elif not removing and saga.mail_from_domain is not None:
-            await self._ses.set_mail_from(saga.domain, saga.mail_from_domain, saga.region)
+            await self._ses.set_mail_from(
+                saga.domain, saga.mail_from_domain, saga.region, account=saga.ses_account
+            )
         # Undoing MAIL FROM needs no call: deleting the identity, next, takes it along.
         return None
 

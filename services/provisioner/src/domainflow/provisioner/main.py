@@ -13,9 +13,9 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 
-from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import ensure_database
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.kit.ses_accounts import SesRoutes
 from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
 from domainflow.kit.ses_budget import open_budget
 from domainflow.provisioner.adapters.mailserver import MailServer, ensure_schema
@@ -45,11 +45,13 @@ async def serve(settings: ProvisionerSettings | None = None) -> None:
             budget, budget_db = await open_budget(settings)
             closing.push_async_callback(budget_db.close)
             # Opened once: one kept connection per region, no TLS handshake per call.
+            routes = SesRoutes(settings.ses, settings.aws)
             ses = await closing.enter_async_context(
                 SesIdentities(
-                    AwsClients(settings.aws),
+                    routes.clients(None),
                     budget=budget,
                     call_timeout=settings.saga.step_timeout,
+                    routes=routes,
                 )
             )
             runner = SagaRunner(rt.db, MailServer(pool), ses, settings)

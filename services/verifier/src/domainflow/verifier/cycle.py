@@ -31,7 +31,7 @@ from domainflow.kit.database import Database
 from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import repository
 from domainflow.verifier.probe import DomainProbe, SesReading
-from domainflow.verifier.schedule import DueDomain, chunk_by_region, next_due
+from domainflow.verifier.schedule import DueDomain, chunks_by_place, next_due
 from domainflow.verifier.watch import RegistrationWatch
 
 log = get_logger(__name__)
@@ -107,7 +107,7 @@ class ReverifyCycle:
         # domain is checked twice in it.
         due_by = await self._clock()
 
-        async def worker() -> None:
+        async def worker(account: str) -> None:
             while True:
                 token = uuid.uuid4()
                 batch = await repository.claim_due(
@@ -116,6 +116,7 @@ class ReverifyCycle:
                     limit=self._batch,
                     lease_seconds=self._lease,
                     token=token,
+                    account=account,
                 )
                 if not batch:
                     return
@@ -124,7 +125,10 @@ class ReverifyCycle:
                 with tracing.continuing({}, "reverify batch", {"domainflow.domains": len(batch)}):
                     await self._check_batch(batch, token, report)
 
-        await asyncio.gather(*(worker() for _ in range(self._parallel)))
+        # Each SES account has its own quota: its domains are claimed by workers of its own,
+        # every account in parallel, so the pass takes as long as the fullest account's.
+        accounts = await repository.due_accounts(self._db, due_by)
+        await asyncio.gather(*(worker(a) for a in accounts for _ in range(self._parallel)))
         report.seconds = time.monotonic() - started
         return report
 
@@ -134,14 +138,18 @@ class ReverifyCycle:
     async def _check_batch(
         self, batch: list[DueDomain], token: uuid.UUID, report: CycleReport
     ) -> None:
-        # DNS for the whole batch starts at once (bounded by the probe); SES answers a region
-        # chunk at a time as the budget allows, and each domain commits as soon as it has both.
+        # DNS for the whole batch starts at once (bounded by the probe); SES answers a chunk
+        # at a time as each account-region's budget allows, every account-region in parallel
+        # (each has its own quota), and each domain commits as soon as it has both.
         dns = {d.domain_id: asyncio.create_task(self._probe.dns(d.records)) for d in batch}
         watched = asyncio.create_task(self._watched([d.domain for d in batch]))
         finishing: list[asyncio.Task[None]] = []
-        try:
-            for region, chunk in chunk_by_region(batch, _region, self._probe.ses_batch):
-                readings = await self._probe.ses_readings([d.domain for d in chunk], region)
+
+        async def ask_ses(account: str | None, region: str, chunks: list[list[DueDomain]]) -> None:
+            for chunk in chunks:
+                readings = await self._probe.ses_readings(
+                    [d.domain for d in chunk], region, account
+                )
                 finishing.extend(
                     asyncio.create_task(
                         self._finish(
@@ -150,8 +158,18 @@ class ReverifyCycle:
                     )
                     for d in chunk
                 )
+
+        places = chunks_by_place(batch, self._probe.ses_batch)
+        asking = [
+            asyncio.create_task(ask_ses(account, region, chunks))
+            for (account, region), chunks in places.items()
+        ]
+        try:
+            await asyncio.gather(*asking)
             await asyncio.gather(*finishing)
         finally:
+            for asker in asking:
+                asker.cancel()
             for task in (*dns.values(), *finishing, watched):
                 task.cancel()
 
@@ -204,7 +222,3 @@ class ReverifyCycle:
         report.checked += 1
         key = verdict.outcome.value
         report.outcomes[key] = report.outcomes.get(key, 0) + 1
-
-
-def _region(due: DueDomain) -> str:
-    return due.region

@@ -99,7 +99,9 @@ class VerifierHandlers:
         async with self._db.pool.acquire() as conn:
             if await repository.seen(conn, CONSUMER, event.event_id):
                 return
-        verdict = await self._probe.check(event.domain, event.region, event.records)
+        verdict = await self._probe.check(
+            event.domain, event.region, event.records, account=event.ses_account
+        )
         answer = VerificationCompleted(
             correlation_id=event.correlation_id,
             causation_id=event.event_id,
@@ -119,7 +121,12 @@ class VerifierHandlers:
                 return
             await repository.record_check(conn, answer)
             await repository.note_manual_check(
-                conn, event.domain_id, event.region, event.records, verdict.checked_at
+                conn,
+                event.domain_id,
+                event.region,
+                event.records,
+                verdict.checked_at,
+                event.ses_account,
             )
             await outbox.add(conn, answer)
         log.info("verification.completed", trigger="manual", outcome=verdict.outcome.value)

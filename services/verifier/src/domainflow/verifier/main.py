@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib.resources import files
 
-from domainflow.kit.aws import AwsClients
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.retention import Trim
 from domainflow.kit.runtime import ServiceRuntime, run_until_signalled
+from domainflow.kit.ses_accounts import SesRoutes
 from domainflow.kit.ses_budget import GAUGES as SES_BUDGET_GAUGES
 from domainflow.kit.ses_budget import SesBudget, open_budget
 from domainflow.verifier.adapters.doh import DohResolver
@@ -52,6 +52,12 @@ class Verifier:
     resolver: DohResolver
 
 
+def _ses_identities(settings: VerifierSettings) -> SesIdentities:
+    """SES's identity reads, each domain's in its own account (`DOMAINFLOW_SES_ACCOUNTS`)."""
+    routes = SesRoutes(settings.ses, settings.aws)
+    return SesIdentities(routes.clients(None), routes=routes)
+
+
 @asynccontextmanager
 async def open_verifier(
     db: Database,
@@ -77,9 +83,7 @@ async def open_verifier(
             )
         )
         source: SesSource = (
-            ses
-            if ses is not None
-            else await stack.enter_async_context(SesIdentities(AwsClients(settings.aws)))
+            ses if ses is not None else await stack.enter_async_context(_ses_identities(settings))
         )
         authority = (
             AuthorityOptions(settings.dns.authority_port, settings.dns.authority_timeout)

@@ -51,11 +51,17 @@ class DkimAttributes:
 class SesSource(Protocol):
     """SES's three batched reads of identity attributes (`adapters/ses.py`)."""
 
-    async def dkim(self, domains: Sequence[str], region: str) -> dict[str, DkimAttributes]: ...
+    async def dkim(
+        self, domains: Sequence[str], region: str, *, account: str | None = None
+    ) -> dict[str, DkimAttributes]: ...
 
-    async def verification(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]: ...
+    async def verification(
+        self, domains: Sequence[str], region: str, *, account: str | None = None
+    ) -> dict[str, DkimStatus]: ...
 
-    async def mail_from(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]: ...
+    async def mail_from(
+        self, domains: Sequence[str], region: str, *, account: str | None = None
+    ) -> dict[str, DkimStatus]: ...
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,10 @@ class Verdict:
     checked_at: datetime
     warnings: list[DnsWarning] = field(default_factory=list)
     ses_identity: SesIdentity | None = None
+
+
+#: Where SES keeps an identity: its account (None: the default account) and region.
+_Place = tuple[str | None, str]
 
 
 class DomainProbe:
@@ -102,17 +112,21 @@ class DomainProbe:
         self.ses_batch = min(ses_batch, 100)  # SES's own ceiling per call
         self._ses_timeout = ses_timeout
         self._dns_slots = asyncio.Semaphore(dns_concurrency)
-        # On-demand SES lookups waiting for the next SES calls of their region, and the task
-        # making those calls: lookups that arrive while it waits for its slot share the calls.
-        self._waiting: dict[str, list[tuple[str, asyncio.Future[SesReading]]]] = {}
-        self._callers: dict[str, asyncio.Task[None]] = {}
+        # On-demand SES lookups waiting for the next SES calls of their account and region,
+        # and the task making those calls: lookups that arrive while it waits for its slot
+        # share the calls.
+        self._waiting: dict[_Place, list[tuple[str, asyncio.Future[SesReading]]]] = {}
+        self._callers: dict[_Place, asyncio.Task[None]] = {}
 
     async def dns(self, records: DnsRecords) -> list[RecordCheck]:
         async with self._dns_slots:
             return await self._dns(records)
 
-    async def ses_readings(self, domains: list[str], region: str) -> dict[str, SesReading]:
-        """What SES says of up to `ses_batch` domains: three calls under the shared budget.
+    async def ses_readings(
+        self, domains: list[str], region: str, account: str | None = None
+    ) -> dict[str, SesReading]:
+        """What SES says of up to `ses_batch` domains of one SES account (None: the default)
+        and region: three calls under that account's budget.
 
         A domain SES does not mention has nothing set up there (`not_started`); a DKIM call
         that fails leaves every domain of it unknown, a failure of either other call leaves
@@ -120,36 +134,50 @@ class DomainProbe:
         """
         if len(domains) > self.ses_batch:
             raise ValueError(f"at most {self.ses_batch} identities per SES call")
-        await self._budget.acquire(region)
-        return await self._ask_ses(domains, region)
+        await self._budget.for_account(account).acquire(region)
+        return await self._ask_ses(domains, (account, region))
 
-    async def _ask_ses(self, domains: list[str], region: str) -> dict[str, SesReading]:
+    async def _ask_ses(self, domains: list[str], where: _Place) -> dict[str, SesReading]:
         """The three calls, the first in the slot the caller already waited for, the others
         in slots of their own (later ones when throttled). Never raises."""
+        account, region = where
+        budget = self._budget.for_account(account)
         try:
-            dkim = await self._budget.call(
+            dkim = await budget.call(
                 region,
-                lambda: self._ses.dkim(domains, region),
+                lambda: self._ses.dkim(domains, region, account=account),
                 timeout=self._ses_timeout,
                 reserved=True,
             )
         except Exception as error:  # any SES failure is inconclusive, never fatal
             log.warning(
-                "ses.dkim_unavailable", region=region, count=len(domains), error=repr(error)
+                "ses.dkim_unavailable",
+                account=account,
+                region=region,
+                count=len(domains),
+                error=repr(error),
             )
             return dict.fromkeys(domains, _UNKNOWN)
         unread = DkimAttributes(DkimStatus.NOT_STARTED, signing_enabled=False)
         attributes = {d: dkim.get(d, unread) for d in domains}
         try:
-            verification = await self._budget.call(
-                region, lambda: self._ses.verification(domains, region), timeout=self._ses_timeout
+            verification = await budget.call(
+                region,
+                lambda: self._ses.verification(domains, region, account=account),
+                timeout=self._ses_timeout,
             )
-            mail_from = await self._budget.call(
-                region, lambda: self._ses.mail_from(domains, region), timeout=self._ses_timeout
+            mail_from = await budget.call(
+                region,
+                lambda: self._ses.mail_from(domains, region, account=account),
+                timeout=self._ses_timeout,
             )
         except Exception as error:  # DKIM is known: the verdict stands without the rest
             log.warning(
-                "ses.identity_unavailable", region=region, count=len(domains), error=repr(error)
+                "ses.identity_unavailable",
+                account=account,
+                region=region,
+                count=len(domains),
+                error=repr(error),
             )
             return {d: SesReading(attributes[d].status) for d in domains}
         read_at = datetime.now(UTC)
@@ -166,7 +194,7 @@ class DomainProbe:
             for d in domains
         }
 
-    async def ses_reading(self, domain: str, region: str) -> SesReading:
+    async def ses_reading(self, domain: str, region: str, account: str | None = None) -> SesReading:
         """What SES says of one domain for an on-demand verify, coalesced with its neighbours.
 
         Every SES call waits for a slot of the shared budget (one a second), and a round is
@@ -175,33 +203,37 @@ class DomainProbe:
         along in it, up to `ses_batch`: fifty verifies cost one round of three calls.
         """
         answer: asyncio.Future[SesReading] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(region, []).append((domain, answer))
-        if region not in self._callers:
-            self._callers[region] = asyncio.create_task(self._call_for_waiting(region))
+        where = (account, region)
+        self._waiting.setdefault(where, []).append((domain, answer))
+        if where not in self._callers:
+            self._callers[where] = asyncio.create_task(self._call_for_waiting(where))
         return await answer
 
-    async def dkim_status(self, domain: str, region: str) -> DkimStatus | None:
+    async def dkim_status(
+        self, domain: str, region: str, account: str | None = None
+    ) -> DkimStatus | None:
         """One domain's DKIM status (`ses_reading`'s), None when SES could not be asked."""
-        return (await self.ses_reading(domain, region)).dkim
+        return (await self.ses_reading(domain, region, account)).dkim
 
-    async def _call_for_waiting(self, region: str) -> None:
+    async def _call_for_waiting(self, where: _Place) -> None:
+        account, region = where
         try:
-            while self._waiting.get(region):
+            while self._waiting.get(where):
                 try:
-                    await self._budget.acquire(region)
+                    await self._budget.for_account(account).acquire(region)
                 except Exception as error:  # the budget's database: the handlers retry
-                    for _, answer in self._waiting.pop(region, []):
+                    for _, answer in self._waiting.pop(where, []):
                         if not answer.done():
                             answer.set_exception(error)
                     return
-                queue = self._waiting[region]
+                queue = self._waiting[where]
                 batch, queue[:] = queue[: self.ses_batch], queue[self.ses_batch :]
-                found = await self._ask_ses(sorted({d for d, _ in batch}), region)  # never raises
+                found = await self._ask_ses(sorted({d for d, _ in batch}), where)  # never raises
                 for domain, answer in batch:
                     if not answer.done():
                         answer.set_result(found[domain])
         finally:
-            del self._callers[region]
+            del self._callers[where]
 
     def verdict(self, checks: list[RecordCheck], ses: SesReading) -> Verdict:
         return Verdict(
@@ -222,10 +254,12 @@ class DomainProbe:
                 checks = [*checks, await self._dkim_diagnosis(records, dkim)]
         return self.verdict(checks, ses)
 
-    async def check(self, domain: str, region: str, records: DnsRecords) -> Verdict:
+    async def check(
+        self, domain: str, region: str, records: DnsRecords, *, account: str | None = None
+    ) -> Verdict:
         """Probe one domain now (a manual verify): DNS, SES and the pre-flight side by side."""
         checks, ses, warnings = await asyncio.gather(
-            self.dns(records), self.ses_reading(domain, region), self._warnings(records)
+            self.dns(records), self.ses_reading(domain, region, account), self._warnings(records)
         )
         verdict = await self.judge(records, checks, ses)
         return replace(verdict, warnings=warnings)

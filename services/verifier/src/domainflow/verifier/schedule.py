@@ -113,6 +113,20 @@ def chunk_by_region(
             yield region, group[start : start + size]
 
 
+def chunks_by_place(
+    items: Iterable[DueDomain], size: int
+) -> dict[tuple[str | None, str], list[list[DueDomain]]]:
+    """Each SES account-region's domains (SES keeps identities, and paces calls, per account
+    and region), cut into chunks of at most `size`."""
+    places: dict[tuple[str | None, str], list[DueDomain]] = {}
+    for item in items:
+        places.setdefault((item.ses_account, item.region), []).append(item)
+    return {
+        place: [c for _, c in chunk_by_region(group, lambda d: d.region, size)]
+        for place, group in places.items()
+    }
+
+
 @dataclass(frozen=True)
 class DueDomain:
     """A claimed schedule row: what to probe, and what the result event needs."""
@@ -123,3 +137,5 @@ class DueDomain:
     region: str
     records: DnsRecords
     due_at: datetime
+    #: The SES account it is placed in (None: the default account).
+    ses_account: str | None = None

@@ -80,7 +80,8 @@ class ReverifySettings(SettingsGroup):
     tick: float = Field(default=30.0, validation_alias="DOMAINFLOW_REVERIFY_TICK")
     #: Due domains one claim takes; memory is bounded by this, never by the number of domains.
     batch: int = Field(default=500, validation_alias="DOMAINFLOW_REVERIFY_BATCH")
-    #: Claims one replica works on at once: one waits for its SES slot while another probes DNS.
+    #: Claims one replica works on at once per SES account: one waits for its SES slot while
+    #: another probes DNS.
     parallel_claims: int = Field(default=2, validation_alias="DOMAINFLOW_REVERIFY_PARALLEL_CLAIMS")
     #: Seconds a replica holds claimed domains; a killed replica's claims come back after this.
     lease: float = Field(default=300.0, validation_alias="DOMAINFLOW_REVERIFY_LEASE")

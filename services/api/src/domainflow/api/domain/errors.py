@@ -164,6 +164,17 @@ class DeletedSinceKeyed(Refused):
         self.domain_id = domain_id
 
 
+class NoSesCapacity(Refused):
+    """Every SES account serving the region is at its identity cap: nothing was created;
+    the request may succeed once an operator adds an account or domains are deleted."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__(
+            f"No SES account serving {region} has room for another domain right now; retry later."
+        )
+        self.region = region
+
+
 class ProvisioningFailed(Refused):
     """Provisioning failed and was undone; `cause` names the step and error class."""
 

@@ -162,6 +162,7 @@ def status_changed(
         domain_id=domain.public_id,
         domain=domain.name,
         region=domain.region,
+        ses_account=domain.ses_account,
         old_status=old,
         new_status=new,
         reason=why.reason,

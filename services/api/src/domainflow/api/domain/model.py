@@ -67,6 +67,8 @@ class Domain:
     ses_mail_from_status: DkimStatus | None = None
     ses_verified_for_sending: bool | None = None
     ses_identity_checked_at: datetime | None = None
+    #: The SES account it is placed in for its life (None: the default account).
+    ses_account: str | None = None
     #: The number of the latest public event about it (domain.created is 1).
     sequence: int = 0
     #: Read-only, from the store: live mailboxes on it, and when it last changed.

@@ -45,6 +45,36 @@ class Holding:
     timeline: list[TimelineEntry]
 
 
+@dataclass(frozen=True)
+class AccountRegionUsage:
+    """One SES account-region: identities held against the cap, and whether it takes more."""
+
+    account: str
+    region: str
+    identities: int
+    cap: int
+    takes_new_domains: bool
+
+
+async def accounts_usage(uow: UnitOfWork, settings: ApiSettings) -> list[AccountRegionUsage]:
+    """Every configured account in each region it holds domains in or serves (the default
+    account too while domains placed before accounts live there)."""
+    ses = settings.ses
+    async with uow.read() as work:
+        counts = await work.domains.identities_by_place(ses.default_account)
+    caps = {a.name: a for a in ses.account_list()}
+    places = set(counts) | {(a.name, r) for a in caps.values() for r in a.regions}
+    usage = []
+    for account, region in sorted(places):
+        configured = caps.get(account)
+        cap = configured.identity_cap if configured else 0
+        held = counts.get((account, region), 0)
+        takes = configured is not None and configured.serves(region)
+        takes = takes and held < cap - ses.identity_margin
+        usage.append(AccountRegionUsage(account, region, held, cap, takes))
+    return usage
+
+
 def _name(raw: str) -> str:
     try:
         return normalize_domain(raw.strip().rstrip(".").lower())
@@ -131,5 +161,6 @@ async def _clear(
             domain_id=domain.public_id,
             domain=domain.name,
             region=domain.region,
+            ses_account=domain.ses_account,
         ),
     )

@@ -66,6 +66,15 @@ def _checks(raw: list[dict[str, Any]] | None) -> tuple[RecordCheck, ...] | None:
     return tuple(RecordCheck.model_validate(c) for c in raw)
 
 
+def _by_account(rows: list[asyncpg.Record], default_account: str) -> dict[str, int]:
+    # '' counts the domains placed before accounts: they live in the default account.
+    found: dict[str, int] = {}
+    for r in rows:
+        name = r["account"] or default_account
+        found[name] = found.get(name, 0) + r["identities"]
+    return found
+
+
 def _domain(r: asyncpg.Record, team_public_id: str | None = None) -> Domain:
     return Domain(
         pk=r["id"],
@@ -102,6 +111,7 @@ def _domain(r: asyncpg.Record, team_public_id: str | None = None) -> Domain:
         else None,
         ses_verified_for_sending=r["ses_verified_for_sending"],
         ses_identity_checked_at=r["ses_identity_checked_at"],
+        ses_account=r["ses_account"],
         sequence=r["sequence"],
         mailbox_count=r["mailbox_count"],
         updated_at=r["updated_at"],
@@ -168,8 +178,8 @@ class DomainRepository:
         try:
             pk = await self._conn.fetchval(
                 "INSERT INTO domains (public_id, team_id, domain, status, region, external_id,"
-                " metadata, mail_from_domain, request_id, mode, sequence)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                " metadata, mail_from_domain, request_id, mode, sequence, ses_account)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 domain.public_id,
                 domain.team_pk,
                 domain.name,
@@ -181,6 +191,7 @@ class DomainRepository:
                 domain.request_id,
                 domain.mode.value,
                 domain.sequence,
+                domain.ses_account,
             )
         except asyncpg.UniqueViolationError:
             raise NameTaken(domain.name) from None
@@ -188,6 +199,30 @@ class DomainRepository:
         assert stored is not None
         assert stored.pk == pk
         return stored
+
+    async def identities_by_account(self, region: str, default_account: str) -> dict[str, int]:
+        """The SES identities each account holds in `region`: its domains not yet deleted
+        (provisioning and deleting ones included, their identity may exist), as the triggers
+        of migration 012 count them. Taken under a lock per region until the transaction
+        ends, so two creates never both take the last room of an account."""
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('ses-placement:' || $1, 0))", region
+        )
+        rows = await self._conn.fetch(
+            "SELECT account, identities FROM ses_identity_counts WHERE region = $1", region
+        )
+        return _by_account(rows, default_account)
+
+    async def identities_by_place(self, default_account: str) -> dict[tuple[str, str], int]:
+        """The SES identities of every account and region (operators: `domainflow accounts`)."""
+        rows = await self._conn.fetch(
+            "SELECT account, region, identities FROM ses_identity_counts WHERE identities > 0"
+        )
+        found: dict[tuple[str, str], int] = {}
+        for r in rows:
+            place = (r["account"] or default_account, r["region"])
+            found[place] = found.get(place, 0) + r["identities"]
+        return found
 
     async def save(self, domain: Domain) -> None:
         """Write every field that changes over a domain's life, and touch `updated_at`."""
@@ -327,6 +362,13 @@ DOMAIN_GAUGES: Final = (
         " ('provisioning', c.provisioning), ('pending', c.pending), ('verified', c.verified),"
         " ('failed', c.failed), ('deleting', c.deleting)) AS s (status, value)",
         ("status",),
+    ),
+    Gauge(
+        "domainflow_ses_identities",
+        "SES identities per account and region (the account '' is the default one, that of"
+        " DOMAINFLOW_SES_ACCOUNT): placement takes no new domain in an account at its cap.",
+        "SELECT account, region, identities AS value FROM ses_identity_counts",
+        ("account", "region"),
     ),
     Gauge(
         "domainflow_verifications_waiting_seconds",

@@ -33,6 +33,7 @@ from domainflow.api.domain.errors import (
     InvalidIdempotencyKey,
     InvalidRequest,
     NameTaken,
+    NoSesCapacity,
     ProvisioningFailed,
     RateLimited,
     StaleVersion,
@@ -66,6 +67,10 @@ from domainflow.contracts import (
     VerifyRequested,
 )
 from domainflow.kit.ids import new_id
+from domainflow.kit.logging import get_logger
+from domainflow.kit.ses_accounts import place, usage_of
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -434,6 +439,7 @@ class DomainService:
                     domain_id=public_id,
                     domain=domain.name,
                     region=domain.region,
+                    ses_account=domain.ses_account,
                     records=self.records(domain),
                 )
                 domain.await_verification(request.event_id, now)
@@ -522,6 +528,23 @@ class DomainService:
         return Deletion(domain, done=domain.status is DomainStatus.DELETED)
 
 
+async def ses_account_for(work: Work, settings: ApiSettings, region: str) -> str | None:
+    """The SES account a new domain in `region` goes to, for its life: the one with the most
+    room (`NoSesCapacity` when every account serving the region is full). None (the default
+    account) while no accounts are configured, as before there were any."""
+    ses = settings.ses
+    usage = usage_of(
+        ses.account_list(),
+        region,
+        await work.domains.identities_by_account(region, ses.default_account),
+    )
+    account = place(usage, margin=ses.identity_margin)
+    if account is None:
+        log.warning("ses.capacity_exhausted", region=region, accounts=len(usage))
+        raise NoSesCapacity(region)
+    return account if ses.accounts else None
+
+
 async def open_domain(
     work: Work,
     settings: ApiSettings,
@@ -536,7 +559,10 @@ async def open_domain(
     """Store a new domain (provisioning) and ask the provisioner for it, in `work`.
 
     Shared by a create and a granted claim, once the name is free (`NameTaken` if not).
+    The domain is placed in the SES account with the most room in its region for its life;
+    `NoSesCapacity` when every account serving the region is full (nothing is stored).
     """
+    account = await ses_account_for(work, settings, checked.region)
     domain = await work.domains.add(
         Domain(
             pk=0,
@@ -553,6 +579,7 @@ async def open_domain(
             mail_from_domain=checked.mail_from,
             mode=checked.mode,
             sequence=1,  # domain.created, emitted below
+            ses_account=account,
         )
     )
     await work.domains.note(
@@ -568,6 +595,7 @@ async def open_domain(
             region=checked.region,
             mail_from_domain=checked.mail_from,
             mode=checked.mode,
+            ses_account=domain.ses_account,
         ),
     )
     return domain
@@ -628,6 +656,7 @@ async def start_deletion(
             domain_id=domain.public_id,
             domain=domain.name,
             region=domain.region,
+            ses_account=domain.ses_account,
         ),
     )
 

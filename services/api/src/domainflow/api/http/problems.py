@@ -256,6 +256,14 @@ def _problem(exc: refusals.Refused) -> ApiError:
             )
         case refusals.DeletedSinceKeyed():
             return ApiError(409, "domain_deleted", exc.message, {"id": exc.domain_id})
+        case refusals.NoSesCapacity():
+            return ApiError(
+                503,
+                "service_unavailable",
+                exc.message,
+                {"reason": "ses_capacity_exhausted", "region": exc.region, "retry_after": 300},
+                headers={"Retry-After": "300"},
+            )
         case refusals.ProvisioningFailed():
             failed = {"id": exc.domain_id, "cause": exc.cause}
             return ApiError(503, "provisioning_failed", exc.message, failed)

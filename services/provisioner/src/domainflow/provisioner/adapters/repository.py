@@ -119,6 +119,7 @@ def saga_from_record(r: asyncpg.Record) -> ProvisioningSaga:
         error_class=r["error_class"],
         attempts=r["attempts"],
         in_doubt=r["in_doubt"],
+        ses_account=r["ses_account"],
     )
 
 
@@ -129,8 +130,8 @@ async def insert(conn: Connection, saga: ProvisioningSaga) -> int | None:
         f"""
         INSERT INTO sagas (domain_id, kind, team_id, domain, region, mail_from_domain, state,
                            steps, max_attempts, correlation_id, causation_id, turn,
-                           traceparent, tracestate)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NEXT_TURN}, $12, $13)
+                           traceparent, tracestate, ses_account)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NEXT_TURN}, $12, $13, $14)
         ON CONFLICT (domain_id, kind) DO NOTHING
         RETURNING id
         """,
@@ -147,6 +148,7 @@ async def insert(conn: Connection, saga: ProvisioningSaga) -> int | None:
         saga.causation_id,
         context.get(tracing.TRACEPARENT),
         context.get(tracing.TRACESTATE),
+        saga.ses_account,
     )
     return saga_id
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from domainflow.kit.aws import AwsClients, SesAdapter, SesError, raising_ses_errors, ses_error
+from domainflow.kit.ses_accounts import SesRoutes
 from domainflow.kit.ses_budget import SesBudget
 
 T = TypeVar("T")
@@ -31,7 +32,8 @@ def _identity(domain: str) -> str:
 
 
 class SesIdentities(SesAdapter):
-    """Domain identities in one AWS account, any region."""
+    """Domain identities in any region of the domain's SES account (`account`: its name in
+    `routes`; None: the default account, `clients` and `budget`)."""
 
     def __init__(
         self,
@@ -39,28 +41,32 @@ class SesIdentities(SesAdapter):
         budget: SesBudget | None = None,
         *,
         call_timeout: float | None = None,
+        routes: SesRoutes | None = None,
     ) -> None:
-        super().__init__(clients, budget)
+        super().__init__(clients, budget, routes=routes)
         self._call_timeout = call_timeout
 
-    async def _call(self, region: str, make: Callable[[], Awaitable[T]]) -> T:
-        return await self._budget.call(region, make, timeout=self._call_timeout)
+    async def _call(self, budget: SesBudget, region: str, make: Callable[[], Awaitable[T]]) -> T:
+        return await budget.call(region, make, timeout=self._call_timeout)
 
-    async def create_identity(self, domain: str, region: str) -> list[str]:
+    async def create_identity(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> list[str]:
         """Create the identity with Easy DKIM; its three DKIM tokens (the existing ones if any)."""
         identity = _identity(domain)
-        async with self._clients.sesv2(region) as sesv2:
+        clients, budget = self._route(account)
+        async with clients.sesv2(region) as sesv2:
             with raising_ses_errors():
                 try:
                     made = await self._call(
-                        region, lambda: sesv2.create_email_identity(EmailIdentity=identity)
+                        budget, region, lambda: sesv2.create_email_identity(EmailIdentity=identity)
                     )
                     tokens = made.get("DkimAttributes", {}).get("Tokens", [])
                 except sesv2.exceptions.AlreadyExistsException:
                     tokens = []
                     try:
                         found = await self._call(
-                            region, lambda: sesv2.get_email_identity(EmailIdentity=identity)
+                            budget, region, lambda: sesv2.get_email_identity(EmailIdentity=identity)
                         )
                     except Exception as exc:
                         raise _took_effect(exc) from exc
@@ -68,18 +74,24 @@ class SesIdentities(SesAdapter):
         if tokens:
             return list(tokens)
         # The identity exists now: whatever fails from here leaves it behind to undo.
-        async with self._clients.ses(region) as ses:
+        async with clients.ses(region) as ses:
             try:
-                started = await self._call(region, lambda: ses.verify_domain_dkim(Domain=identity))
+                started = await self._call(
+                    budget, region, lambda: ses.verify_domain_dkim(Domain=identity)
+                )
             except Exception as exc:
                 raise _took_effect(exc) from exc
         return list(started["DkimTokens"])
 
-    async def set_mail_from(self, domain: str, mail_from_domain: str, region: str) -> None:
+    async def set_mail_from(
+        self, domain: str, mail_from_domain: str, region: str, *, account: str | None = None
+    ) -> None:
         """Send with a MAIL FROM of `mail_from_domain` (a subdomain of `domain`)."""
-        async with self._clients.ses(region) as ses:
+        clients, budget = self._route(account)
+        async with clients.ses(region) as ses:
             with raising_ses_errors():
                 await self._call(
+                    budget,
                     region,
                     lambda: ses.set_identity_mail_from_domain(
                         Identity=_identity(domain),
@@ -89,24 +101,33 @@ class SesIdentities(SesAdapter):
                     ),
                 )
 
-    async def delete_identity(self, domain: str, region: str) -> None:
+    async def delete_identity(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> None:
         """Delete the identity; one that does not exist is already deleted."""
-        async with self._clients.sesv2(region) as sesv2:
+        clients, budget = self._route(account)
+        async with clients.sesv2(region) as sesv2:
             with raising_ses_errors():
                 try:
                     await self._call(
+                        budget,
                         region,
                         lambda: sesv2.delete_email_identity(EmailIdentity=_identity(domain)),
                     )
                 except sesv2.exceptions.NotFoundException:
                     return
 
-    async def identity_exists(self, domain: str, region: str) -> bool:
-        async with self._clients.sesv2(region) as sesv2:
+    async def identity_exists(
+        self, domain: str, region: str, *, account: str | None = None
+    ) -> bool:
+        clients, budget = self._route(account)
+        async with clients.sesv2(region) as sesv2:
             with raising_ses_errors():
                 try:
                     await self._call(
-                        region, lambda: sesv2.get_email_identity(EmailIdentity=_identity(domain))
+                        budget,
+                        region,
+                        lambda: sesv2.get_email_identity(EmailIdentity=_identity(domain)),
                     )
                 except sesv2.exceptions.NotFoundException:
                     return False

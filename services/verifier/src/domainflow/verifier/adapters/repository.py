@@ -43,12 +43,15 @@ async def save_status(conn: Connection, event: DomainStatusChanged, placement: P
     await conn.execute(
         """
         INSERT INTO schedule AS s (domain_id, team_id, domain, region, status, records,
-                                   next_check_at, correlation_id, status_event_id, status_event_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                   next_check_at, correlation_id, status_event_id, status_event_at,
+                                   ses_account)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12)
         ON CONFLICT (domain_id) DO UPDATE SET
             team_id = EXCLUDED.team_id,
             domain = EXCLUDED.domain,
             region = EXCLUDED.region,
+            -- kept for the domain's life; an event without it (an older writer) keeps it
+            ses_account = coalesce(EXCLUDED.ses_account, s.ses_account),
             status = EXCLUDED.status,
             -- an event without records keeps the ones we have, unless the domain is removed
             records = CASE WHEN $11 THEN coalesce(EXCLUDED.records, s.records) ELSE NULL END,
@@ -71,6 +74,7 @@ async def save_status(conn: Connection, event: DomainStatusChanged, placement: P
         event.event_id,
         event.occurred_at,
         placement.keep_records,
+        event.ses_account,
     )
     # A domain scheduled without any records to check would only ever come back inconclusive.
     await conn.execute(
@@ -102,16 +106,23 @@ async def remove(
 
 
 async def note_manual_check(
-    conn: Connection, domain_id: str, region: str, records: DnsRecords, checked_at: datetime
+    conn: Connection,
+    domain_id: str,
+    region: str,
+    records: DnsRecords,
+    checked_at: datetime,
+    ses_account: str | None = None,
 ) -> None:
     """A manual verify carries the records as the api knows them now: keep the schedule's fresh."""
     await conn.execute(
-        "UPDATE schedule SET records = $2, region = $3, last_checked_at = $4, updated_at = now()"
-        " WHERE domain_id = $1 AND status NOT IN ('deleting', 'deleted')",
+        "UPDATE schedule SET records = $2, region = $3, last_checked_at = $4,"
+        " ses_account = coalesce($5, ses_account),"
+        " updated_at = now() WHERE domain_id = $1 AND status NOT IN ('deleting', 'deleted')",
         domain_id,
         records.model_dump(mode="json"),
         region,
         checked_at,
+        ses_account,
     )
 
 
@@ -121,10 +132,28 @@ async def database_now(db: Database) -> datetime:
     return now
 
 
+async def due_accounts(db: Database, due_by: datetime) -> list[str]:
+    """The SES accounts with rows due by `due_by` ('' for the default account)."""
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT coalesce(ses_account, '') AS account FROM schedule"
+            " WHERE next_check_at <= $1 AND records IS NOT NULL",
+            due_by,
+        )
+    return sorted(r["account"] for r in rows)
+
+
 async def claim_due(
-    db: Database, *, due_by: datetime, limit: int, lease_seconds: float, token: uuid.UUID
+    db: Database,
+    *,
+    due_by: datetime,
+    limit: int,
+    lease_seconds: float,
+    token: uuid.UUID,
+    account: str | None = None,
 ) -> list[DueDomain]:
-    """Claim up to `limit` rows due by `due_by` that nobody holds, or whose lease ran out."""
+    """Claim up to `limit` rows due by `due_by` that nobody holds, or whose lease ran out;
+    only SES account `account`'s ('' for the default account) when one is given."""
     async with db.transaction() as conn:
         rows = await conn.fetch(
             """
@@ -133,6 +162,7 @@ async def claim_due(
                 WHERE next_check_at <= $1
                   AND records IS NOT NULL
                   AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+                  AND ($5::text IS NULL OR coalesce(ses_account, '') = $5::text)
                 ORDER BY next_check_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -141,12 +171,14 @@ async def claim_due(
             SET claim_token = $3,
                 claimed_until = clock_timestamp() + make_interval(secs => $4)
             FROM due WHERE s.domain_id = due.domain_id
-            RETURNING s.domain_id, s.team_id, s.domain, s.region, s.records, s.next_check_at
+            RETURNING s.domain_id, s.team_id, s.domain, s.region, s.records, s.next_check_at,
+                      s.ses_account
             """,
             due_by,
             limit,
             token,
             lease_seconds,
+            account,
         )
     return [
         DueDomain(
@@ -156,6 +188,7 @@ async def claim_due(
             region=r["region"],
             records=DnsRecords.model_validate(r["records"]),
             due_at=r["next_check_at"],
+            ses_account=r["ses_account"],
         )
         for r in rows
     ]

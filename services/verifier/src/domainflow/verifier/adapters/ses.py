@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from domainflow.contracts.events import DkimStatus
 from domainflow.kit.aws import AwsClients, SesAdapter, raising_ses_errors
 from domainflow.kit.logging import get_logger
+from domainflow.kit.ses_accounts import SesRoutes
 from domainflow.verifier.probe import DkimAttributes
 
 log = get_logger(__name__)
@@ -60,13 +61,21 @@ def _identity(domain: str) -> str:
 class SesIdentities(SesAdapter):
     """Reads identity attributes from SES; an async context manager keeps its clients open."""
 
-    def __init__(self, clients: AwsClients | None = None, *, batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        clients: AwsClients | None = None,
+        *,
+        batch: int = MAX_BATCH,
+        routes: SesRoutes | None = None,
+    ) -> None:
         if not 1 <= batch <= MAX_BATCH:
             raise ValueError(f"batch must be between 1 and {MAX_BATCH}")
-        super().__init__(clients)
+        super().__init__(clients, routes=routes)
         self._batch = batch
 
-    async def dkim(self, domains: Sequence[str], region: str) -> dict[str, DkimAttributes]:
+    async def dkim(
+        self, domains: Sequence[str], region: str, *, account: str | None = None
+    ) -> dict[str, DkimAttributes]:
         """The DKIM status and signing switch of every domain in `domains`, keyed as given."""
 
         def read(entry: Mapping[str, Any] | None) -> DkimAttributes:
@@ -82,9 +91,11 @@ class SesIdentities(SesAdapter):
             attributes: Mapping[str, Any] = answer["DkimAttributes"]
             return attributes
 
-        return await self._read(domains, region, ask, read)
+        return await self._read(domains, region, ask, read, account)
 
-    async def verification(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]:
+    async def verification(
+        self, domains: Sequence[str], region: str, *, account: str | None = None
+    ) -> dict[str, DkimStatus]:
         """The identity verification status of every domain in `domains`, keyed as given."""
 
         def read(entry: Mapping[str, Any] | None) -> DkimStatus:
@@ -96,9 +107,11 @@ class SesIdentities(SesAdapter):
             attributes: Mapping[str, Any] = answer["VerificationAttributes"]
             return attributes
 
-        return await self._read(domains, region, ask, read)
+        return await self._read(domains, region, ask, read, account)
 
-    async def mail_from(self, domains: Sequence[str], region: str) -> dict[str, DkimStatus]:
+    async def mail_from(
+        self, domains: Sequence[str], region: str, *, account: str | None = None
+    ) -> dict[str, DkimStatus]:
         """The MAIL FROM domain status of every domain in `domains`, keyed as given.
 
         SES answers no status for an identity without a MAIL FROM domain: not started.
@@ -113,7 +126,7 @@ class SesIdentities(SesAdapter):
             attributes: Mapping[str, Any] = answer["MailFromDomainAttributes"]
             return attributes
 
-        return await self._read(domains, region, ask, read)
+        return await self._read(domains, region, ask, read, account)
 
     async def _read(
         self,
@@ -121,6 +134,7 @@ class SesIdentities(SesAdapter):
         region: str,
         ask: Callable[[Any, list[str]], Awaitable[Mapping[str, Any]]],
         read: Callable[[Mapping[str, Any] | None], T],
+        account: str | None = None,
     ) -> dict[str, T]:
         """One call per `batch` identities; each domain's entry, read by `read`."""
         by_identity: dict[str, list[str]] = {}
@@ -130,7 +144,8 @@ class SesIdentities(SesAdapter):
         found: dict[str, T] = {}
         if not identities:
             return found
-        async with self._clients.ses(region) as ses:
+        clients, _ = self._route(account)
+        async with clients.ses(region) as ses:
             for start in range(0, len(identities), self._batch):
                 chunk = identities[start : start + self._batch]
                 with raising_ses_errors():
