@@ -113,8 +113,15 @@ class NotifierHandlers:
         # the inbox row.
         delivery = asyncio.ensure_future(self._settle(event))
         self._in_flight.add(delivery)
-        delivery.add_done_callback(self._in_flight.discard)
+        delivery.add_done_callback(self._settled)
         await asyncio.shield(delivery)
+
+    def _settled(self, delivery: asyncio.Task[None]) -> None:
+        self._in_flight.discard(delivery)
+        # A delivery whose message was taken back has nobody awaiting it: its failure (the
+        # redelivery retries it) is said here rather than lost as an unretrieved exception.
+        if not delivery.cancelled() and (failure := delivery.exception()) is not None:
+            log.info("notification.delivery_ended", error=repr(failure))
 
     async def drain(self) -> None:
         """Wait for the deliveries whose messages stopped waiting for them (at shutdown)."""
