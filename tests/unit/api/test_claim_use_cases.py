@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +19,7 @@ from domainflow.api.domain.errors import (
 from domainflow.api.domain.keys import Principal
 from domainflow.api.domains.service import AddDomain, DomainService
 from domainflow.api.handlers import ApiHandlers
+from domainflow.api.http.problems import problem_of
 from domainflow.api.mailboxes.service import MailboxService
 from domainflow.api.settings import ApiSettings
 from domainflow.contracts import (
@@ -35,6 +37,7 @@ from domainflow.contracts import (
     RecordCheck,
     RecordKind,
 )
+from domainflow.kit.settings import SesAccount, SesSettings
 from tests.unit.api.fakes import FakeChanges, FakeUnitOfWork
 
 ACME = Principal(1, "team_acme", "key_acme", ("*",))
@@ -45,12 +48,12 @@ SETTINGS = ApiSettings(write_limit={"domain_write_rate": 0.0})
 class World:
     """The api with the verifier and provisioner played by hand: the DNS shows `published`."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: ApiSettings = SETTINGS) -> None:
         self.uow = FakeUnitOfWork()
         self.changes = FakeChanges()
-        self.domains = DomainService(self.uow, SETTINGS, self.changes)
-        self.claims = ClaimService(self.uow, SETTINGS, self.changes, self.domains)
-        self.handlers = ApiHandlers(self.uow, SETTINGS)
+        self.domains = DomainService(self.uow, settings, self.changes)
+        self.claims = ClaimService(self.uow, settings, self.changes, self.domains)
+        self.handlers = ApiHandlers(self.uow, settings)
         self.published: set[str] = set()
         self.changes.meanwhile = self._meanwhile
 
@@ -320,3 +323,83 @@ async def test_a_name_that_changed_hands_while_it_was_looked_up_is_claimed_again
     assert "changed hands" in refused.value.message
     live = [d for d in world.uow.state.domains.values() if d.status is not DomainStatus.DELETED]
     assert [(d.team_pk, d.name) for d in live] == [(3, "acme.com")]  # one owner
+
+
+def _one_identity_per_region() -> ApiSettings:
+    """One SES account, serving two regions, with room for one domain in each."""
+    return ApiSettings(
+        write_limit={"domain_write_rate": 0.0},
+        ses=SesSettings(
+            accounts=[SesAccount(name="ses-1", regions=["us-east-1", "eu-west-1"], identity_cap=1)]
+        ),
+    )
+
+
+async def test_a_claim_with_no_ses_room_in_its_region_leaves_the_holders_domain_alone() -> None:
+    world = World(_one_identity_per_region())
+    await world.teams()
+    held = await world.held_by_acme()  # us-east-1's one identity
+    world.changes.meanwhile = None
+    await world.domains.add(GLOBEX, AddDomain("globex.com", region="eu-west-1"), "req_full")
+    world.changes.meanwhile = world._meanwhile
+    world.published = {"sendmux-verify=team_globex"}
+
+    with pytest.raises(ClaimRefused) as refused:
+        await world.claims.claim(GLOBEX, AddDomain("acme.com", region="eu-west-1"), "req_claim")
+
+    assert (refused.value.verdict, refused.value.region) == ("no_ses_capacity", "eu-west-1")
+    assert "room" in refused.value.message
+    # Nothing was taken from the holder for a domain that could not be created.
+    assert world.uow.state.domains[held].status is DomainStatus.PENDING
+    assert not [e for e in world.uow.state.published if isinstance(e, DeletionRequested)]
+    (claim,) = world.uow.state.claims.values()
+    assert (claim.verdict, claim.domain_public_id) == (ClaimVerdict.NO_SES_CAPACITY, None)
+    problem = problem_of(refused.value)
+    assert (problem.status, problem.code) == (503, "service_unavailable")
+    assert problem.details["reason"] == "ses_capacity_exhausted"
+    assert problem.headers == {"Retry-After": "300"}
+
+
+async def test_a_holder_in_the_claims_region_frees_by_its_release_the_room_the_claim_takes() -> (
+    None
+):
+    world = World(_one_identity_per_region())
+    await world.teams()
+    held = await world.held_by_acme()  # the region's one identity
+    world.published = {"sendmux-verify=team_globex"}
+
+    claim = await world.claims.claim(GLOBEX, AddDomain("acme.com"), "req_claim")
+
+    assert claim.domain_public_id is not None
+    assert world.uow.state.domains[held].status is DomainStatus.DELETED
+    assert world.uow.state.domains[claim.domain_public_id].ses_account == "ses-1"
+
+
+async def test_a_claim_whose_room_is_taken_while_the_holder_is_released_is_refused_not_parked() -> (
+    None
+):
+    world = World(_one_identity_per_region())
+    await world.teams()
+    held = await world.held_by_acme()
+    world.published = {"sendmux-verify=team_globex"}
+    answer = world._meanwhile
+
+    async def room_taken_before_the_handover(public_id: str) -> None:
+        # The claim is granted and the holder's deletion asked for; before the provisioner
+        # answers, the region's room goes to another domain (one an operator restored, say).
+        world.changes.meanwhile = None
+        async with world.uow.transaction() as work:
+            other = replace(world.uow.state.domains[held], pk=0, public_id="mdom_x", name="x.io")
+            await work.domains.add(other)
+        await answer(public_id)
+
+    world.changes.meanwhile = room_taken_before_the_handover
+    with pytest.raises(ClaimRefused) as refused:
+        await world.claims.claim(GLOBEX, AddDomain("acme.com"), "req_claim")
+
+    assert refused.value.verdict == "no_ses_capacity"
+    live = [d for d in world.uow.state.domains.values() if d.status is not DomainStatus.DELETED]
+    assert [d.name for d in live] == ["x.io"]  # the name is free; nothing half-made
+    (claim,) = world.uow.state.claims.values()
+    assert claim.released_domain_id == held
+    assert claim.domain_public_id is None

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from domainflow.api.domain import state as sm
 from domainflow.api.domain import timeline
 from domainflow.api.domain.claims import Claim, ClaimVerdict, Holder, claim_verdict, explain
+from domainflow.api.domain.errors import NoSesCapacity
 from domainflow.api.domain.events import (
     Why,
     checks_failed,
@@ -26,7 +27,12 @@ from domainflow.api.domain.events import (
     trigger_of,
 )
 from domainflow.api.domain.model import Domain
-from domainflow.api.domains.service import CheckedDomain, open_domain, start_deletion
+from domainflow.api.domains.service import (
+    CheckedDomain,
+    open_domain,
+    ses_account_for,
+    start_deletion,
+)
 from domainflow.api.settings import ApiSettings
 from domainflow.api.unit_of_work import UnitOfWork, Work
 from domainflow.contracts import (
@@ -203,6 +209,10 @@ class ApiHandlers:
                     claimant_txt=event.claimant.outcome,
                     holder_txt=event.holder.outcome,
                 )
+                if verdict is ClaimVerdict.GRANTED and not await self._has_room(
+                    work, claim, holder if alive else None
+                ):
+                    verdict = ClaimVerdict.NO_SES_CAPACITY
             claim.verdict = verdict
             claim.reason = explain(verdict, claim.name, active_mailboxes=mailboxes)
             claim.claimant_check = event.claimant.model_dump(mode="json")
@@ -224,7 +234,7 @@ class ApiHandlers:
                 else:
                     await self._open_claimed(work, claim)
             await work.claims.save(claim)
-            log.info("claim.decided", claim_id=claim.public_id, verdict=verdict.value)
+            log.info("claim.decided", claim_id=claim.public_id, verdict=claim.verdict.value)
 
     async def _hand_over(self, work: Work, released: Domain) -> None:
         """A domain released for a granted claim is gone: the claimant's takes the name."""
@@ -232,6 +242,19 @@ class ApiHandlers:
         if claim is not None:
             await self._open_claimed(work, claim)
             await work.claims.save(claim)
+
+    async def _has_room(self, work: Work, claim: Claim, holder: Domain | None) -> bool:
+        """Whether the claimant's domain can be placed in an SES account: checked before the
+        holder's domain is released, so a claim that could not be completed takes nothing
+        from anyone. A holder in the same region frees, by its release, the room it needs."""
+        region = str(claim.request["region"])
+        if holder is not None and holder.region == region:
+            return True
+        try:
+            await ses_account_for(work, self._settings, region)
+        except NoSesCapacity:
+            return False
+        return True
 
     async def _open_claimed(self, work: Work, claim: Claim) -> None:
         request = dict(claim.request)
@@ -243,16 +266,23 @@ class ApiHandlers:
             external_id=None if request.get("external_id") is None else str(request["external_id"]),
             metadata=dict(request.get("metadata") or {}),  # type: ignore[call-overload]
         )
-        domain = await open_domain(
-            work,
-            self._settings,
-            claim.team_pk,
-            claim.team_public_id,
-            checked,
-            public_id=new_id("mdom"),
-            request_id=claim.request_id,
-            reason=f"added in {checked.region}",
-        )
+        try:
+            domain = await open_domain(
+                work,
+                self._settings,
+                claim.team_pk,
+                claim.team_public_id,
+                checked,
+                public_id=new_id("mdom"),
+                request_id=claim.request_id,
+                reason=f"added in {checked.region}",
+            )
+        except NoSesCapacity:
+            # Refused like a create would be, in the claim's words: redelivering the answer
+            # would fail the same way until the event is parked, the claim left unanswered.
+            claim.verdict = ClaimVerdict.NO_SES_CAPACITY
+            claim.reason = explain(ClaimVerdict.NO_SES_CAPACITY, claim.name)
+            return
         await work.domains.note(
             domain,
             happening="claimed",

@@ -186,4 +186,5 @@ def refuse(claim: Claim) -> None:
         claim.reason or verdict.value,
         expected_record=expected,
         active_mailboxes=claim.active_mailboxes,
+        region=str(claim.request.get("region", "")) or None,
     )

@@ -38,6 +38,10 @@ class ClaimVerdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
     #: The holder's domain is being provisioned or deleted: try again once that has ended.
     HOLDER_BUSY = "holder_busy"
+    #: The name was the claimant's to take, but no SES account serving its region had room
+    #: for a new domain when it came to creating it: nothing was created; the name is free
+    #: (the holder's domain, if any, was released) and a later create or claim may succeed.
+    NO_SES_CAPACITY = "no_ses_capacity"
 
 
 #: The verdicts that move the name (now or once the holder's mailboxes are gone).
@@ -117,6 +121,12 @@ def explain(verdict: ClaimVerdict, name: str, *, active_mailboxes: int = 0) -> s
             return (
                 f"{name} is being provisioned or deleted for the team holding it; "
                 "claim again in a minute."
+            )
+        case ClaimVerdict.NO_SES_CAPACITY:
+            return (
+                f"Your ownership TXT is published and {name} was yours to take, but no SES "
+                "account serving its region has room for another domain: nothing was created "
+                "for you. Add the domain (or claim it) again later."
             )
 
 

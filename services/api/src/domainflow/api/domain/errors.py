@@ -266,8 +266,11 @@ class ClaimRefused(Refused):
         *,
         expected_record: dict[str, object] | None = None,
         active_mailboxes: int = 0,
+        region: str | None = None,
     ) -> None:
         super().__init__(message)
         self.verdict = verdict
         self.expected_record = expected_record
         self.active_mailboxes = active_mailboxes
+        #: The region the claimant's domain asked for (what had no SES room).
+        self.region = region

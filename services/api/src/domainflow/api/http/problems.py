@@ -213,7 +213,7 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     )
 
 
-def _problem(exc: refusals.Refused) -> ApiError:
+def problem_of(exc: refusals.Refused) -> ApiError:
     """The HTTP answer to a refusal of the domain use cases."""
     match exc:
         case refusals.InvalidRequest():
@@ -257,17 +257,16 @@ def _problem(exc: refusals.Refused) -> ApiError:
         case refusals.DeletedSinceKeyed():
             return ApiError(409, "domain_deleted", exc.message, {"id": exc.domain_id})
         case refusals.NoSesCapacity():
-            return ApiError(
-                503,
-                "service_unavailable",
-                exc.message,
-                {"reason": "ses_capacity_exhausted", "region": exc.region, "retry_after": 300},
-                headers={"Retry-After": "300"},
-            )
+            return _no_ses_capacity(exc.message, exc.region)
         case refusals.ProvisioningFailed():
             failed = {"id": exc.domain_id, "cause": exc.cause}
             return ApiError(503, "provisioning_failed", exc.message, failed)
     return _mailbox_problem(exc)
+
+
+def _no_ses_capacity(message: str, region: str, **more: Any) -> ApiError:
+    details = {"reason": "ses_capacity_exhausted", "region": region, "retry_after": 300, **more}
+    return ApiError(503, "service_unavailable", message, details, headers={"Retry-After": "300"})
 
 
 def _claim_refused(exc: refusals.ClaimRefused) -> ApiError:
@@ -276,6 +275,8 @@ def _claim_refused(exc: refusals.ClaimRefused) -> ApiError:
         return ApiError(
             503, reason, exc.message, {"retry_after": 30}, headers={"Retry-After": "30"}
         )
+    if exc.verdict == "no_ses_capacity":  # as a create in that region is refused
+        return _no_ses_capacity(exc.message, exc.region or "", verdict=exc.verdict)
     details: dict[str, Any] = {"verdict": exc.verdict}
     if exc.expected_record is not None:
         details["expected_record"] = exc.expected_record
@@ -341,7 +342,7 @@ def _not_ready(exc: refusals.MailboxDomainNotReady) -> ApiError:
 
 
 def on_refused(request: Request[Any, Any, Any], exc: refusals.Refused) -> Response[Any]:
-    return error_response(request, _problem(exc))
+    return error_response(request, problem_of(exc))
 
 
 EXCEPTION_HANDLERS: Any = {
