@@ -94,6 +94,7 @@ CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_API_METRICS_HOST", "10.0.0.5", SAME, "http.metrics_host", A),
     ("DOMAINFLOW_API_METRICS_PORT", "9104", 9104, "http.metrics_port", A),
     ("DOMAINFLOW_API_MAX_BODY_BYTES", "1024", 1024, "http.max_body_bytes", A),
+    ("DOMAINFLOW_API_SHOWN_DOMAINS", "0", 0, "http.shown_domains", A),
     ("DOMAINFLOW_KEY_PREFIX", "acme", SAME, "keys.prefix", A),
     ("DOMAINFLOW_API_KEY_CACHE_SECONDS", "0", 0.0, "keys.cache_seconds", A),
     ("DOMAINFLOW_DOMAIN_WRITE_RATE", "0", 0.0, "write_limit.domain_write_rate", A),

@@ -14,7 +14,7 @@ import pytest
 from domainflow.api.teams.service import NewKey
 from domainflow.contracts import VerificationOutcome
 from domainflow.contracts.topology import EVENTS_EXCHANGE
-from tests.integration.api.harness import DOMAINS, ApiHarness, auth, unique
+from tests.integration.api.harness import DOMAINS, MAILBOXES, ApiHarness, auth, unique
 
 pytestmark = pytest.mark.integration
 
@@ -329,3 +329,60 @@ async def test_a_deleting_domain_refuses_verify(api: ApiHarness, team: NewKey) -
     again = await api.client.delete(path, headers=auth(team.plaintext))
     assert again.status_code == 200  # a repeated DELETE answers like the first
     assert again.json()["data"] == deleting.json()["data"]
+
+
+async def test_a_read_never_sends_the_kept_answer_of_a_domain_changed_since(
+    api: ApiHarness, team: NewKey
+) -> None:
+    """A replica keeps the last answer it sent for a domain; every read asks where the domain
+    stands first, so a change made anywhere (here: in SQL, as another replica's would be) is
+    seen by the next read."""
+    domain = await api.verified_domain(team)
+    url, key = f"{DOMAINS}/{domain['id']}", auth(team.plaintext)
+
+    async def read() -> tuple[dict[str, Any], str]:
+        response = await api.client.get(url, headers=key)
+        assert response.status_code == 200, response.text
+        return response.json()["data"], response.headers["etag"]
+
+    first, first_tag = await read()
+    assert await read() == (first, first_tag)
+
+    await api.fetchval(
+        "UPDATE domains SET external_id = 'set-behind' WHERE public_id = $1", domain["id"]
+    )
+    changed, changed_tag = await read()
+    assert changed["external_id"] == "set-behind"
+    assert changed_tag != first_tag
+
+    made = await api.client.post(
+        MAILBOXES, json={"address": f"ceo@{domain['domain']}"}, headers=key
+    )
+    assert made.status_code == 201, made.text
+    counted, _ = await read()
+    assert counted["mailbox_count"] == changed["mailbox_count"] + 1
+
+    # Kept or not, a domain is shown to its own team only, and only while it lives.
+    other = await api.key()
+    refused = await api.client.get(url, headers=auth(other.plaintext))
+    assert refused.status_code == 404, refused.text
+    await api.fetchval("UPDATE domains SET status = 'deleted' WHERE public_id = $1", domain["id"])
+    gone = await api.client.get(url, headers=key)
+    assert gone.status_code == 404, gone.text
+
+
+async def test_a_replica_keeping_no_answers_shows_the_same_domain(
+    api: ApiHarness, team: NewKey
+) -> None:
+    domain = await api.verified_domain(team)
+    url, key = f"{DOMAINS}/{domain['id']}", auth(team.plaintext)
+    kept = await api.client.get(url, headers=key)
+    app_state = api.app.state
+    keeping = app_state.shown_domains
+    app_state.shown_domains = type(keeping)(0)
+    try:
+        built = await api.client.get(url, headers=key)
+    finally:
+        app_state.shown_domains = keeping
+    assert built.json()["data"] == kept.json()["data"]
+    assert built.headers["etag"] == kept.headers["etag"]

@@ -9,6 +9,7 @@ request leaves nothing behind here either.
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -58,6 +59,12 @@ class State:
         return self.next_pk - 1
 
 
+def _version_of(domain: Domain) -> str:
+    """A stand-in for the store's row version: it changes whenever any field does (the
+    mailbox count included, as `get` fills it in)."""
+    return hashlib.sha256(repr(replace(domain, version="")).encode()).hexdigest()[:16]
+
+
 class FakeDomains:
     def __init__(self, state: State) -> None:
         self._s = state
@@ -75,7 +82,13 @@ class FakeDomains:
         if domain is None or domain.team_pk != team_pk:
             return None
         assert domain.team_public_id == team_public_id, "a principal names its own team"
-        return domain
+        return replace(domain, version=_version_of(domain))
+
+    async def version_of_team(self, team_pk: int, public_id: str) -> str | None:
+        domain = await self.get(public_id)
+        if domain is None or domain.team_pk != team_pk:
+            return None
+        return _version_of(domain)
 
     async def holding(self, name: str) -> Domain | None:
         for domain in self._s.domains.values():

@@ -7,6 +7,7 @@ together do not race.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -121,6 +122,8 @@ class Database:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self.pool = pool
         self.url = url  # for a connection outside the pool (LISTEN: kit/listener.py)
+        # Turns at the pool's connections, first come first served (see `connection`).
+        self._turns = asyncio.Semaphore(pool.get_max_size())
 
     @classmethod
     async def connect(cls, url: str, *, size: int = 10) -> Database:
@@ -150,8 +153,21 @@ class Database:
         return db
 
     @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection of the pool, handed out in the order callers asked for one.
+
+        asyncpg's pool is not fair: a connection handed back goes to whoever asks next if
+        that caller comes before the longest waiter has woken, and the waiter queues again at
+        the back. Under a steady load larger than the pool, a few requests lost that race
+        again and again: the read path's p99 was 15 times its median. asyncio's semaphore
+        lets no newcomer past a waiter.
+        """
+        async with self._turns, self.pool.acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             yield conn
 
     async def ping(self) -> bool:

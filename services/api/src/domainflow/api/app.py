@@ -16,6 +16,7 @@ from domainflow.api.claims.controller import ClaimController
 from domainflow.api.claims.service import ClaimService
 from domainflow.api.domains.controller import DomainController
 from domainflow.api.domains.repository import DOMAIN_GAUGES
+from domainflow.api.domains.representations import Representations
 from domainflow.api.domains.service import DomainService
 from domainflow.api.entrypoints import build_router
 from domainflow.api.http.allow import allow_middleware
@@ -99,6 +100,7 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         app.state.domains = DomainService(uow, settings, changes)
         app.state.claims = ClaimService(uow, settings, changes, app.state.domains)
         app.state.mailboxes = MailboxService(uow, settings)
+        app.state.shown_domains = Representations(settings.http.shown_domains)
         _freeze_startup_heap()
         try:
             yield

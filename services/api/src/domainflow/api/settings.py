@@ -34,6 +34,9 @@ class HttpSettings(SettingsGroup):
     )
     #: Largest request body accepted, in bytes; larger ones get 413.
     max_body_bytes: int = Field(default=65_536, validation_alias="DOMAINFLOW_API_MAX_BODY_BYTES")
+    #: Domains whose last-sent representation a replica keeps (a few KB each), to send again
+    #: while the domain stands where it was (`0`: build every read's answer anew).
+    shown_domains: int = Field(default=5_000, ge=0, validation_alias="DOMAINFLOW_API_SHOWN_DOMAINS")
 
 
 class KeySettings(SettingsGroup):

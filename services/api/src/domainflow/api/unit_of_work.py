@@ -36,6 +36,7 @@ class Domains(Protocol):
         self, public_id: str, *, for_update: bool = False, include_deleted: bool = False
     ) -> Domain | None: ...
     async def of_team(self, team_pk: int, team_public_id: str, public_id: str) -> Domain | None: ...
+    async def version_of_team(self, team_pk: int, public_id: str) -> str | None: ...
     async def holding(self, name: str) -> Domain | None: ...
     async def list_of_team(
         self, team_pk: int, *, after: str | None, limit: int, statuses: list[str] | None
@@ -179,5 +180,5 @@ class PostgresUnitOfWork:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Work]:
-        async with self._db.pool.acquire() as conn:
+        async with self._db.connection() as conn:
             yield PostgresWork(conn)

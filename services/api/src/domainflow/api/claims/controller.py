@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response
 from litestar.params import FromPath, JSONBody
 
 from domainflow.api.claims.schemas import ClaimView, claim_view
@@ -11,6 +11,7 @@ from domainflow.api.domains.schemas import CreateDomain
 from domainflow.api.domains.service import AddDomain
 from domainflow.api.http.envelope import AnyRequest, Envelope, request_id_of, respond
 from domainflow.api.http.guards import principal_of, requires
+from domainflow.api.http.routes import get, post
 from domainflow.api.http.text import refuse_unstorable
 
 PATH = "/api/v1/domains/claims"

@@ -74,6 +74,10 @@ class Domain:
     #: Read-only, from the store: live mailboxes on it, and when it last changed.
     mailbox_count: int = 0
     updated_at: datetime | None = None
+    #: Read-only, from the store: where the stored domain stands. It changes with every write
+    #: of the domain and every mailbox added to or removed from it, so with every change of
+    #: how the domain is shown ('' when it was not read whole from the store).
+    version: str = ""
 
     @property
     def state(self) -> sm.DomainState:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Response, delete, get, patch, post
+from litestar import Controller, MediaType, Response
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from domainflow.api.domain.model import Domain
 from domainflow.api.domain.records import to_bind
+from domainflow.api.domains.representations import Representations, Shown
 from domainflow.api.domains.schemas import (
     CreateDomain,
     DeletionView,
@@ -24,7 +25,6 @@ from domainflow.api.domains.schemas import (
     deletion_view,
     domain_view,
     etag_of,
-    etag_of_encoded,
     records_view,
     timeline_view,
     verification_view,
@@ -43,6 +43,7 @@ from domainflow.api.http.envelope import (
 )
 from domainflow.api.http.guards import principal_of, requires
 from domainflow.api.http.problems import ApiError
+from domainflow.api.http.routes import delete, get, patch, post
 from domainflow.api.http.text import refuse_unstorable
 
 PATH = "/api/v1/domains"
@@ -51,6 +52,20 @@ PATH = "/api/v1/domains"
 def service_of(request: AnyRequest) -> DomainService:
     service: DomainService = request.app.state.domains
     return service
+
+
+async def shown_domain(request: AnyRequest, public_id: str) -> Shown:
+    """The team's domain as GET shows it: the bytes last sent, when the domain stands where it
+    did then (one narrow query), else built from the domain read whole, and kept. Encoded
+    once: the ETag hashes the very bytes the answer carries."""
+    service, principal = service_of(request), principal_of(request)
+    kept: Representations = request.app.state.shown_domains
+    shown = kept.at(public_id, await service.version(principal, public_id))
+    if shown is None:
+        domain = await service.get(principal, public_id)
+        body = msgspec.json.encode(domain_view(domain, service.records(domain)))
+        shown = kept.keep(public_id, domain.version, body)
+    return shown
 
 
 class DomainController(Controller):
@@ -107,14 +122,10 @@ class DomainController(Controller):
 
         Carries a weak `ETag`; `If-None-Match` with it answers 304 with no body.
         """
-        service = service_of(request)
-        domain = await service.get(principal_of(request), public_id)
-        # Encoded once: the ETag hashes the very bytes the answer carries (the hot read).
-        view = msgspec.json.encode(domain_view(domain, service.records(domain)))
-        etag = etag_of_encoded(view)
-        if etag_matches(header_of(request, b"if-none-match"), etag):
-            return Response(None, status_code=304, headers={"ETag": etag})
-        return respond_encoded(request, view, etag=etag)
+        shown = await shown_domain(request, public_id)
+        if etag_matches(header_of(request, b"if-none-match"), shown.etag):
+            return Response(None, status_code=304, headers={"ETag": shown.etag})
+        return respond_encoded(request, shown.body, etag=shown.etag)
 
     @get(
         "/{public_id:str}/zone-file",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -33,9 +33,24 @@ FROM domains d JOIN teams t ON t.id = d.team_id
 #: the team's index, every row of the team visited to find one). The caller knows the team.
 _ONE: Final = """
 SELECT d.*, (SELECT count(*) FROM mailboxes m
-             WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count
+             WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count,
+       d.xmin::text AS row_version
 FROM domains d WHERE d.public_id = $1
 """
+
+#: Where one domain stands (`Domain.version`), and whose it is, without the domain: the
+#: transaction that wrote its row last (`xmin`: every write of the row makes a new version of
+#: it, stamped with its writer's transaction id) and its live mailboxes.
+_VERSION: Final = """
+SELECT d.team_id, d.status, d.xmin::text AS row_version,
+       (SELECT count(*) FROM mailboxes m
+        WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count
+FROM domains d WHERE d.public_id = $1
+"""
+
+
+def _version(r: asyncpg.Record) -> str:
+    return f"{r['row_version']}.{r['mailbox_count']}"
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,14 @@ class DomainRepository:
         r = await self._conn.fetchrow(_ONE, public_id)
         if r is None or r["team_id"] != team_pk or r["status"] == DomainStatus.DELETED:
             return None
-        return _domain(r, team_public_id)
+        return replace(_domain(r, team_public_id), version=_version(r))
+
+    async def version_of_team(self, team_pk: int, public_id: str) -> str | None:
+        """Where the team's live domain `public_id` stands (`Domain.version`), read alone."""
+        r = await self._conn.fetchrow(_VERSION, public_id)
+        if r is None or r["team_id"] != team_pk or r["status"] == DomainStatus.DELETED:
+            return None
+        return _version(r)
 
     async def holding(self, name: str) -> Domain | None:
         """The live domain that holds `name`, whichever team's it is."""

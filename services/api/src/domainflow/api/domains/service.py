@@ -383,6 +383,15 @@ class DomainService:
             raise DomainNotFound(public_id)
         return domain
 
+    async def version(self, principal: Principal, public_id: str) -> str:
+        """Where the team's domain stands (`Domain.version`), read without the domain: for a
+        reader that holds how the domain was shown at some version. `DomainNotFound` as `get`."""
+        async with self._uow.read() as work:
+            version = await work.domains.version_of_team(principal.team_pk, public_id)
+        if version is None:
+            raise DomainNotFound(public_id)
+        return version
+
     def records(self, domain: Domain) -> DnsRecords:
         return records_for(domain, self._settings.records.rules)
 

@@ -29,18 +29,22 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        sent = ""
+        for name, value in scope["headers"]:  # lower-case, as ASGI servers pass them
+            if name == b"x-request-id":
+                sent = value.decode("latin-1")
+                break
         request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        clear_context()
-        bind_context(request_id=request_id, correlation_id=request_id)
-        if _WELL_FORMED.fullmatch(sent):
-            state["client_request_id"] = sent
-            bind_context(client_request_id=sent)
+        context = {"request_id": request_id, "correlation_id": request_id}
+        if sent and _WELL_FORMED.fullmatch(sent):
+            state["client_request_id"] = context["client_request_id"] = sent
         # The request's span is current here (the OpenTelemetry middleware runs outside).
         if (trace_id := tracing.current_trace_id()) is not None:
-            bind_context(trace_id=trace_id)
+            context["trace_id"] = trace_id
+        clear_context()
+        bind_context(**context)
 
         id_header = (b"x-request-id", request_id.encode())
 

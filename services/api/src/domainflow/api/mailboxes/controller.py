@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Response
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from domainflow.api.http.envelope import AnyRequest, Envelope, Listing, respond, respond_list
 from domainflow.api.http.guards import principal_of, requires
+from domainflow.api.http.routes import delete, get, post
 from domainflow.api.mailboxes.schemas import (
     CreateMailbox,
     MailboxView,
