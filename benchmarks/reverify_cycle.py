@@ -42,6 +42,7 @@ from typing import Any
 import dns.name
 
 from domainflow.contracts import DkimRecord, DnsRecords, MxRecord, NamedRecord
+from domainflow.kit.collector import settle_collector
 from domainflow.kit.database import Database, drop_database, ensure_database
 from domainflow.kit.runtime import kit_migrations
 from domainflow.kit.settings import DEFAULT_POSTGRES, LogSettings
@@ -242,6 +243,7 @@ async def child(url: str, domains: list[str], args: argparse.Namespace) -> dict[
     db = await Database.connect(url, size=10)
     try:
         async with open_verifier(db, settings) as verifier:
+            settle_collector(settings.collector)  # as the service's runtime does once started
             qps = await measure_qps(
                 verifier, domains, min(4 * len(domains), 8000), 4 * args.dns_concurrency
             )

@@ -42,6 +42,9 @@ SAME = object()
 #: (variable, value set, value read, group.field it lands in, the settings that read it)
 CASES: list[tuple[str, str, Any, str, tuple[type[Settings], ...]]] = [
     ("DOMAINFLOW_LOG_LEVEL", "DEBUG", SAME, "log.level", ALL),
+    ("DOMAINFLOW_GC_YOUNG_THRESHOLD", "700", 700, "collector.young_threshold", ALL),
+    ("DOMAINFLOW_GC_MIDDLE_THRESHOLD", "10", 10, "collector.middle_threshold", ALL),
+    ("DOMAINFLOW_GC_OLD_THRESHOLD", "10", 10, "collector.old_threshold", ALL),
     ("DOMAINFLOW_LOG_FORMAT", "console", SAME, "log.format", ALL),
     # broker
     ("DOMAINFLOW_AMQP_URL", "amqp://u:p@mq.test:5672/", SAME, "broker.amqp_url", ALL),

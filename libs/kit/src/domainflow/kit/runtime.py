@@ -23,6 +23,7 @@ from faststream.rabbit import RabbitQueue, RabbitRouter
 
 from domainflow.contracts.topology import RETIRED_QUEUES
 from domainflow.kit import tracing
+from domainflow.kit.collector import settle_collector
 from domainflow.kit.database import Database, migration_files
 from domainflow.kit.logging import configure_logging, get_logger
 from domainflow.kit.messaging import (
@@ -133,6 +134,7 @@ class ServiceRuntime:
                 service=self.name,
             )
             self.spawn(relay.run(), name="outbox-relay")
+        settle_collector(self.settings.collector)
         log.info("service.started", service=self.name, queues=[q.name for q in self._queues])
 
     async def _retire(self, queues: Sequence[str]) -> None:

@@ -254,6 +254,22 @@ class AwsSettings(SettingsGroup):
     retry_mode: str = Field(default="standard", validation_alias="AWS_RETRY_MODE")
 
 
+class CollectorSettings(SettingsGroup):
+    """How often the garbage collector runs in a service (kit/collector.py): CPython's
+    generation thresholds, spaced wider than its defaults (700, 10, 10)."""
+
+    #: Net allocations between collections of the youngest objects.
+    young_threshold: int = Field(
+        default=20_000, ge=1, validation_alias="DOMAINFLOW_GC_YOUNG_THRESHOLD"
+    )
+    #: Young collections between collections of the middle generation...
+    middle_threshold: int = Field(
+        default=50, ge=1, validation_alias="DOMAINFLOW_GC_MIDDLE_THRESHOLD"
+    )
+    #: ...and middle collections between full ones.
+    old_threshold: int = Field(default=100, ge=1, validation_alias="DOMAINFLOW_GC_OLD_THRESHOLD")
+
+
 class ServiceSettings(Settings):
     """What every service reads; each service's settings add the groups of its own concerns."""
 
@@ -266,3 +282,4 @@ class ServiceSettings(Settings):
     startup: StartupSettings = Field(default_factory=StartupSettings)
     ses: SesSettings = Field(default_factory=SesSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    collector: CollectorSettings = Field(default_factory=CollectorSettings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -31,6 +30,7 @@ from domainflow.api.teams.keyring import KeyRing
 from domainflow.api.unit_of_work import PostgresUnitOfWork
 from domainflow.api.waiting import DomainChanges
 from domainflow.kit import tracing
+from domainflow.kit.collector import settle_collector
 from domainflow.kit.database import migration_files
 from domainflow.kit.runtime import ServiceRuntime
 
@@ -52,16 +52,6 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
         {"status": "ready" if ok else "not_ready", "service": "api"},
         status_code=200 if ok else 503,
     )
-
-
-def _freeze_startup_heap() -> None:
-    """What start-up built (routes, schemas, models: most of the heap) lives as long as the
-    process: frozen out of the collector's sweeps, which then look only at what requests
-    allocate, a pause short enough not to show in the read path's p99. Once per process: a
-    test process builds many apps, and frozen objects are never freed."""
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
 
 
 def _plugins() -> list[PluginProtocol]:
@@ -101,7 +91,8 @@ def create_app(settings: ApiSettings | None = None) -> Litestar:
         app.state.claims = ClaimService(uow, settings, changes, app.state.domains)
         app.state.mailboxes = MailboxService(uow, settings)
         app.state.shown_domains = Representations(settings.http.shown_domains)
-        _freeze_startup_heap()
+        # What start-up built, routes and schemas, is frozen out of the collector's sweeps.
+        settle_collector(settings.collector)
         try:
             yield
         finally:
