@@ -126,9 +126,12 @@ class ReverifyCycle:
                     await self._check_batch(batch, token, report)
 
         # Each SES account has its own quota: its domains are claimed by workers of its own,
-        # every account in parallel, so the pass takes as long as the fullest account's.
+        # every account in parallel, so the pass takes as long as the fullest account's. Every
+        # account's first claim goes before any account's second: the pool serves claims in
+        # turn, and an account whose first claim waited behind the others' second ones would
+        # start spending its quota that much later.
         accounts = await repository.due_accounts(self._db, due_by)
-        await asyncio.gather(*(worker(a) for a in accounts for _ in range(self._parallel)))
+        await asyncio.gather(*(worker(a) for _ in range(self._parallel) for a in accounts))
         report.seconds = time.monotonic() - started
         return report
 
