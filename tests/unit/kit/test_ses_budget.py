@@ -24,6 +24,7 @@ from domainflow.kit.ses_budget import (
     Quota,
     Reservation,
     SesBudget,
+    hold_to_slot,
     horizon,
     is_throttled,
     quiet_caller,
@@ -374,5 +375,24 @@ def test_a_caller_woken_within_the_headroom_keeps_its_slot() -> None:
         await budget.acquire("us-east-1")
         await budget.acquire("us-east-1")
         return store.reserved
+
+    assert asyncio.run(go()) == 2
+
+
+def test_a_call_in_a_slot_reserved_earlier_is_held_to_that_slot() -> None:
+    # The verifier reserves a slot, then gathers the identities to ask about into the call.
+    # If that took longer than the slot's headroom, the request would leave on the next
+    # slot's heels: right before it leaves (botocore's before-send hook) it takes a new slot.
+    async def go() -> int:
+        store = _CountingSlots()
+        budget = SesBudget(store, rate=10.0, send_rate=1.0, headroom=0.2)
+
+        async def request() -> int:
+            await hold_to_slot()  # as the SES client's hook runs it, right before sending
+            return store.reserved
+
+        due = await budget.reserve("us-east-1")
+        await asyncio.sleep(0.1)  # gathering: four times the headroom (25 ms)
+        return await budget.call("us-east-1", request, reserved=due)
 
     assert asyncio.run(go()) == 2

@@ -318,6 +318,12 @@ class SesBudget:
         _, waited = await self._take_slot(region, quota)
         return waited
 
+    async def reserve(self, region: str, quota: Quota = Quota.REQUEST) -> float:
+        """Wait for one call's slot, to gather work into the call meanwhile; the event loop's
+        time the slot was due, to hand to `call(reserved=...)`."""
+        due, _ = await self._take_slot(region, quota)
+        return due
+
     async def _take_slot(
         self, region: str, quota: Quota, *, missed: int = 0
     ) -> tuple[float, float]:
@@ -375,21 +381,21 @@ class SesBudget:
         *,
         quota: Quota = Quota.REQUEST,
         timeout: float | None = None,  # noqa: ASYNC109 - each call's own bound, not the wait's
-        reserved: bool = False,
+        reserved: float | None = None,
     ) -> T:
         """Make one SES call in its slot, again in a later slot each time SES throttles it.
 
         `timeout` bounds each call, never the wait for a slot: a call queued behind a burst
         has not been made, so it cannot have timed out. `reserved`: the caller already
-        waited for the first slot (to gather more work into the call meanwhile). Any other
+        waited for the first slot (`reserve`, to gather more work into the call meanwhile),
+        due at this loop time: the call is held to that slot, not to when it was made. Any other
         failure is raised as the call raised it. A client built by `AwsClients` checks the
         slot once more right before the request leaves (`hold_to_slot`): a request held up
         between its slot and the wire takes a new slot.
         """
-        loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() if reserved else (await self._take_slot(region, quota))[0]
-            reserved = False
+            due = reserved if reserved is not None else (await self._take_slot(region, quota))[0]
+            reserved = None
             token = _SLOT.set(_Slot(self, region, quota, due))
             try:
                 async with asyncio.timeout(timeout):

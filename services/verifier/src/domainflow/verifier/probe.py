@@ -134,12 +134,15 @@ class DomainProbe:
         """
         if len(domains) > self.ses_batch:
             raise ValueError(f"at most {self.ses_batch} identities per SES call")
-        await self._budget.for_account(account).acquire(region)
-        return await self._ask_ses(domains, (account, region))
+        due = await self._budget.for_account(account).reserve(region)
+        return await self._ask_ses(domains, (account, region), due)
 
-    async def _ask_ses(self, domains: list[str], where: _Place) -> dict[str, SesReading]:
-        """The three calls, the first in the slot the caller already waited for, the others
-        in slots of their own (later ones when throttled). Never raises."""
+    async def _ask_ses(
+        self, domains: list[str], where: _Place, due: float
+    ) -> dict[str, SesReading]:
+        """The three calls, the first in the slot the caller already waited for (due at loop
+        time `due`), the others in slots of their own (later ones when throttled). Never
+        raises."""
         account, region = where
         budget = self._budget.for_account(account)
         try:
@@ -147,7 +150,7 @@ class DomainProbe:
                 region,
                 lambda: self._ses.dkim(domains, region, account=account),
                 timeout=self._ses_timeout,
-                reserved=True,
+                reserved=due,
             )
         except Exception as error:  # any SES failure is inconclusive, never fatal
             log.warning(
@@ -220,7 +223,7 @@ class DomainProbe:
         try:
             while self._waiting.get(where):
                 try:
-                    await self._budget.for_account(account).acquire(region)
+                    due = await self._budget.for_account(account).reserve(region)
                 except Exception as error:  # the budget's database: the handlers retry
                     for _, answer in self._waiting.pop(where, []):
                         if not answer.done():
@@ -228,7 +231,9 @@ class DomainProbe:
                     return
                 queue = self._waiting[where]
                 batch, queue[:] = queue[: self.ses_batch], queue[self.ses_batch :]
-                found = await self._ask_ses(sorted({d for d, _ in batch}), where)  # never raises
+                found = await self._ask_ses(
+                    sorted({d for d, _ in batch}), where, due
+                )  # never raises
                 for domain, answer in batch:
                     if not answer.done():
                         answer.set_result(found[domain])
