@@ -16,6 +16,7 @@ from domainflow.verifier.schedule import (
     action_for,
     chunk_by_region,
     chunks_by_place,
+    claim_order,
     next_due,
     place,
 )
@@ -159,3 +160,16 @@ def test_each_account_region_gets_its_own_full_chunks(places: list[tuple[str | N
     assert sorted(d.domain_id for cs in chunked.values() for c in cs for d in c) == sorted(
         d.domain_id for d in due
     )
+
+
+@given(
+    accounts=st.lists(st.text("abcdef-", min_size=1, max_size=6), unique=True, max_size=12),
+    workers=st.integers(min_value=1, max_value=4),
+)
+def test_every_accounts_first_claim_worker_starts_before_any_accounts_second(
+    accounts: list[str], workers: int
+) -> None:
+    order = claim_order(accounts, workers)
+    assert sorted(order) == sorted(accounts * workers)  # each account, once per worker
+    for round_ in range(workers):  # round k: the k-th worker of every account, in turn
+        assert order[round_ * len(accounts) : (round_ + 1) * len(accounts)] == accounts

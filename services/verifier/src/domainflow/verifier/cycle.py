@@ -31,7 +31,7 @@ from domainflow.kit.database import Database
 from domainflow.kit.logging import get_logger
 from domainflow.verifier.adapters import repository
 from domainflow.verifier.probe import DomainProbe, SesReading
-from domainflow.verifier.schedule import DueDomain, chunks_by_place, next_due
+from domainflow.verifier.schedule import DueDomain, chunks_by_place, claim_order, next_due
 from domainflow.verifier.watch import RegistrationWatch
 
 log = get_logger(__name__)
@@ -126,12 +126,9 @@ class ReverifyCycle:
                     await self._check_batch(batch, token, report)
 
         # Each SES account has its own quota: its domains are claimed by workers of its own,
-        # every account in parallel, so the pass takes as long as the fullest account's. Every
-        # account's first claim goes before any account's second: the pool serves claims in
-        # turn, and an account whose first claim waited behind the others' second ones would
-        # start spending its quota that much later.
+        # every account in parallel, so the pass takes as long as the fullest account's.
         accounts = await repository.due_accounts(self._db, due_by)
-        await asyncio.gather(*(worker(a) for _ in range(self._parallel) for a in accounts))
+        await asyncio.gather(*(worker(a) for a in claim_order(accounts, self._parallel)))
         report.seconds = time.monotonic() - started
         return report
 

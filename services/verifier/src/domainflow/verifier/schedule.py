@@ -139,3 +139,12 @@ class DueDomain:
     due_at: datetime
     #: The SES account it is placed in (None: the default account).
     ses_account: str | None = None
+
+
+def claim_order(accounts: Iterable[str], workers_each: int) -> list[str]:
+    """The accounts a pass's claim workers serve, in the order they start: every account's
+    first worker before any account's second. The pool serves claims in turn, and an account
+    whose first claim waited behind the others' second ones would start spending its SES
+    quota that much later."""
+    listed = list(accounts)
+    return [account for _ in range(max(1, workers_each)) for account in listed]

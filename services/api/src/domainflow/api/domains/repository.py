@@ -21,30 +21,28 @@ from domainflow.contracts import (
 from domainflow.kit.database import Connection
 from domainflow.kit.metrics import Gauge
 
-_SELECT: Final = """
-SELECT d.*, t.public_id AS team_public_id,
-       (SELECT count(*) FROM mailboxes m
-        WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count
+#: A domain's live mailboxes, as a column of any query over `domains d`.
+_MAILBOX_COUNT: Final = """(SELECT count(*) FROM mailboxes m
+        WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count"""
+
+_SELECT: Final = f"""
+SELECT d.*, t.public_id AS team_public_id, {_MAILBOX_COUNT}
 FROM domains d JOIN teams t ON t.id = d.team_id
 """
 
 #: One domain by its public id alone: the unique index is the only plan, whatever the
 #: statistics say (with the team in the WHERE clause, a freshly filled table was read through
 #: the team's index, every row of the team visited to find one). The caller knows the team.
-_ONE: Final = """
-SELECT d.*, (SELECT count(*) FROM mailboxes m
-             WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count,
-       d.xmin::text AS row_version
+_ONE: Final = f"""
+SELECT d.*, {_MAILBOX_COUNT}, d.xmin::text AS row_version
 FROM domains d WHERE d.public_id = $1
 """
 
 #: Where one domain stands (`Domain.version`), and whose it is, without the domain: the
 #: transaction that wrote its row last (`xmin`: every write of the row makes a new version of
 #: it, stamped with its writer's transaction id) and its live mailboxes.
-_VERSION: Final = """
-SELECT d.team_id, d.status, d.xmin::text AS row_version,
-       (SELECT count(*) FROM mailboxes m
-        WHERE m.domain_id = d.id AND m.deleted_at IS NULL) AS mailbox_count
+_VERSION: Final = f"""
+SELECT d.team_id, d.status, d.xmin::text AS row_version, {_MAILBOX_COUNT}
 FROM domains d WHERE d.public_id = $1
 """
 

@@ -7,7 +7,6 @@ from typing import Any, Generic, TypeVar, cast
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.connection import ASGIConnection
-from litestar.datastructures import MutableScopeHeaders
 from litestar.response.base import ASGIResponse
 
 T = TypeVar("T")
@@ -83,23 +82,6 @@ def respond_list(
     )
 
 
-class _Encoded(ASGIResponse):
-    """An answer of bytes and raw headers ready to send."""
-
-    __slots__ = ()
-
-    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        # Not ASGIResponse.__init__: it rebuilds, one header object at a time, what is here.
-        self.body = body
-        self.headers = MutableScopeHeaders({"headers": headers})
-        self.status_code = 200
-        self.content_length = len(body)
-        self.background = None
-        self.encoding = "utf-8"
-        self.is_head_response = False
-        self._encoded_cookies = ()
-
-
 class EncodedJson(Response[bytes]):
     """A 200 whose JSON body is already encoded, sent as it is with its `ETag`: Litestar's
     general path for a `Response` (header objects, media type and encoder lookups, rendering)
@@ -112,13 +94,8 @@ class EncodedJson(Response[bytes]):
         self._etag = etag
 
     def to_asgi_response(self, app: Any, request: AnyRequest, **_: Any) -> ASGIResponse:
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self.content)).encode()),
-        ]
-        if self._etag:
-            headers.append((b"etag", self._etag.encode("latin-1")))
-        return _Encoded(self.content, headers)
+        headers = {"etag": self._etag} if self._etag else None
+        return ASGIResponse(body=self.content, headers=headers, media_type=MediaType.JSON)
 
 
 def respond_encoded(
